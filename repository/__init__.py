@@ -1,0 +1,73 @@
+"""OHIF's DicomMetadataStore as a relational DICOM metadata repository.
+
+>>> import repository
+>>> store = repository.connect()          # $DICOM_REPO_URL, else sqlite:///dicom-repo.db
+>>> store.get_study_instance_uids()
+"""
+
+from __future__ import annotations
+
+from . import migrate
+from .config import DEFAULT_URL, resolve_url
+from .engine import make_engine
+from .errors import (
+    ConflictError,
+    DatabaseError,
+    InvalidInputError,
+    InvalidUIDError,
+    InvalidValueError,
+    MissingAttributeError,
+    NotDicomError,
+    NotFoundError,
+    NotMigratedError,
+    RepositoryError,
+)
+from .events import EVENTS, Event, Subscription
+from .models import AddResult, Instance, Series, SeriesList, Study
+from .store import Store
+
+__all__ = [
+    "DEFAULT_URL",
+    "EVENTS",
+    "AddResult",
+    "ConflictError",
+    "DatabaseError",
+    "Event",
+    "Instance",
+    "InvalidInputError",
+    "InvalidUIDError",
+    "InvalidValueError",
+    "MissingAttributeError",
+    "NotDicomError",
+    "NotFoundError",
+    "NotMigratedError",
+    "RepositoryError",
+    "Series",
+    "SeriesList",
+    "Store",
+    "Study",
+    "Subscription",
+    "connect",
+]
+
+
+def connect(url: str | None = None) -> Store:
+    """Open the store at ``url`` (else ``$DICOM_REPO_URL``, else ``sqlite:///dicom-repo.db``).
+
+    A new, empty SQLite database is created and migrated on the spot. Any other database must
+    already be at the current schema revision (``dicom-repo db upgrade``), else
+    :class:`NotMigratedError` is raised; PostgreSQL is never migrated implicitly.
+    """
+    engine = make_engine(resolve_url(url))
+    try:
+        if engine.dialect.name == "sqlite" and migrate.is_empty(engine):
+            migrate.upgrade(engine)
+        migrate.ensure_current(engine)
+    except NotMigratedError:
+        engine.dispose()
+        raise
+    except Exception as error:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot open database {where}: {error}") from error
+    return Store(engine)

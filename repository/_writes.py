@@ -1,0 +1,396 @@
+"""SQL for the write path: bulk upserts on natural keys, and change-log records.
+
+Every function takes an open Connection inside a transaction and never commits. Rows are written
+with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a row that exists is never
+written twice; existing rows are locked (``FOR UPDATE`` on PostgreSQL) before they are merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .errors import ConflictError
+from .events import EVENTS, Event
+from .image_id import file_image_id, wadors_image_id
+from .normalize import (
+    SERIES_KEYWORDS,
+    STUDY_KEYWORDS,
+    Metadata,
+    NormalizedInstance,
+    as_int,
+    as_text,
+    parse_date,
+    pick,
+)
+from .schema import ChangeRow, InstanceRow, SeriesListRow, SeriesRow, StudyRow
+
+CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _fit(value: str | None, length: int) -> str | None:
+    """Typed columns are bounded; the JSON keeps the full value."""
+    return value[:length] if value is not None else None
+
+
+def study_columns(md: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed study columns from study-level metadata."""
+    modalities = md.get("ModalitiesInStudy")
+    if isinstance(modalities, list):
+        modalities = "\\".join(sorted({str(m) for m in modalities if m}))
+    return {
+        "patient_id": _fit(as_text(md.get("PatientID")), 64),
+        "patient_name": as_text(md.get("PatientName")),
+        "patient_birth_date": parse_date(md.get("PatientBirthDate")),
+        "patient_sex": _fit(as_text(md.get("PatientSex")), 16),
+        "study_date": parse_date(md.get("StudyDate")),
+        "study_time": _fit(as_text(md.get("StudyTime")), 32),
+        "accession_number": _fit(as_text(md.get("AccessionNumber")), 64),
+        "study_description": as_text(md.get("StudyDescription")),
+        "modalities_in_study": _fit(as_text(modalities), 256),
+    }
+
+
+def series_columns(md: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed series columns from series-level metadata."""
+    return {
+        "modality": _fit(as_text(md.get("Modality")), 16),
+        "series_number": as_int(md.get("SeriesNumber")),
+        "series_description": as_text(md.get("SeriesDescription")),
+        "series_date": parse_date(md.get("SeriesDate")),
+        "series_time": _fit(as_text(md.get("SeriesTime")), 32),
+        "body_part_examined": _fit(as_text(md.get("BodyPartExamined")), 64),
+    }
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def upsert_studies(
+    conn: Connection, studies: Mapping[str, Metadata]
+) -> tuple[dict[str, int], list[str]]:
+    """Create missing studies and fill attributes existing ones lack (first value wins).
+
+    Returns the id of every study and the UIDs of those created, in input order.
+    """
+    rows = [
+        {"study_instance_uid": uid, **study_columns(md), "metadata_": md}
+        for uid, md in studies.items()
+    ]
+    stmt = _insert(conn, StudyRow.__table__).on_conflict_do_nothing(
+        index_elements=["study_instance_uid"]
+    )
+    created = {
+        uid: id_
+        for id_, uid in conn.execute(
+            stmt.returning(StudyRow.id, StudyRow.study_instance_uid), _params(rows)
+        )
+    }
+    ids = dict(created)
+    existing = [uid for uid in studies if uid not in created]
+    for chunk in _chunks(existing):
+        found = conn.execute(
+            select(StudyRow.id, StudyRow.study_instance_uid, StudyRow.metadata_)
+            .where(StudyRow.study_instance_uid.in_(chunk))
+            .with_for_update()
+        ).all()
+        for id_, uid, old in found:
+            ids[uid] = id_
+            merged = {**studies[uid], **old}
+            if merged != old:
+                conn.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == id_)
+                    .values(**study_columns(merged), metadata_=merged, updated_at=func.now())
+                )
+    return ids, [uid for uid in studies if uid in created]
+
+
+def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
+    """Keep ModalitiesInStudy equal to the modalities of the study's series."""
+    ids = sorted(set(study_ids))
+    for chunk in _chunks(ids):
+        found: dict[int, set[str]] = {i: set() for i in chunk}
+        for study_id, modality in conn.execute(
+            select(SeriesListRow.study_id, SeriesRow.modality)
+            .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
+            .where(SeriesListRow.study_id.in_(chunk), SeriesRow.modality.is_not(None))
+            .distinct()
+        ):
+            found[study_id].add(modality)
+        for study_id, old_text, md in conn.execute(
+            select(StudyRow.id, StudyRow.modalities_in_study, StudyRow.metadata_)
+            .where(StudyRow.id.in_(chunk))
+            .with_for_update()
+        ):
+            modalities = sorted(found[study_id] | set((old_text or "").split("\\")) - {""})
+            text = "\\".join(modalities) or None
+            if text != old_text:
+                conn.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == study_id)
+                    .values(
+                        modalities_in_study=_fit(text, 256),
+                        metadata_={**md, "ModalitiesInStudy": modalities},
+                        updated_at=func.now(),
+                    )
+                )
+
+
+# --------------------------------------------------------------------------- series lists
+
+
+def upsert_series_lists(
+    conn: Connection,
+    study_ids: Iterable[int],
+    data_source: str,
+    wado_root: str | None = None,
+    wado_uri: str | None = None,
+) -> dict[int, tuple[int, str | None]]:
+    """Create the (study, data_source) series lists that are missing.
+
+    Returns study id -> (series list id, the list's WADO-RS root).
+
+    A list created without DICOMweb roots gets them when a later call knows them.
+    """
+    ids = sorted(set(study_ids))
+    if not ids:
+        return {}
+    rows = [
+        {"study_id": i, "data_source": data_source, "wado_root": wado_root, "wado_uri": wado_uri}
+        for i in ids
+    ]
+    stmt = _insert(conn, SeriesListRow.__table__).on_conflict_do_nothing(
+        index_elements=["study_id", "data_source"]
+    )
+    conn.execute(stmt, _params(rows))
+    where = and_(SeriesListRow.study_id.in_(ids), SeriesListRow.data_source == data_source)
+    if wado_root or wado_uri:
+        roots = {"wado_root": wado_root} if wado_root else {}
+        roots |= {"wado_uri": wado_uri} if wado_uri else {}
+        conn.execute(
+            update(SeriesListRow)
+            .where(where, SeriesListRow.wado_root.is_(None) | SeriesListRow.wado_uri.is_(None))
+            .values(**roots)
+        )
+    result: dict[int, tuple[int, str | None]] = {}
+    for chunk in _chunks(ids):
+        for study_id, list_id, root in conn.execute(
+            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root).where(
+                SeriesListRow.study_id.in_(chunk), SeriesListRow.data_source == data_source
+            )
+        ):
+            result[study_id] = (list_id, root)
+    return result
+
+
+# --------------------------------------------------------------------------- series
+
+
+@dataclass(frozen=True)
+class SeriesUpsert:
+    """Outcome of :func:`upsert_series`: ids by (list id, UID), and which were new or changed."""
+
+    ids: dict[tuple[int, str], int]
+    created: list[tuple[int, str]]
+    changed: list[tuple[int, str]]
+
+
+def upsert_series(
+    conn: Connection, series: Mapping[tuple[int, str], Metadata], *, incoming_wins: bool
+) -> SeriesUpsert:
+    """Create missing series and merge metadata into existing ones.
+
+    ``incoming_wins`` merges a series summary over what is stored (OHIF's addSeriesMetadata);
+    otherwise only missing attributes are filled in (metadata taken from instances).
+    """
+    rows = [
+        {"series_list_id": list_id, "series_instance_uid": uid, **series_columns(md),
+         "metadata_": md}
+        for (list_id, uid), md in series.items()
+    ]  # fmt: skip
+    stmt = _insert(conn, SeriesRow.__table__).on_conflict_do_nothing(
+        index_elements=["series_list_id", "series_instance_uid"]
+    )
+    ids: dict[tuple[int, str], int] = {}
+    for id_, list_id, uid in conn.execute(
+        stmt.returning(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid),
+        _params(rows),
+    ):
+        ids[(list_id, uid)] = id_
+    created = [key for key in series if key in ids]
+    changed: list[tuple[int, str]] = []
+    existing = [key for key in series if key not in ids]
+    for chunk in _chunks(existing, CHUNK // 2):
+        found = conn.execute(
+            select(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid,
+                   SeriesRow.metadata_)
+            .where(tuple_(SeriesRow.series_list_id, SeriesRow.series_instance_uid).in_(chunk))
+            .with_for_update()
+        )  # fmt: skip
+        for id_, list_id, uid, old in found:
+            key = (list_id, uid)
+            ids[key] = id_
+            incoming = series[key]
+            merged = {**old, **incoming} if incoming_wins else {**incoming, **old}
+            if merged != old:
+                changed.append(key)
+                conn.execute(
+                    update(SeriesRow)
+                    .where(SeriesRow.id == id_)
+                    .values(**series_columns(merged), metadata_=merged, updated_at=func.now())
+                )
+    return SeriesUpsert(ids, created, changed)
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def check_conflicts(
+    conn: Connection, instances: Sequence[NormalizedInstance], data_source: str
+) -> None:
+    """Raise ConflictError if a SOP instance is already stored under another study or series."""
+    wanted = {i.sop_instance_uid: i for i in instances}
+    uids = list(wanted)
+    for chunk in _chunks(uids):
+        rows = conn.execute(
+            select(InstanceRow.sop_instance_uid, SeriesRow.series_instance_uid,
+                   StudyRow.study_instance_uid)
+            .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
+            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+            .where(InstanceRow.sop_instance_uid.in_(chunk),
+                   SeriesListRow.data_source == data_source)
+        )  # fmt: skip
+        for sop, series_uid, study_uid in rows:
+            new = wanted[sop]
+            if (new.study_instance_uid, new.series_instance_uid) != (study_uid, series_uid):
+                raise ConflictError(
+                    f"SOPInstanceUID {sop} is already stored in study {study_uid} series "
+                    f"{series_uid} (data source {data_source!r}); refusing to file it under "
+                    f"study {new.study_instance_uid} series {new.series_instance_uid}"
+                )
+
+
+def insert_instances(
+    conn: Connection,
+    instances: Sequence[tuple[int, NormalizedInstance, str | None]],
+    wado_roots: Mapping[int, str | None],
+) -> set[tuple[int, str]]:
+    """Insert (series id, instance, source path) rows that are new; return (series id, SOP UID).
+
+    ``wado_roots`` maps series id to the series list's WADO-RS root, used to build imageIds.
+    """
+    rows = []
+    for series_id, inst, path in instances:
+        image_id = inst.image_id or (
+            file_image_id(path)
+            if path and not (inst.wado_root or wado_roots.get(series_id))
+            else wadors_image_id(
+                inst.wado_root or wado_roots.get(series_id),
+                inst.study_instance_uid,
+                inst.series_instance_uid,
+                inst.sop_instance_uid,
+            )
+        )
+        rows.append(
+            {
+                "series_id": series_id,
+                "sop_instance_uid": inst.sop_instance_uid,
+                "sop_class_uid": inst.sop_class_uid,
+                "instance_number": inst.instance_number,
+                "number_of_frames": inst.number_of_frames,
+                "rows": inst.rows,
+                "columns": inst.columns,
+                "transfer_syntax_uid": inst.transfer_syntax_uid,
+                "image_id": image_id,
+                "metadata_": inst.metadata,
+            }
+        )
+    if not rows:
+        return set()
+    stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
+        index_elements=["series_id", "sop_instance_uid"]
+    )
+    result = conn.execute(
+        stmt.returning(InstanceRow.series_id, InstanceRow.sop_instance_uid), _params(rows)
+    )
+    return {(series_id, uid) for series_id, uid in result}
+
+
+def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ORM attribute names to column names (``metadata_`` is the ``metadata`` column)."""
+    for row in rows:
+        if "metadata_" in row:
+            row["metadata"] = row.pop("metadata_")
+    return rows
+
+
+# --------------------------------------------------------------------------- change log
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A change to record in the change log, in this transaction."""
+
+    kind: EVENTS
+    study_instance_uid: str
+    series_instance_uid: str | None
+    data_source: str
+    made_in_client: bool
+    payload: Metadata
+
+
+def record_changes(conn: Connection, changes: Sequence[PendingChange]) -> list[Event]:
+    """Append ``changes`` to the change log; return them as events with their seq numbers."""
+    events: list[Event] = []
+    for change in changes:  # one row each, so every seq comes back in order
+        seq = conn.execute(
+            _insert(conn, ChangeRow.__table__)
+            .values(
+                kind=change.kind.value,
+                study_instance_uid=change.study_instance_uid,
+                series_instance_uid=change.series_instance_uid,
+                data_source=change.data_source,
+                made_in_client=change.made_in_client,
+                payload=change.payload,
+            )
+            .returning(ChangeRow.seq)
+        ).scalar_one()
+        events.append(
+            Event(
+                kind=change.kind,
+                seq=seq,
+                study_instance_uid=change.study_instance_uid,
+                series_instance_uid=change.series_instance_uid,
+                data_source=change.data_source,
+                made_in_client=change.made_in_client,
+                payload={**change.payload, "seq": seq},
+            )
+        )
+    return events
+
+
+def study_metadata(md: Mapping[str, Any]) -> Metadata:
+    """Study-level attributes of an instance or summary."""
+    return pick(md, STUDY_KEYWORDS)
+
+
+def series_metadata(md: Mapping[str, Any]) -> Metadata:
+    """Series-level attributes of an instance or summary."""
+    return pick(md, SERIES_KEYWORDS)
+

@@ -1,0 +1,56 @@
+"""Engines for SQLite and PostgreSQL, configured the way the store needs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from .config import resolve_url
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def dumps(value: Any) -> str:
+    """Serialize JSON for the database (orjson, as text)."""
+    return orjson.dumps(value).decode()
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` (see :func:`repository.config.resolve_url`).
+
+    SQLite gets WAL, foreign keys, a busy timeout, and write transactions that start with
+    ``BEGIN IMMEDIATE`` (so two writers queue instead of failing on lock upgrade).
+    """
+    resolved = make_url(resolve_url(url))
+    options: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": orjson.loads}
+    if resolved.get_backend_name() == "sqlite":
+        if resolved.database in (None, "", ":memory:"):
+            options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(resolved, **options, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return create_engine(resolved, **options, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred and skips DDL).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("dicom_repo_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,60 @@
+"""The exceptions this library raises.
+
+Hierarchy::
+
+    RepositoryError
+    ├── InvalidInputError (also ValueError)
+    │   ├── NotDicomError
+    │   ├── MissingAttributeError
+    │   ├── InvalidUIDError
+    │   ├── InvalidValueError
+    │   └── ConflictError
+    ├── NotFoundError (also LookupError)
+    ├── NotMigratedError
+    └── DatabaseError
+
+Database driver exceptions are translated at the store boundary (``raise ... from exc``), so a
+caller only needs to catch these classes.
+"""
+
+from __future__ import annotations
+
+
+class RepositoryError(Exception):
+    """Base class: raised for any failure this library reports."""
+
+
+class InvalidInputError(RepositoryError, ValueError):
+    """Raised when input metadata cannot be stored; the message names the source and attribute."""
+
+
+class NotDicomError(InvalidInputError):
+    """Raised when a file or object is not DICOM, or is truncated beyond reading."""
+
+
+class MissingAttributeError(InvalidInputError):
+    """Raised when a required attribute (for example SOPInstanceUID) is absent or empty."""
+
+
+class InvalidUIDError(InvalidInputError):
+    """Raised when a UID is not a string of digits and dots of at most 64 characters."""
+
+
+class InvalidValueError(InvalidInputError):
+    """Raised when an attribute value has the wrong shape or cannot be stored."""
+
+
+class ConflictError(InvalidInputError):
+    """Raised when input contradicts committed data (a SOP instance filed under another series)."""
+
+
+class NotFoundError(RepositoryError, LookupError):
+    """Raised when an operation needs a study or series that the store does not hold."""
+
+
+class NotMigratedError(RepositoryError):
+    """Raised when the database schema is missing or older than this library's migrations."""
+
+
+class DatabaseError(RepositoryError):
+    """Raised when the database fails in a way that is not the caller's input."""

@@ -1,0 +1,81 @@
+"""Alembic migrations, run from the checkout's ``migrations/`` or the copy inside the wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
+from .errors import NotMigratedError, RepositoryError
+from .schema import Base
+
+
+def migrations_dir() -> Path:
+    """The alembic script directory: packaged in the wheel, or ``migrations/`` of a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RepositoryError(f"alembic migrations not found next to {here}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An alembic Config pointing at our migrations, sharing ``connection`` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this library ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an unmigrated database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database up to ``revision``."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database down to ``revision`` (``"base"`` drops everything)."""
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
+def model_differences(engine: Engine) -> list[object]:
+    """Differences between the migrated database and the models (empty when they agree)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def is_empty(engine: Engine) -> bool:
+    """True when the database has none of our tables and no alembic version table."""
+    names = set(inspect(engine).get_table_names())
+    return not names & ({"alembic_version"} | set(Base.metadata.tables))
+
+
+def ensure_current(engine: Engine) -> None:
+    """Raise :class:`NotMigratedError` unless the database is at this library's head."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        where = engine.url.render_as_string(hide_password=True)
+        state = "not migrated" if current is None else f"at revision {current}, not {head}"
+        raise NotMigratedError(
+            f"database {where} is {state}: run `dicom-repo --db '{where}' db upgrade`"
+        )

@@ -1,0 +1,486 @@
+"""The metadata store: OHIF's DicomMetadataStore API over a relational database.
+
+A :class:`Store` owns an engine and a unit of work per thread. Every ``add_*`` call runs in a
+transaction (its own, or the caller's :meth:`Store.transaction`); the changes it makes are
+appended to the ``change`` table in that same transaction, and the matching events are handed to
+subscribers only after the commit returned. A rollback discards them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, Engine, exc, func, select, update
+
+from . import _reads, _writes
+from ._writes import PendingChange
+from .errors import DatabaseError, InvalidValueError, NotFoundError, RepositoryError
+from .events import EVENTS, Callback, Event, EventHub, Subscription
+from .models import AddResult, Instance, Series, Study
+from .normalize import (
+    NormalizedInstance,
+    check_uid,
+    normalize_instance,
+    require_uid,
+    to_naturalized,
+)
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+
+InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
+"""What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
+
+T = TypeVar("T")
+DEFAULT_DATA_SOURCE = "default"
+
+
+@dataclass
+class _UnitOfWork:
+    conn: Connection
+    changes: list[PendingChange] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def _check_data_source(data_source: str) -> str:
+    if not isinstance(data_source, str) or not data_source.strip() or len(data_source) > 64:
+        raise InvalidValueError(f"data_source {data_source!r} must be a name of 1-64 characters")
+    return data_source
+
+
+class Store:
+    """A DICOM metadata store backed by SQLite or PostgreSQL. Create it with ``connect()``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._hub = EventHub()
+        self._local = threading.local()
+        self._commit_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several adds into one commit; events are delivered after it, or never.
+
+        Nested use joins the outer transaction. A failed ``add_*`` inside it is rolled back to
+        its own savepoint, so the caller may catch the error and go on.
+        """
+        if getattr(self._local, "uow", None) is not None:
+            yield
+            return
+        try:
+            conn = self.engine.connect().execution_options(dicom_repo_write=True)
+        except exc.DBAPIError as error:
+            raise DatabaseError(f"cannot connect to the database: {error.orig}") from error
+        uow = _UnitOfWork(conn)
+        self._local.uow = uow
+        try:
+            trans = conn.begin()
+            try:
+                yield
+                if uow.changes:
+                    uow.events = _writes.record_changes(conn, uow.changes)
+            except BaseException:
+                trans.rollback()
+                raise
+            with self._commit_lock:
+                try:
+                    trans.commit()
+                except exc.DBAPIError as error:
+                    raise DatabaseError(f"commit failed: {error.orig}") from error
+                self._hub.deliver(uow.events)
+        finally:
+            self._local.uow = None
+            conn.close()
+
+    def _write(self, work: Callable[[_UnitOfWork], T]) -> T:
+        """Run ``work`` in the current transaction (under a savepoint) or in a new one."""
+        with self.transaction():
+            uow: _UnitOfWork = self._local.uow
+            mark = len(uow.changes)
+            try:
+                with uow.conn.begin_nested():
+                    return work(uow)
+            except BaseException:
+                del uow.changes[mark:]
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        uow = getattr(self._local, "uow", None)
+        if uow is not None:  # read your own writes inside a transaction
+            yield uow.conn
+            return
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except exc.DBAPIError as error:
+            raise DatabaseError(f"query failed: {error.orig}") from error
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(
+        self, event: str, callback: Callback, *, include_made_in_client: bool = False
+    ) -> Subscription:
+        """Call ``callback(Event)`` after each commit that fired ``event`` (see ``EVENTS``).
+
+        Events from ``made_in_client=True`` writes are delivered only if
+        ``include_made_in_client`` is set.
+        """
+        return self._hub.add(event, callback, include_made_in_client)
+
+    # ------------------------------------------------------------------ writes
+
+    def add_study(
+        self,
+        study: Dataset | Mapping[str, Any],
+        *,
+        data_source: str = DEFAULT_DATA_SOURCE,
+        wado_root: str | None = None,
+        wado_uri: str | None = None,
+    ) -> bool:
+        """Create the study if it is new (OHIF ``addStudy``); returns True if it was created.
+
+        Fires STUDY_ADDED for a new study. The study's series list for ``data_source`` is
+        created too, with the DICOMweb roots if given.
+        """
+        _check_data_source(data_source)
+        md = _writes.study_metadata(to_naturalized(study))
+        uid = require_uid(md, "StudyInstanceUID")
+
+        def work(uow: _UnitOfWork) -> bool:
+            ids, created = _writes.upsert_studies(uow.conn, {uid: md})
+            _writes.upsert_series_lists(uow.conn, ids.values(), data_source, wado_root, wado_uri)
+            for new in created:
+                uow.changes.append(_study_added(new, data_source, False))
+            return bool(created)
+
+        return self._guard(work)
+
+    def add_series_metadata(
+        self,
+        summaries: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+        *,
+        data_source: str = DEFAULT_DATA_SOURCE,
+        made_in_client: bool = False,
+        wado_root: str | None = None,
+        wado_uri: str | None = None,
+    ) -> None:
+        """Merge series summaries onto their series (OHIF ``addSeriesMetadata``).
+
+        Creates studies, series lists and series as needed. Fires SERIES_ADDED once per study
+        whose series were created or changed.
+        """
+        _check_data_source(data_source)
+        items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
+        by_study: dict[str, dict[str, dict[str, Any]]] = {}
+        study_md: dict[str, dict[str, Any]] = {}
+        for index, summary in enumerate(items):
+            md = to_naturalized(summary)
+            md.pop("imageId", None)
+            try:
+                study_uid = require_uid(md, "StudyInstanceUID")
+                series_uid = require_uid(md, "SeriesInstanceUID")
+            except InvalidValueError as error:
+                raise type(error)(f"series summary #{index}: {error}") from None
+            by_study.setdefault(study_uid, {})[series_uid] = md
+            study_md.setdefault(study_uid, _writes.study_metadata(md))
+        for study_uid, series in by_study.items():
+            study_md[study_uid].setdefault("NumberOfStudyRelatedSeries", len(series))
+
+        def work(uow: _UnitOfWork) -> None:
+            ids, created = _writes.upsert_studies(uow.conn, study_md)
+            lists = _writes.upsert_series_lists(
+                uow.conn, ids.values(), data_source, wado_root, wado_uri
+            )
+            wanted = {
+                (lists[ids[study]][0], uid): md
+                for study, series in by_study.items()
+                for uid, md in series.items()
+            }
+            result = _writes.upsert_series(uow.conn, wanted, incoming_wins=True)
+            _writes.refresh_modalities(uow.conn, ids.values())
+            touched = set(result.created) | set(result.changed)
+            for study in created:
+                uow.changes.append(_study_added(study, data_source, made_in_client))
+            for study, series in by_study.items():
+                uids = [uid for uid in series if (lists[ids[study]][0], uid) in touched]
+                if uids:
+                    uow.changes.append(PendingChange(
+                        EVENTS.SERIES_ADDED, study, None, data_source, made_in_client,
+                        {"StudyInstanceUID": study, "SeriesInstanceUIDs": uids,
+                         "data_source": data_source, "madeInClient": made_in_client},
+                    ))  # fmt: skip
+
+        self._guard(work)
+
+    def add_instances(
+        self,
+        instances: Iterable[InstanceInput],
+        *,
+        data_source: str = DEFAULT_DATA_SOURCE,
+        made_in_client: bool = False,
+        wado_root: str | None = None,
+        wado_uri: str | None = None,
+    ) -> AddResult:
+        """Add instances, grouped by study and series (OHIF ``addInstances``).
+
+        All instances are validated before anything is written; one bad instance rejects the
+        batch with an error naming it. A SOP instance already in its series (for this data
+        source) is left as it is and counted as already present. Fires STUDY_ADDED for new
+        studies and INSTANCES_ADDED once per series that gained instances.
+        """
+        _check_data_source(data_source)
+        normalized = [
+            item if isinstance(item, NormalizedInstance)
+            else normalize_instance(item, source=_describe(item, index))
+            for index, item in enumerate(instances)
+        ]  # fmt: skip
+        return self.add_normalized(
+            normalized,
+            data_source=data_source,
+            made_in_client=made_in_client,
+            wado_root=wado_root,
+            wado_uri=wado_uri,
+        )
+
+    def add_normalized(
+        self,
+        instances: list[NormalizedInstance],
+        *,
+        data_source: str = DEFAULT_DATA_SOURCE,
+        made_in_client: bool = False,
+        wado_root: str | None = None,
+        wado_uri: str | None = None,
+        paths: Mapping[str, str] | None = None,
+    ) -> AddResult:
+        """:meth:`add_instances` for already normalized instances (used by file ingest).
+
+        ``paths`` maps SOP Instance UID to the file it was read from, for ``dicomfile:`` ids.
+        """
+        _check_data_source(data_source)
+        unique = _dedupe(instances)
+        if not unique:
+            return AddResult(0, 0)
+        paths = paths or {}
+        root = wado_root or next((i.wado_root for i in unique if i.wado_root), None)
+        uri = wado_uri or next((i.wado_uri for i in unique if i.wado_uri), None)
+        study_md: dict[str, dict[str, Any]] = {}
+        series_md: dict[tuple[str, str], dict[str, Any]] = {}
+        for inst in unique:
+            study_md.setdefault(inst.study_instance_uid, _writes.study_metadata(inst.metadata))
+            series_md.setdefault(
+                (inst.study_instance_uid, inst.series_instance_uid),
+                _writes.series_metadata(inst.metadata),
+            )
+
+        def work(uow: _UnitOfWork) -> AddResult:
+            conn = uow.conn
+            ids, created = _writes.upsert_studies(conn, study_md)
+            lists = _writes.upsert_series_lists(conn, ids.values(), data_source, root, uri)
+            list_of = {study: lists[study_id][0] for study, study_id in ids.items()}
+            wanted = {(list_of[st], se): md for (st, se), md in series_md.items()}
+            series = _writes.upsert_series(conn, wanted, incoming_wins=False)
+            if series.created:
+                _writes.refresh_modalities(conn, ids.values())
+            _writes.check_conflicts(conn, unique, data_source)
+            series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in series_md}
+            list_roots = {
+                series_id[key]: lists[ids[key[0]]][1] for key in series_md
+            }
+            rows = [
+                (series_id[(i.study_instance_uid, i.series_instance_uid)], i,
+                 paths.get(i.sop_instance_uid))
+                for i in unique
+            ]  # fmt: skip
+            inserted = _writes.insert_instances(conn, rows, list_roots)
+            for study in created:
+                uow.changes.append(_study_added(study, data_source, made_in_client))
+            counts: dict[tuple[str, str], int] = {}
+            for inst in unique:
+                key = (inst.study_instance_uid, inst.series_instance_uid)
+                if (series_id[key], inst.sop_instance_uid) in inserted:
+                    counts[key] = counts.get(key, 0) + 1
+            for (study, se), count in counts.items():
+                uow.changes.append(PendingChange(
+                    EVENTS.INSTANCES_ADDED, study, se, data_source, made_in_client,
+                    {"StudyInstanceUID": study, "SeriesInstanceUID": se, "count": count,
+                     "data_source": data_source, "madeInClient": made_in_client},
+                ))  # fmt: skip
+            present = frozenset(
+                i.sop_instance_uid
+                for i in unique
+                if (series_id[(i.study_instance_uid, i.series_instance_uid)], i.sop_instance_uid)
+                not in inserted
+            )
+            return AddResult(len(inserted), len(present), present, tuple(created))
+
+        return self._guard(work)
+
+    def update_metadata_for_series(
+        self, study_uid: str, series_uid: str, metadata: Mapping[str, Any]
+    ) -> None:
+        """Merge ``metadata`` into every instance of a series (OHIF ``updateMetadataForSeries``).
+
+        Top-level attributes are replaced (a list replaces a list). Applies to the series in
+        every data source. Raises :class:`NotFoundError` if the series is not stored.
+        Fires SERIES_UPDATED.
+        """
+        check_uid(study_uid, "StudyInstanceUID")
+        check_uid(series_uid, "SeriesInstanceUID")
+        patch = to_naturalized(metadata)
+        for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "imageId"):
+            if key in patch:
+                raise InvalidValueError(f"update_metadata_for_series cannot change {key}")
+
+        def work(uow: _UnitOfWork) -> None:
+            conn = uow.conn
+            targets = conn.execute(
+                select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source)
+                .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+                .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+                .where(StudyRow.study_instance_uid == study_uid,
+                       SeriesRow.series_instance_uid == series_uid)
+                .with_for_update()
+            ).all()  # fmt: skip
+            if not targets:
+                raise NotFoundError(f"series {series_uid} of study {study_uid} is not stored")
+            for series_id, series_md, source in targets:
+                rows = conn.execute(
+                    select(InstanceRow.id, InstanceRow.metadata_)
+                    .where(InstanceRow.series_id == series_id)
+                    .with_for_update()
+                ).all()
+                for instance_id, md in rows:
+                    merged = {**md, **patch}
+                    conn.execute(
+                        update(InstanceRow)
+                        .where(InstanceRow.id == instance_id)
+                        .values(metadata_=merged, **_instance_columns(merged))
+                    )
+                series_patch = _writes.series_metadata(patch)
+                if series_patch:
+                    merged_series = {**series_md, **series_patch}
+                    conn.execute(
+                        update(SeriesRow)
+                        .where(SeriesRow.id == series_id)
+                        .values(**_writes.series_columns(merged_series),
+                                metadata_=merged_series, updated_at=func.now())
+                    )  # fmt: skip
+                uow.changes.append(PendingChange(
+                    EVENTS.SERIES_UPDATED, study_uid, series_uid, source, False,
+                    {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+                     "data_source": source, "keys": sorted(patch)},
+                ))  # fmt: skip
+
+        self._guard(work)
+
+    def _guard(self, work: Callable[[_UnitOfWork], T]) -> T:
+        """Run a write, translating driver errors into ours."""
+        try:
+            return self._write(work)
+        except RepositoryError:
+            raise
+        except exc.DBAPIError as error:
+            raise DatabaseError(f"database error: {error.orig}") from error
+
+    # ------------------------------------------------------------------ reads
+
+    def get_study_instance_uids(self) -> list[str]:
+        """All study UIDs, in the order they were added (OHIF ``getStudyInstanceUIDs``)."""
+        with self._read() as conn:
+            return _reads.study_instance_uids(conn)
+
+    def get_study(self, study_uid: str) -> Study | None:
+        """The study with all its series lists, series and instances (OHIF ``getStudy``)."""
+        with self._read() as conn:
+            return _reads.get_study(conn, study_uid)
+
+    def get_series(
+        self, study_uid: str | None, series_uid: str, *, data_source: str | None = None
+    ) -> Series | None:
+        """A series with its instances (OHIF ``getSeries``); any study when ``study_uid`` is None."""
+        with self._read() as conn:
+            return _reads.get_series(conn, study_uid, series_uid, data_source)
+
+    def get_instance(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_instance_uid: str,
+        *,
+        data_source: str | None = None,
+    ) -> Instance | None:
+        """One instance by its UIDs (OHIF ``getInstance``)."""
+        with self._read() as conn:
+            return _reads.get_instance(conn, study_uid, series_uid, sop_instance_uid, data_source)
+
+    def get_instance_from_image_id(self, image_id: str) -> Instance | None:
+        """The instance an imageId refers to, frame-level imageIds included
+        (OHIF ``getInstanceByImageId``)."""
+        with self._read() as conn:
+            return _reads.get_instance_from_image_id(conn, image_id)
+
+
+def _study_added(study_uid: str, data_source: str, made_in_client: bool) -> PendingChange:
+    return PendingChange(
+        EVENTS.STUDY_ADDED, study_uid, None, data_source, made_in_client,
+        {"StudyInstanceUID": study_uid, "data_source": data_source},
+    )  # fmt: skip
+
+
+def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
+    from .normalize import as_int
+
+    return {
+        "instance_number": as_int(md.get("InstanceNumber")),
+        "number_of_frames": as_int(md.get("NumberOfFrames")),
+        "rows": as_int(md.get("Rows")),
+        "columns": as_int(md.get("Columns")),
+    }
+
+
+def _describe(item: object, index: int) -> str:
+    if isinstance(item, Dataset) and getattr(item, "filename", None):
+        return str(Path(item.filename))
+    return f"instance #{index}"
+
+
+def _dedupe(instances: Iterable[NormalizedInstance]) -> list[NormalizedInstance]:
+    """First copy of each SOP instance wins; one SOP UID in two series is a conflict."""
+    seen: dict[str, NormalizedInstance] = {}
+    for inst in instances:
+        first = seen.setdefault(inst.sop_instance_uid, inst)
+        if first is not inst and (first.study_instance_uid, first.series_instance_uid) != (
+            inst.study_instance_uid,
+            inst.series_instance_uid,
+        ):
+            from .errors import ConflictError
+
+            raise ConflictError(
+                f"SOPInstanceUID {inst.sop_instance_uid} appears in series "
+                f"{first.series_instance_uid} and {inst.series_instance_uid} of one batch"
+            )
+    return list(seen.values())
