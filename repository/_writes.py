@@ -393,4 +393,3 @@ def study_metadata(md: Mapping[str, Any]) -> Metadata:
 def series_metadata(md: Mapping[str, Any]) -> Metadata:
     """Series-level attributes of an instance or summary."""
     return pick(md, SERIES_KEYWORDS)
-

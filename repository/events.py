@@ -93,5 +93,6 @@ class EventHub:
                 try:
                     sub.callback(event)
                 except Exception:
-                    log.exception("subscriber %r failed on %s seq %d", sub.callback, event.kind,
-                                  event.seq)
+                    log.exception(
+                        "subscriber %r failed on %s seq %d", sub.callback, event.kind, event.seq
+                    )

@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -96,7 +97,7 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
 
 
 def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, and reads them)
         raw = ds.get_item(tag)
         if raw is None:
             continue
@@ -123,9 +124,9 @@ def _is_bulk(raw: DataElement | RawDataElement) -> bool:
     if isinstance(raw, RawDataElement):
         return raw.value is None or raw.length > BULK_DATA_THRESHOLD
     value = raw.value
-    return (
-        value is None and raw.is_undefined_length
-    ) or (isinstance(value, bytes | bytearray) and len(value) > BULK_DATA_THRESHOLD)
+    return (value is None and raw.is_undefined_length) or (
+        isinstance(value, bytes | bytearray) and len(value) > BULK_DATA_THRESHOLD
+    )
 
 
 def _key(tag: BaseTag) -> tuple[str, str | None]:
@@ -224,6 +225,18 @@ def _tagged_value(vr: str, values: Any) -> dict[str, Any]:
     if vr == "PN":
         values = [v if v is not None else {} for v in values]
     return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+def file_bulk_uri(path: str | Path) -> BulkDataURI:
+    """BulkDataURIs pointing into a file: ``file:///...?offset=N&length=M`` where known."""
+    uri = Path(path).resolve().as_uri()
+
+    def make(elem: DataElement | RawDataElement) -> str:
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
+            return f"{uri}?offset={elem.value_tell}&length={elem.length}"
+        return f"{uri}?tag={int(elem.tag):08X}"
+
+    return make
 
 
 # --------------------------------------------------------------------------- DICOM JSON -> stored

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
@@ -26,6 +25,7 @@ from .models import AddResult, Instance, Series, Study
 from .normalize import (
     NormalizedInstance,
     check_uid,
+    file_bulk_uri,
     normalize_instance,
     require_uid,
     to_naturalized,
@@ -253,17 +253,25 @@ class Store:
         studies and INSTANCES_ADDED once per series that gained instances.
         """
         _check_data_source(data_source)
-        normalized = [
-            item if isinstance(item, NormalizedInstance)
-            else normalize_instance(item, source=_describe(item, index))
-            for index, item in enumerate(instances)
-        ]  # fmt: skip
+        normalized: list[NormalizedInstance] = []
+        paths: dict[str, str] = {}
+        for index, item in enumerate(instances):
+            if isinstance(item, NormalizedInstance):
+                normalized.append(item)
+                continue
+            filename = getattr(item, "filename", None) if isinstance(item, Dataset) else None
+            bulk = file_bulk_uri(filename) if isinstance(filename, str) else None
+            inst = normalize_instance(item, source=filename or f"instance #{index}", bulk=bulk)
+            if isinstance(filename, str):
+                paths.setdefault(inst.sop_instance_uid, filename)
+            normalized.append(inst)
         return self.add_normalized(
             normalized,
             data_source=data_source,
             made_in_client=made_in_client,
             wado_root=wado_root,
             wado_uri=wado_uri,
+            paths=paths,
         )
 
     def add_normalized(
@@ -307,9 +315,7 @@ class Store:
                 _writes.refresh_modalities(conn, ids.values())
             _writes.check_conflicts(conn, unique, data_source)
             series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in series_md}
-            list_roots = {
-                series_id[key]: lists[ids[key[0]]][1] for key in series_md
-            }
+            list_roots = {series_id[key]: lists[ids[key[0]]][1] for key in series_md}
             rows = [
                 (series_id[(i.study_instance_uid, i.series_instance_uid)], i,
                  paths.get(i.sop_instance_uid))
@@ -421,7 +427,7 @@ class Store:
     def get_series(
         self, study_uid: str | None, series_uid: str, *, data_source: str | None = None
     ) -> Series | None:
-        """A series with its instances (OHIF ``getSeries``); any study when ``study_uid`` is None."""
+        """A series with its instances (OHIF ``getSeries``); ``study_uid=None`` searches all."""
         with self._read() as conn:
             return _reads.get_series(conn, study_uid, series_uid, data_source)
 
@@ -460,12 +466,6 @@ def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
         "rows": as_int(md.get("Rows")),
         "columns": as_int(md.get("Columns")),
     }
-
-
-def _describe(item: object, index: int) -> str:
-    if isinstance(item, Dataset) and getattr(item, "filename", None):
-        return str(Path(item.filename))
-    return f"instance #{index}"
 
 
 def _dedupe(instances: Iterable[NormalizedInstance]) -> list[NormalizedInstance]:

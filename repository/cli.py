@@ -1,0 +1,349 @@
+"""The ``dicom-repo`` command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import migrate
+from .config import DEFAULT_URL, ENV_VAR
+from .engine import make_engine
+from .errors import RepositoryError
+from .ingest import ingest as ingest_files
+from .ingest import iter_files, sample_files
+from .models import Instance, Series, Study
+from .store import Store
+
+# Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
+console = Console(width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True)
+
+
+def _json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[Store]:
+    from . import connect
+
+    try:
+        store = connect(ctx.obj["url"])
+    except RepositoryError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        yield store
+    except RepositoryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "url",
+    envvar=ENV_VAR,
+    default=None,
+    metavar="URL",
+    help=f"Database URL (default: ${ENV_VAR}, else {DEFAULT_URL}).",
+)
+@click.version_option(package_name="dicom-repo")
+@click.pass_context
+def main(ctx: click.Context, url: str | None) -> None:
+    """Keep DICOM metadata in SQLite or PostgreSQL (OHIF's DicomMetadataStore, as a database)."""
+    ctx.obj = {"url": url}
+
+
+# ---------------------------------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Create and migrate the database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    engine = make_engine(ctx.obj["url"])
+    try:
+        migrate.upgrade(engine, revision)
+        click.echo(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+def db_downgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every table)."""
+    engine = make_engine(ctx.obj["url"])
+    try:
+        migrate.downgrade(engine, revision)
+        click.echo(f"database at revision {migrate.current_revision(engine) or 'base'}")
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the database's revision and the newest one this version ships."""
+    engine = make_engine(ctx.obj["url"])
+    try:
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+        state = "up to date" if current == head else "needs `dicom-repo db upgrade`"
+        click.echo(f"current: {current or 'none'}  head: {head}  ({state})")
+    finally:
+        engine.dispose()
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Fail if the migrated schema differs from the models."""
+    engine = make_engine(ctx.obj["url"])
+    try:
+        diffs = migrate.model_differences(engine)
+    finally:
+        engine.dispose()
+    if diffs:
+        for diff in diffs:
+            err.print(f"[red]differs:[/] {diff}")
+        sys.exit(1)
+    click.echo("models match migrations")
+
+
+# ------------------------------------------------------------------------------------ ingest
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--sample", is_flag=True, help="Ingest the DICOM test files bundled with pydicom.")
+@click.option(
+    "--data-source", default="default", show_default=True, help="Series list to file them under."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parsing processes (default: one per CPU).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    sample: bool,
+    data_source: str,
+    workers: int | None,
+    quiet: bool,
+) -> None:
+    """Ingest DICOM files and folders (recursively). Exits non-zero if any file failed."""
+    if not paths and not sample:
+        raise click.UsageError("give PATH... or --sample")
+    files = list(iter_files(paths)) + (sample_files() if sample else [])
+    with _store(ctx) as store:
+        progress = Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=quiet or not err.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("ingest", total=len(files))
+            report = ingest_files(
+                store,
+                files,
+                data_source=data_source,
+                workers=workers,
+                progress=lambda n: progress.advance(task, n),
+            )
+    for path, reason in report.skipped:
+        reason = reason.removeprefix(f"{path}: ")
+        click.echo(f"skipped {path}: {reason}", err=True)
+    click.echo(
+        f"{report.ingested} ingested, {report.already_present} already present, "
+        f"{len(report.skipped)} skipped"
+    )
+    if report.failed:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------------------------- reads
+
+
+def _study_json(study: Study) -> dict[str, Any]:
+    out = {k: v for k, v in dataclasses.asdict(study).items() if k not in ("series_lists",)}
+    out.pop("raw_metadata", None)
+    out["series_lists"] = [
+        {
+            "data_source": sl.data_source,
+            "wado_root": sl.wado_root,
+            "wado_uri": sl.wado_uri,
+            "series": [_series_json(s, with_instances=False) for s in sl.series],
+        }
+        for sl in study.series_lists
+    ]
+    out["metadata"] = dict(study.metadata)
+    return out
+
+
+def _series_json(series: Series, *, with_instances: bool = True) -> dict[str, Any]:
+    out = {
+        f.name: getattr(series, f.name)
+        for f in dataclasses.fields(series)
+        if f.name not in ("instances", "raw_metadata")
+    }
+    out["number_of_instances"] = len(series.instances)
+    out["metadata"] = dict(series.metadata)
+    if with_instances:
+        out["instances"] = [_instance_json(i, with_metadata=False) for i in series.instances]
+    return out
+
+
+def _instance_json(inst: Instance, *, with_metadata: bool = True) -> dict[str, Any]:
+    out = {f.name: getattr(inst, f.name) for f in dataclasses.fields(inst)}
+    out.pop("raw_metadata")
+    if with_metadata:
+        out["metadata"] = dict(inst.metadata)
+    return out
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def studies(ctx: click.Context, as_json: bool) -> None:
+    """List the studies in the store."""
+    with _store(ctx) as store:
+        rows = [store.get_study(uid) for uid in store.get_study_instance_uids()]
+    found = [s for s in rows if s is not None]
+    if as_json:
+        _json([{k: v for k, v in _study_json(s).items() if k != "metadata"} for s in found])
+        return
+    table = Table("StudyInstanceUID", "Patient", "Date", "Modalities", "Description", "Series",
+                  "Instances", box=None)  # fmt: skip
+    for s in found:
+        table.add_row(
+            s.study_instance_uid,
+            s.patient_name or s.patient_id or "",
+            str(s.study_date or ""),
+            "\\".join(s.modalities_in_study),
+            s.study_description or "",
+            str(len(s.series)),
+            str(sum(len(se.instances) for se in s.series)),
+        )
+    console.print(table)
+    console.print(f"{len(found)} studies")
+
+
+@main.command()
+@click.argument("study_uid")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def study(ctx: click.Context, study_uid: str, as_json: bool) -> None:
+    """Show one study and its series."""
+    with _store(ctx) as store:
+        found = store.get_study(study_uid)
+    if found is None:
+        raise click.ClickException(f"study {study_uid} is not in the store")
+    if as_json:
+        _json(_study_json(found))
+        return
+    click.echo(f"Study {found.study_instance_uid}  {found.patient_name or ''}  "
+               f"{found.study_date or ''}  {found.study_description or ''}")  # fmt: skip
+    table = Table("Data source", "SeriesInstanceUID", "Modality", "#", "Description",
+                  "Instances", box=None)  # fmt: skip
+    for sl in found.series_lists:
+        for s in sl.series:
+            table.add_row(sl.data_source, s.series_instance_uid, s.modality or "",
+                          str(s.series_number or ""), s.series_description or "",
+                          str(len(s.instances)))  # fmt: skip
+    console.print(table)
+
+
+@main.command()
+@click.argument("study_uid")
+@click.argument("series_uid")
+@click.option("--data-source", default=None, help="Which data source's copy (default: first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def series(
+    ctx: click.Context, study_uid: str, series_uid: str, data_source: str | None, as_json: bool
+) -> None:
+    """Show one series and its instances."""
+    with _store(ctx) as store:
+        found = store.get_series(study_uid, series_uid, data_source=data_source)
+    if found is None:
+        raise click.ClickException(f"series {series_uid} of study {study_uid} is not in the store")
+    if as_json:
+        _json(_series_json(found))
+        return
+    click.echo(f"Series {found.series_instance_uid}  {found.modality or ''}  "
+               f"{found.series_description or ''}  ({found.data_source})")  # fmt: skip
+    table = Table("#", "SOPInstanceUID", "SOPClassUID", "Frames", "imageId", box=None)
+    for i in found.instances:
+        table.add_row(str(i.instance_number or ""), i.sop_instance_uid, i.sop_class_uid or "",
+                      str(i.number_of_frames or 1), i.image_id)  # fmt: skip
+    console.print(table)
+
+
+@main.command()
+@click.argument("study_uid")
+@click.argument("series_uid")
+@click.argument("sop_instance_uid")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with full metadata).")
+@click.pass_context
+def instance(
+    ctx: click.Context, study_uid: str, series_uid: str, sop_instance_uid: str, as_json: bool
+) -> None:
+    """Show one instance's metadata."""
+    with _store(ctx) as store:
+        found = store.get_instance(study_uid, series_uid, sop_instance_uid)
+    if found is None:
+        raise click.ClickException(f"instance {sop_instance_uid} is not in the store")
+    _print_instance(found, as_json)
+
+
+@main.command("image-id")
+@click.argument("image_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with full metadata).")
+@click.pass_context
+def image_id(ctx: click.Context, image_id: str, as_json: bool) -> None:
+    """Find the instance an imageId (instance- or frame-level) refers to."""
+    with _store(ctx) as store:
+        found = store.get_instance_from_image_id(image_id)
+    if found is None:
+        raise click.ClickException(f"no instance has imageId {image_id}")
+    _print_instance(found, as_json)
+
+
+def _print_instance(found: Instance, as_json: bool) -> None:
+    if as_json:
+        _json(_instance_json(found))
+        return
+    table = Table("Attribute", "Value", box=None)
+    for name, value in _instance_json(found, with_metadata=False).items():
+        table.add_row(name, "" if value is None else str(value))
+    for key, value in found.metadata.items():
+        text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+        table.add_row(key, text if len(text) < 120 else text[:117] + "...")
+    console.print(table, markup=False)
+
+
+__all__ = ["main"]
