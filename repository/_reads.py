@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, Text, cast, select
+from sqlalchemy import ColumnElement, Connection, Row, Text, cast, select
 
 from .image_id import lookup_keys
 from .models import Instance, Series, SeriesList, Study
@@ -51,7 +51,7 @@ _SERIES_COLUMNS = (
 )
 
 
-def _instances_query() -> Select[Any]:
+def _instances_query() -> Any:
     return (
         select(InstanceRow.series_id, *_INSTANCE_COLUMNS)
         .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
@@ -66,7 +66,7 @@ def _instances_query() -> Select[Any]:
     )
 
 
-def _series_query() -> Select[Any]:
+def _series_query() -> Any:
     return (
         select(*_SERIES_COLUMNS)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
@@ -77,12 +77,13 @@ def _series_query() -> Select[Any]:
 
 
 def _instance(row: Row[Any]) -> Instance:
-    return Instance(*row[1:])
+    values: tuple[Any, ...] = tuple(row)
+    return Instance(*values[1:])
 
 
 def _series(row: Row[Any], instances: Sequence[Instance]) -> Series:
     (_id, study, uid, source, modality, number, description, date, time, body_part, root,
-     raw) = row  # fmt: skip
+     raw) = tuple(row)  # fmt: skip
     return Series(study, uid, source, modality, number, description, date, time, body_part, root,
                   tuple(instances), raw)  # fmt: skip
 

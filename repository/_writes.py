@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, select, tuple_, update
+from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .errors import ConflictError
@@ -32,7 +32,7 @@ from .schema import ChangeRow, InstanceRow, SeriesListRow, SeriesRow, StudyRow
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def _insert(conn: Connection, table: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -131,7 +131,7 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
             .where(SeriesListRow.study_id.in_(chunk), SeriesRow.modality.is_not(None))
             .distinct()
         ):
-            found[study_id].add(modality)
+            found[study_id].add(str(modality))
         for study_id, old_text, md in conn.execute(
             select(StudyRow.id, StudyRow.modalities_in_study, StudyRow.metadata_)
             .where(StudyRow.id.in_(chunk))

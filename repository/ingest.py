@@ -66,9 +66,7 @@ def _is_instance(path: Path) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(
-                path, stop_before_pixels=True, specific_tags=keywords, force=True
-            )
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=keywords, force=True)
         for keyword in keywords:
             check_uid(ds.get(keyword), keyword)
     except Exception:

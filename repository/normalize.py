@@ -325,7 +325,10 @@ def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
 
 def _check_value(key: str, value: Any, where: str) -> Any:
     if isinstance(value, str):
-        return _clean_text(value)
+        try:
+            return _clean_text(value)
+        except InvalidValueError as error:
+            raise InvalidValueError(f"{where}{key}: {error}") from None
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
@@ -480,6 +483,8 @@ def to_dicom_json(md: Mapping[str, Any]) -> dict[str, Any]:
             out[key.upper()] = elem
             continue
         tag = tag_for_keyword(key)
+        if tag is None:
+            raise InvalidValueError(f"{key!r} is not a DICOM keyword or tag")
         vr = dictionary_VR(tag).split(" or ")[0]
         elem = {"vr": vr}
         if isinstance(value, Mapping) and ("BulkDataURI" in value or "InlineBinary" in value):

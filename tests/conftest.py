@@ -101,3 +101,9 @@ def store(db_url: str) -> Iterator[repository.Store]:
     """An open store on a migrated database, on each backend."""
     with repository.connect(db_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def pg_empty_url() -> Iterator[str]:
+    """URL of an empty schema on the PostgreSQL test server (PostgreSQL-only tests)."""
+    yield from postgres_schema_url()

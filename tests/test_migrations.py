@@ -1,0 +1,98 @@
+"""Migrations: one head, up from empty, down to base and up again with data, models agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+import repository
+from repository import NotMigratedError, migrate
+from repository.engine import make_engine
+
+
+def test_there_is_a_single_head() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert len(script.get_heads()) == 1
+
+
+def test_upgrade_from_empty_creates_the_schema_and_models_match(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    assert migrate.current_revision(engine) is None
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert {"study", "series_list", "series", "instance", "change"} <= set(
+        inspect(engine).get_table_names()
+    )
+    assert migrate.model_differences(engine) == []
+    engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again_with_data_present(db_url: str) -> None:
+    with repository.connect(db_url) as store:
+        store.add_instances([{"StudyInstanceUID": "1.2", "SeriesInstanceUID": "1.2.1",
+                              "SOPInstanceUID": "1.2.1.1"}])  # fmt: skip
+    engine = make_engine(db_url)
+    migrate.downgrade(engine, "base")
+    assert not set(inspect(engine).get_table_names()) & {"study", "instance", "change"}
+    migrate.upgrade(engine)
+    assert migrate.model_differences(engine) == []
+    engine.dispose()
+    with repository.connect(db_url) as store:
+        assert store.get_study_instance_uids() == []
+        store.add_instances([{"StudyInstanceUID": "1.2", "SeriesInstanceUID": "1.2.1",
+                              "SOPInstanceUID": "1.2.1.1"}])  # fmt: skip
+        assert store.get_study_instance_uids() == ["1.2"]
+
+
+@pytest.mark.postgresql
+def test_an_unmigrated_postgresql_database_is_never_migrated_implicitly(
+    pg_empty_url: str,
+) -> None:
+    with pytest.raises(NotMigratedError, match=r"dicom-repo .*db upgrade"):
+        repository.connect(pg_empty_url)
+    engine = make_engine(pg_empty_url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_an_outdated_database_asks_for_an_upgrade(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    engine.dispose()
+    with pytest.raises(NotMigratedError, match="db upgrade"):
+        repository.connect(db_url)
+
+
+@pytest.mark.postgresql
+def test_json_columns_use_lz4_on_postgresql(pg_empty_url: str) -> None:
+    engine = make_engine(pg_empty_url)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        has_lz4 = conn.execute(
+            text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                 " WHERE name = 'default_toast_compression'")
+        ).scalar()  # fmt: skip
+        rows: Any = conn.execute(text(
+            "SELECT c.relname, a.attcompression FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND a.attname = 'metadata'"
+        )).all()  # fmt: skip
+    engine.dispose()
+    if not has_lz4:
+        pytest.skip("this PostgreSQL server is built without lz4")
+    assert {name: comp for name, comp in rows} == {"study": "l", "series": "l", "instance": "l"}
+
+
+def test_lookup_indexes_exist(db_url: str) -> None:
+    engine = make_engine(db_url)
+    indexes = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("instance")}
+    uniques = {tuple(u["column_names"]) for u in inspect(engine).get_unique_constraints("instance")}
+    engine.dispose()
+    assert ("sop_instance_uid",) in indexes
+    assert ("image_id",) in indexes
+    assert ("series_id", "sop_class_uid", "instance_number") in indexes
+    assert ("series_id", "sop_instance_uid") in uniques
