@@ -58,7 +58,10 @@ def connect(url: str | None = None) -> Store:
     already be at the current schema revision (``dicom-repo db upgrade``), else
     :class:`NotMigratedError` is raised; PostgreSQL is never migrated implicitly.
     """
-    engine = make_engine(resolve_url(url))
+    try:
+        engine = make_engine(resolve_url(url))
+    except Exception as error:
+        raise DatabaseError(f"invalid database URL {url!r}: {error}") from error
     try:
         if engine.dialect.name == "sqlite" and migrate.is_empty(engine):
             migrate.upgrade(engine)

@@ -13,6 +13,8 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
 from .config import DEFAULT_URL, ENV_VAR
@@ -30,6 +32,23 @@ err = Console(stderr=True)
 
 def _json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+@contextmanager
+def _engine(ctx: click.Context) -> Iterator[Engine]:
+    """An engine for the db commands; failures become one-line errors, not tracebacks."""
+    try:
+        engine = make_engine(ctx.obj["url"])
+    except Exception as error:
+        raise click.ClickException(f"invalid database URL: {error}") from None
+    try:
+        yield engine
+    except (RepositoryError, SQLAlchemyError) as error:
+        where = engine.url.render_as_string(hide_password=True)
+        detail = getattr(error, "orig", None) or error
+        raise click.ClickException(f"database {where}: {detail}") from None
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -77,12 +96,9 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
-    engine = make_engine(ctx.obj["url"])
-    try:
+    with _engine(ctx) as engine:
         migrate.upgrade(engine, revision)
         click.echo(f"database at revision {migrate.current_revision(engine)}")
-    finally:
-        engine.dispose()
 
 
 @db.command("downgrade")
@@ -90,36 +106,27 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 def db_downgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
-    engine = make_engine(ctx.obj["url"])
-    try:
+    with _engine(ctx) as engine:
         migrate.downgrade(engine, revision)
         click.echo(f"database at revision {migrate.current_revision(engine) or 'base'}")
-    finally:
-        engine.dispose()
 
 
 @db.command("current")
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """Print the database's revision and the newest one this version ships."""
-    engine = make_engine(ctx.obj["url"])
-    try:
+    with _engine(ctx) as engine:
         current, head = migrate.current_revision(engine), migrate.head_revision()
         state = "up to date" if current == head else "needs `dicom-repo db upgrade`"
         click.echo(f"current: {current or 'none'}  head: {head}  ({state})")
-    finally:
-        engine.dispose()
 
 
 @db.command("check")
 @click.pass_context
 def db_check(ctx: click.Context) -> None:
     """Fail if the migrated schema differs from the models."""
-    engine = make_engine(ctx.obj["url"])
-    try:
+    with _engine(ctx) as engine:
         diffs = migrate.model_differences(engine)
-    finally:
-        engine.dispose()
     if diffs:
         for diff in diffs:
             err.print(f"[red]differs:[/] {diff}")

@@ -89,6 +89,8 @@ def read_file(path: str | Path) -> NormalizedInstance:
                     raise NotDicomError(
                         f"{path}: not a DICOM file (no DICM prefix, no SOPInstanceUID)"
                     ) from None
+            if len(ds) == 0:
+                raise NotDicomError(f"{path}: truncated: no data set after the file header")
             return normalize_instance(ds, source=str(path), bulk=file_bulk_uri(path))
     except InvalidInputError:
         raise

@@ -98,10 +98,10 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
 
 def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, and reads them)
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)  # do not read deferred (large) values
         if raw is None:
             continue
-        vr = raw.VR
+        vr = raw.VR or _dictionary_vr(BaseTag(tag))
         if vr in BINARY_VRS and _is_bulk(raw):
             key, kw = _key(BaseTag(tag))
             ref = {"BulkDataURI": bulk(raw) if bulk else None}
@@ -118,6 +118,15 @@ def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> No
         else:
             vr = elem.VR
         out[key] = _natural_value(vr, values) if kw else _tagged_value(vr, values)
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    """VR of an implicit-VR element: binary if any of the dictionary's choices is binary."""
+    try:
+        choices = dictionary_VR(tag).split(" or ")
+    except KeyError:
+        return "UN"
+    return next((vr for vr in choices if vr in BINARY_VRS), choices[0])
 
 
 def _is_bulk(raw: DataElement | RawDataElement) -> bool:

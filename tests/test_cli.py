@@ -1,0 +1,514 @@
+"""The ``dicom-repo`` command line on both databases: schema, ingest, every read, errors, help."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from conftest import PYDICOM_FILES
+from sqlalchemy import inspect, text
+
+import repository
+from repository import migrate
+from repository.cli import main
+from repository.engine import make_engine
+from repository.ingest import sample_files
+
+
+def run(url: str, *args: str) -> Result:
+    """``dicom-repo --db URL ARGS...``; unexpected exceptions propagate to the test."""
+    return CliRunner().invoke(main, ["--db", url, *args], catch_exceptions=False)
+
+
+def sql(url: str, query: str) -> list[tuple[Any, ...]]:
+    """Rows of ``query``, read with a connection of our own (not the CLI's)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query))]
+    finally:
+        engine.dispose()
+
+
+def count(url: str, table: str) -> int:
+    return int(sql(url, f'SELECT count(*) FROM "{table}"')[0][0])
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class DicomFile:
+    """What pydicom itself says about one test file."""
+
+    path: Path
+    study: str
+    series: str
+    sop: str
+    patient_name: str
+    rows: int
+    columns: int
+    frames: int
+
+    @classmethod
+    def read(cls, name: str) -> DicomFile:
+        path = (PYDICOM_FILES / name).resolve()  # imageIds hold resolved paths
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return cls(path, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                   str(ds.PatientName), ds.Rows, ds.Columns,
+                   int(ds.get("NumberOfFrames", 1)))  # fmt: skip
+
+
+CT = DicomFile.read("CT_small.dcm")
+MR = DicomFile.read("MR_small.dcm")
+RTDOSE = DicomFile.read("rtdose.dcm")  # 15 frames
+LONG_UIDS = DicomFile.read("SC_rgb_rle_2frame.dcm")  # 64-character Study Instance UID
+FILES = (CT, MR, RTDOSE, LONG_UIDS)
+
+
+@pytest.fixture
+def ingested(db_url: str) -> str:
+    """A database holding the four files above, ingested through the CLI."""
+    result = run(db_url, "ingest", "--workers", "1", "--quiet", *(str(f.path) for f in FILES))
+    assert result.exit_code == 0, result.output
+    return db_url
+
+
+# ------------------------------------------------------------------------------------------ db
+
+
+def test_db_upgrade_migrates_an_empty_database_and_db_current_says_up_to_date(
+    empty_db_url: str,
+) -> None:
+    before = run(empty_db_url, "db", "current")
+    assert before.exit_code == 0, before.output
+    assert "current: none" in before.output and "needs `dicom-repo db upgrade`" in before.output
+
+    upgraded = run(empty_db_url, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"database at revision {migrate.head_revision()}" in upgraded.output
+
+    after = run(empty_db_url, "db", "current")
+    assert after.exit_code == 0, after.output
+    head = migrate.head_revision()
+    assert f"current: {head}  head: {head}  (up to date)" in after.output
+    assert {"study", "series_list", "series", "instance", "change"} <= tables(empty_db_url)
+
+
+def test_db_upgrade_twice_is_harmless(empty_db_url: str) -> None:
+    assert run(empty_db_url, "db", "upgrade").exit_code == 0
+    again = run(empty_db_url, "db", "upgrade")
+    assert again.exit_code == 0, again.output
+    assert "up to date" in run(empty_db_url, "db", "current").output
+
+
+def test_db_check_says_models_match_migrations(db_url: str) -> None:
+    result = run(db_url, "db", "check")
+    assert result.exit_code == 0, result.output
+    assert "models match migrations" in result.output
+
+
+def test_db_check_fails_on_a_database_that_was_never_migrated(empty_db_url: str) -> None:
+    result = run(empty_db_url, "db", "check")
+    assert result.exit_code == 1
+    assert "differs:" in result.output
+    assert "models match migrations" not in result.output
+
+
+def test_db_downgrade_to_base_removes_the_tables(db_url: str) -> None:
+    result = run(db_url, "db", "downgrade", "base")
+    assert result.exit_code == 0, result.output
+    assert "database at revision base" in result.output
+    assert not tables(db_url) & {"study", "series_list", "series", "instance", "change"}
+    assert "current: none" in run(db_url, "db", "current").output
+
+
+@pytest.mark.postgresql
+def test_reading_an_unmigrated_postgresql_database_asks_for_db_upgrade(pg_empty_url: str) -> None:
+    result = run(pg_empty_url, "studies")
+    assert result.exit_code == 1
+    assert "db upgrade" in result.output
+    assert "Traceback" not in result.output
+    assert tables(pg_empty_url) == set()
+
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+
+
+def run_catching(url: str, *args: str) -> Result:
+    """Like :func:`run`, but an uncaught exception is recorded instead of raised."""
+    return CliRunner().invoke(main, ["--db", url, *args])
+
+
+def failed_cleanly(result: Result) -> bool:
+    """Exit status 1 with an ``Error:`` message, not a traceback from an uncaught exception."""
+    return (
+        result.exit_code == 1
+        and isinstance(result.exception, SystemExit)
+        and "Error:" in result.output
+    )
+
+
+def test_reading_an_unreachable_database_fails_with_a_message() -> None:
+    result = run_catching(UNREACHABLE, "studies")
+    assert failed_cleanly(result), result.exception
+    assert "cannot open database" in result.output and "127.0.0.1:1" in result.output
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"], ["db", "check"]])
+def test_db_commands_on_an_unreachable_database_fail_with_a_message(command: list[str]) -> None:
+    result = run_catching(UNREACHABLE, *command)
+    assert failed_cleanly(result), repr(result.exception)
+
+
+def test_a_malformed_database_url_fails_with_a_message() -> None:
+    result = run_catching("not-a-url", "studies")
+    assert failed_cleanly(result), repr(result.exception)
+
+
+# -------------------------------------------------------------------------------------- ingest
+
+
+def test_ingest_then_studies_lists_every_study_uid_in_full(ingested: str) -> None:
+    result = run(ingested, "studies")
+    assert result.exit_code == 0, result.output
+    for f in FILES:
+        assert f.study in result.output.split(), f"{f.study} missing or truncated"
+    assert len(LONG_UIDS.study) == 64
+    assert f"{len(FILES)} studies" in result.output
+    assert "CompressedSamples^CT1" in result.output
+
+
+def test_studies_json_parses_and_holds_the_study_uids(ingested: str) -> None:
+    result = run(ingested, "studies", "--json")
+    assert result.exit_code == 0, result.output
+    studies = json.loads(result.output)
+    assert sorted(s["study_instance_uid"] for s in studies) == sorted(f.study for f in FILES)
+    ct = next(s for s in studies if s["study_instance_uid"] == CT.study)
+    assert ct["patient_name"] == CT.patient_name
+    assert ct["study_date"] == "2004-01-19"
+    assert ct["modalities_in_study"] == ["CT"]
+    [series_list] = ct["series_lists"]
+    assert series_list["data_source"] == "default"
+    assert [s["series_instance_uid"] for s in series_list["series"]] == [CT.series]
+
+
+def test_studies_on_an_empty_database_says_zero_studies(db_url: str) -> None:
+    result = run(db_url, "studies")
+    assert result.exit_code == 0, result.output
+    assert "0 studies" in result.output
+    assert json.loads(run(db_url, "studies", "--json").output) == []
+
+
+def test_ingest_with_two_workers_ingests_every_file(db_url: str) -> None:
+    result = run(db_url, "ingest", "--workers", "2", *(str(f.path) for f in FILES))
+    assert result.exit_code == 0, result.output
+    assert f"{len(FILES)} ingested, 0 already present, 0 skipped" in result.output
+    stored = sql(db_url, "SELECT sop_instance_uid FROM instance")
+    assert sorted(uid for (uid,) in stored) == sorted(f.sop for f in FILES)
+
+
+def test_ingesting_again_reports_already_present_and_adds_nothing(ingested: str) -> None:
+    counts = {t: count(ingested, t) for t in ("study", "series", "instance", "change")}
+    assert counts["instance"] == len(FILES)
+
+    again = run(ingested, "ingest", "--workers", "1", *(str(f.path) for f in FILES))
+    assert again.exit_code == 0, again.output
+    assert f"0 ingested, {len(FILES)} already present, 0 skipped" in again.output
+    assert {t: count(ingested, t) for t in counts} == counts
+
+
+def test_ingest_of_a_folder_with_bad_files_names_each_and_keeps_the_good_ones(
+    db_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(CT.path, folder / "good_ct.dcm")
+    shutil.copy(MR.path, folder / "good_mr.dcm")
+    (folder / "notes.txt").write_text("these are not the images you are looking for\n")
+    (folder / "cut.dcm").write_bytes(CT.path.read_bytes()[:200])
+
+    result = run(db_url, "ingest", "--workers", "2", str(folder))
+
+    assert result.exit_code != 0
+    assert "2 ingested, 0 already present, 2 skipped" in result.output
+    skipped = {line for line in result.stderr.splitlines() if line.startswith("skipped ")}
+    assert len(skipped) == 2, result.stderr
+    for bad in ("notes.txt", "cut.dcm"):
+        [line] = [s for s in skipped if f"{folder / bad}: " in s]
+        reason = line.split(f"{folder / bad}: ", 1)[1]
+        assert reason.strip(), f"no reason given for {bad}"
+    assert "not a DICOM file" in next(s for s in skipped if "notes.txt" in s)
+    stored = {uid for (uid,) in sql(db_url, "SELECT sop_instance_uid FROM instance")}
+    assert stored == {CT.sop, MR.sop}
+
+
+def test_a_truncated_file_is_reported_as_truncated_not_as_missing_an_attribute(
+    db_url: str, tmp_path: Path
+) -> None:
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(CT.path.read_bytes()[:200])
+    result = run(db_url, "ingest", "--workers", "1", str(cut))
+    assert result.exit_code != 0
+    assert "is missing" not in result.stderr
+    assert any(word in result.stderr.lower() for word in ("truncated", "end of file", "eof"))
+
+
+def test_ingest_without_paths_or_sample_is_a_usage_error(db_url: str) -> None:
+    result = run(db_url, "ingest")
+    assert result.exit_code == 2
+    assert "give PATH... or --sample" in result.output
+
+
+def test_ingest_of_a_missing_path_is_a_usage_error(db_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.dcm"
+    result = run(db_url, "ingest", str(missing))
+    assert result.exit_code == 2
+    assert "nowhere.dcm" in result.output
+    assert count(db_url, "instance") == 0
+
+
+def test_ingest_sample_then_studies_lists_the_sample_studies(db_url: str) -> None:
+    result = run(db_url, "ingest", "--sample", "--workers", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "0 skipped" in result.output
+
+    expected = {
+        pydicom.dcmread(p, stop_before_pixels=True, force=True).StudyInstanceUID
+        for p in sample_files()
+    }
+    assert len(expected) > 10
+    listed = run(db_url, "studies")
+    assert listed.exit_code == 0, listed.output
+    words = set(listed.output.split())
+    assert expected <= words
+    assert f"{len(expected)} studies" in listed.output
+    as_json = json.loads(run(db_url, "studies", "--json").output)
+    assert {s["study_instance_uid"] for s in as_json} == expected
+
+
+def test_ingest_data_source_files_instances_under_that_series_list(ingested: str) -> None:
+    result = run(ingested, "ingest", "--workers", "1", "--data-source", "archive", str(CT.path))
+    assert result.exit_code == 0, result.output
+    assert "1 ingested, 0 already present" in result.output
+
+    rows = sql(
+        ingested,
+        "SELECT sl.data_source, i.sop_instance_uid FROM instance i "
+        "JOIN series s ON s.id = i.series_id JOIN series_list sl ON sl.id = s.series_list_id "
+        "JOIN study st ON st.id = sl.study_id "
+        f"WHERE st.study_instance_uid = '{CT.study}' ORDER BY sl.data_source",
+    )
+    assert rows == [("archive", CT.sop), ("default", CT.sop)]
+
+    shown = json.loads(run(ingested, "study", CT.study, "--json").output)
+    assert [sl["data_source"] for sl in shown["series_lists"]] == ["default", "archive"]
+    archived = json.loads(
+        run(ingested, "series", CT.study, CT.series, "--data-source", "archive", "--json").output
+    )
+    assert archived["data_source"] == "archive"
+    assert [i["sop_instance_uid"] for i in archived["instances"]] == [CT.sop]
+
+
+def test_the_database_can_be_given_in_dicom_repo_url_instead_of_db(ingested: str) -> None:
+    runner = CliRunner(env={"DICOM_REPO_URL": ingested})
+    result = runner.invoke(main, ["studies", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert {s["study_instance_uid"] for s in json.loads(result.output)} == {f.study for f in FILES}
+
+
+# --------------------------------------------------------------------------------------- reads
+
+
+def test_study_shows_the_patient_and_its_series(ingested: str) -> None:
+    result = run(ingested, "study", CT.study)
+    assert result.exit_code == 0, result.output
+    assert f"Study {CT.study}" in result.output
+    assert CT.patient_name in result.output
+    assert CT.series in result.output.split()
+    assert "default" in result.output
+
+
+def test_study_json_holds_the_patient_series_and_metadata(ingested: str) -> None:
+    result = run(ingested, "study", LONG_UIDS.study, "--json")
+    assert result.exit_code == 0, result.output
+    study = json.loads(result.output)
+    assert study["study_instance_uid"] == LONG_UIDS.study
+    assert study["patient_name"] == LONG_UIDS.patient_name
+    assert study["metadata"]["PatientName"] == {"Alphabetic": LONG_UIDS.patient_name}
+    [series] = study["series_lists"][0]["series"]
+    assert series["series_instance_uid"] == LONG_UIDS.series
+    assert series["number_of_instances"] == 1
+
+
+def test_series_lists_its_instances_with_full_sop_uids(ingested: str) -> None:
+    result = run(ingested, "series", RTDOSE.study, RTDOSE.series)
+    assert result.exit_code == 0, result.output
+    assert f"Series {RTDOSE.series}" in result.output
+    assert "RTDOSE" in result.output
+    words = result.output.split()
+    assert RTDOSE.sop in words
+    assert str(RTDOSE.frames) in words
+    assert f"dicomfile:{RTDOSE.path}" in words
+
+
+def test_series_json_holds_its_instances(ingested: str) -> None:
+    result = run(ingested, "series", MR.study, MR.series, "--json")
+    assert result.exit_code == 0, result.output
+    series = json.loads(result.output)
+    assert series["series_instance_uid"] == MR.series
+    assert series["modality"] == "MR"
+    assert series["number_of_instances"] == 1
+    [inst] = series["instances"]
+    assert inst["sop_instance_uid"] == MR.sop
+    assert (inst["rows"], inst["columns"]) == (MR.rows, MR.columns)
+    assert inst["image_id"] == f"dicomfile:{MR.path}"
+
+
+def test_instance_shows_typed_columns_and_metadata(ingested: str) -> None:
+    result = run(ingested, "instance", CT.study, CT.series, CT.sop)
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.strip()]
+    lines = {words[0]: words[1:] for words in rows}
+    assert lines["sop_instance_uid"] == [CT.sop]
+    assert lines["rows"] == [str(CT.rows)] and lines["columns"] == [str(CT.columns)]
+    assert lines["PatientName"] == ['{"Alphabetic":"CompressedSamples^CT1"}']
+    assert lines["Modality"] == ["CT"]
+
+
+def test_instance_json_has_full_metadata(ingested: str) -> None:
+    result = run(ingested, "instance", CT.study, CT.series, CT.sop, "--json")
+    assert result.exit_code == 0, result.output
+    inst = json.loads(result.output)
+    assert inst["sop_instance_uid"] == CT.sop
+    assert (inst["rows"], inst["columns"]) == (CT.rows, CT.columns)
+    assert inst["data_source"] == "default"
+    md = inst["metadata"]
+    assert md["Rows"] == CT.rows
+    assert md["PatientName"] == {"Alphabetic": CT.patient_name}
+    assert md["SOPInstanceUID"] == CT.sop
+    assert set(md["PixelData"]) == {"BulkDataURI"}
+
+
+@pytest.mark.parametrize("suffix", ["", "&frame=2", "?frame=2"])
+def test_image_id_finds_the_instance_of_a_file_image_id(ingested: str, suffix: str) -> None:
+    image_id = f"dicomfile:{RTDOSE.path}{suffix}"
+    table = run(ingested, "image-id", image_id)
+    assert table.exit_code == 0, table.output
+    assert RTDOSE.sop in table.output.split()
+
+    as_json = run(ingested, "image-id", image_id, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    inst = json.loads(as_json.output)
+    assert inst["sop_instance_uid"] == RTDOSE.sop
+    assert inst["number_of_frames"] == RTDOSE.frames
+    assert inst["rows"] == RTDOSE.rows
+    assert inst["metadata"]["Modality"] == "RTDOSE"
+
+
+@pytest.mark.parametrize("frame", ["1", "3", "15"])
+def test_image_id_finds_the_instance_of_a_wadors_frame_image_id(db_url: str, frame: str) -> None:
+    ds = pydicom.dcmread(RTDOSE.path)
+    dicom_json = ds.to_json_dict(bulk_data_element_handler=lambda e: "http://pacs/bulk")
+    with repository.connect(db_url) as store:
+        store.add_instances([dicom_json], data_source="pacs", wado_root="http://pacs/dicom-web")
+    image_id = (
+        f"wadors:http://pacs/dicom-web/studies/{RTDOSE.study}/series/{RTDOSE.series}"
+        f"/instances/{RTDOSE.sop}/frames/{frame}"
+    )
+    table = run(db_url, "image-id", image_id)
+    assert table.exit_code == 0, table.output
+    assert RTDOSE.sop in table.output.split()
+
+    inst = json.loads(run(db_url, "image-id", image_id, "--json").output)
+    assert inst["sop_instance_uid"] == RTDOSE.sop
+    assert inst["data_source"] == "pacs"
+    assert inst["image_id"].endswith("/frames/1")
+    assert inst["rows"] == RTDOSE.rows
+
+
+# ------------------------------------------------------------------------------------- missing
+
+
+def test_a_missing_study_exits_non_zero_naming_it(ingested: str) -> None:
+    for args in (["study", "1.2.3.999"], ["study", "1.2.3.999", "--json"]):
+        result = run(ingested, *args)
+        assert result.exit_code == 1
+        assert "1.2.3.999" in result.output
+        assert "not in the store" in result.output
+
+
+def test_a_missing_series_exits_non_zero_naming_it(ingested: str) -> None:
+    result = run(ingested, "series", CT.study, "1.2.3.998")
+    assert result.exit_code == 1
+    assert "1.2.3.998" in result.output and "not in the store" in result.output
+    other = run(ingested, "series", CT.study, CT.series, "--data-source", "nope")
+    assert other.exit_code == 1
+    assert CT.series in other.output
+
+
+def test_a_missing_instance_exits_non_zero_naming_it(ingested: str) -> None:
+    result = run(ingested, "instance", CT.study, CT.series, "1.2.3.997")
+    assert result.exit_code == 1
+    assert "1.2.3.997" in result.output and "not in the store" in result.output
+    in_wrong_series = run(ingested, "instance", CT.study, MR.series, CT.sop, "--json")
+    assert in_wrong_series.exit_code == 1
+    assert CT.sop in in_wrong_series.output
+
+
+def test_an_unknown_image_id_exits_non_zero_naming_it(ingested: str) -> None:
+    unknown = "dicomfile:/no/such/file.dcm&frame=2"
+    result = run(ingested, "image-id", unknown)
+    assert result.exit_code == 1
+    assert f"no instance has imageId {unknown}" in result.output
+
+
+# ---------------------------------------------------------------------------------------- help
+
+
+def _walk(command: click.Command, path: str = "dicom-repo") -> list[tuple[str, click.Command]]:
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += _walk(sub, f"{path} {name}")
+    return found
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    commands = _walk(main)
+    assert {path for path, _ in commands} >= {
+        "dicom-repo", "dicom-repo db", "dicom-repo db upgrade", "dicom-repo db downgrade",
+        "dicom-repo db current", "dicom-repo db check", "dicom-repo ingest",
+        "dicom-repo studies", "dicom-repo study", "dicom-repo series", "dicom-repo instance",
+        "dicom-repo image-id",
+    }  # fmt: skip
+    missing = []
+    for path, command in commands:
+        if not (command.help or "").strip():
+            missing.append(path)
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name in ("help", "version"):
+                continue
+            if not (param.help or "").strip():
+                missing.append(f"{path} {param.opts[0]}")
+    assert missing == []
+
+
+def test_help_of_every_command_renders() -> None:
+    for path, _ in _walk(main):
+        words = path.split()[1:]
+        result = CliRunner().invoke(main, [*words, "--help"], catch_exceptions=False)
+        assert result.exit_code == 0, path
+        assert "Usage:" in result.output
