@@ -19,11 +19,18 @@ from sqlalchemy import Connection, Engine, exc, func, select, update
 
 from . import _reads, _writes
 from ._writes import PendingChange
-from .errors import DatabaseError, InvalidValueError, NotFoundError, RepositoryError
+from .errors import (
+    ConflictError,
+    DatabaseError,
+    InvalidValueError,
+    NotFoundError,
+    RepositoryError,
+)
 from .events import EVENTS, Callback, Event, EventHub, Subscription
 from .models import AddResult, Instance, Series, Study
 from .normalize import (
     NormalizedInstance,
+    as_int,
     check_uid,
     file_bulk_uri,
     normalize_instance,
@@ -458,8 +465,6 @@ def _study_added(study_uid: str, data_source: str, made_in_client: bool) -> Pend
 
 
 def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
-    from .normalize import as_int
-
     return {
         "instance_number": as_int(md.get("InstanceNumber")),
         "number_of_frames": as_int(md.get("NumberOfFrames")),
@@ -477,8 +482,6 @@ def _dedupe(instances: Iterable[NormalizedInstance]) -> list[NormalizedInstance]
             inst.study_instance_uid,
             inst.series_instance_uid,
         ):
-            from .errors import ConflictError
-
             raise ConflictError(
                 f"SOPInstanceUID {inst.sop_instance_uid} appears in series "
                 f"{first.series_instance_uid} and {inst.series_instance_uid} of one batch"
