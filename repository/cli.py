@@ -327,6 +327,48 @@ def instance(
     _print_instance(found, as_json)
 
 
+@main.command("display-sets")
+@click.argument("study_uid")
+@click.option("--data-source", default=None, help="Only this data source's series.")
+@click.option(
+    "--handler",
+    "handlers",
+    multiple=True,
+    help="Use only these handler ids, in this order (repeatable; default: all registered).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def display_sets(
+    ctx: click.Context,
+    study_uid: str,
+    data_source: str | None,
+    handlers: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show the display sets a viewer would build for a study."""
+    with _store(ctx) as store:
+        found = store.get_display_sets(
+            study_uid, data_source=data_source, handlers=list(handlers) or None
+        )
+    if as_json:
+        _json([ds.to_json() for ds in found])
+        return
+    table = Table("DisplaySetInstanceUID", "Handler", "Plugin", "Modality", "#", "Description",
+                  "Instances", "Frames", "Notes", box=None)  # fmt: skip
+    for ds in found:
+        notes = [n for n, on in (("volume", ds.is_reconstructable),
+                                 ("derived", ds.is_derived_display_set)) if on]  # fmt: skip
+        if ds.referenced_series_instance_uid:
+            notes.append(f"refers to {ds.referenced_series_instance_uid}")
+        if ds.is_unsupported:
+            notes.append(str(ds.extras.get("reason", "")))
+        table.add_row(ds.display_set_instance_uid, ds.sop_class_handler_id, ds.plugin,
+                      ds.modality or "", str(ds.series_number or ""), ds.label,
+                      str(len(ds.instances)), str(ds.num_image_frames),
+                      "; ".join(notes))  # fmt: skip
+    console.print(table)
+
+
 @main.command("image-id")
 @click.argument("image_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with full metadata).")

@@ -9,7 +9,7 @@ subscribers only after the commit returned. A rollback discards them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,6 +38,8 @@ from .normalize import (
     to_naturalized,
 )
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
+from .sop_class_handlers.registry import HandlerLike
 
 InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
 """What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
@@ -455,6 +457,47 @@ class Store:
         (OHIF ``getInstanceByImageId``)."""
         with self._read() as conn:
             return _reads.get_instance_from_image_id(conn, image_id)
+
+    # ------------------------------------------------------------------ display sets
+
+    @property
+    def handlers(self) -> HandlerRegistry:
+        """The SOP class handlers used by default: plug-ins (entry points), then built-ins.
+
+        Loaded on first use; ``store.handlers.register(handler, before="stack")`` adds one.
+        """
+        registry: HandlerRegistry | None = getattr(self, "_handlers", None)
+        if registry is None:
+            registry = self._handlers = default_registry()
+        return registry
+
+    def get_display_sets(
+        self,
+        study_uid: str,
+        *,
+        handlers: Sequence[str | HandlerLike] | None = None,
+        data_source: str | None = None,
+        authorization_headers: Mapping[str, str] | None = None,
+        dicom_web_client: object = None,
+    ) -> list[DisplaySet]:
+        """The study's display sets, computed from the database with a fixed number of queries.
+
+        ``handlers`` (ids of registered handlers or handler objects) replaces the default list
+        for this call, in the order given. ``authorization_headers`` are copied onto the display
+        sets, never stored. Raises :class:`NotFoundError` if the study is not stored.
+        """
+        chosen = tuple(self.handlers) if handlers is None else self.handlers.resolve(handlers)
+        with self._read() as conn:
+            study = _reads.get_study(conn, study_uid, data_source)
+        if study is None or not study.series_lists:
+            where = f" from data source {data_source!r}" if data_source else ""
+            raise NotFoundError(f"study {study_uid}{where} is not in the store")
+        return build_display_sets(
+            study,
+            chosen,
+            authorization_headers=authorization_headers,
+            dicom_web_client=dicom_web_client,
+        )
 
 
 def _study_added(study_uid: str, data_source: str, made_in_client: bool) -> PendingChange:
