@@ -21,6 +21,7 @@ from .errors import (
     NotFoundError,
     NotMigratedError,
     RepositoryError,
+    TransactionConflictError,
 )
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
@@ -47,12 +48,17 @@ __all__ = [
     "Store",
     "Study",
     "Subscription",
+    "TransactionConflictError",
     "connect",
 ]
 
 
-def connect(url: str | None = None) -> Store:
+def connect(url: str | None = None, *, poll_interval: float | None = None) -> Store:
     """Open the store at ``url`` (else ``$DICOM_REPO_URL``, else ``sqlite:///dicom-repo.db``).
+
+    ``poll_interval`` is how often (seconds) the change-feed follower of a store with
+    subscribers reads the change log unprompted: SQLite's only way to see other processes'
+    commits (default 0.2), a safety net under LISTEN/NOTIFY on PostgreSQL (default 10).
 
     A new, empty SQLite database is created and migrated on the spot. Any other database must
     already be at the current schema revision (``dicom-repo db upgrade``), else
@@ -73,4 +79,4 @@ def connect(url: str | None = None) -> Store:
         engine.dispose()
         where = engine.url.render_as_string(hide_password=True)
         raise DatabaseError(f"cannot open database {where}: {error}") from error
-    return Store(engine)
+    return Store(engine, poll_interval=poll_interval)

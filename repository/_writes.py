@@ -2,7 +2,10 @@
 
 Every function takes an open Connection inside a transaction and never commits. Rows are written
 with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a row that exists is never
-written twice; existing rows are locked (``FOR UPDATE`` on PostgreSQL) before they are merged.
+written twice, even by concurrent writers; existing rows are locked (``FOR UPDATE`` on
+PostgreSQL) before they are merged. Rows are inserted and locked sorted by natural key, so
+concurrent transactions take their locks in one order (deadlocks stay rare; the store retries
+the ones that happen).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .changelog import APPEND_LOCK_KEY
 from .errors import ConflictError
 from .events import EVENTS, Event
 from .image_id import file_image_id, wadors_image_id
@@ -89,7 +93,7 @@ def upsert_studies(
     """
     rows = [
         {"study_instance_uid": uid, **study_columns(md), "metadata_": md}
-        for uid, md in studies.items()
+        for uid, md in sorted(studies.items())
     ]
     stmt = _insert(conn, StudyRow.__table__).on_conflict_do_nothing(
         index_elements=["study_instance_uid"]
@@ -101,11 +105,12 @@ def upsert_studies(
         )
     }
     ids = dict(created)
-    existing = [uid for uid in studies if uid not in created]
+    existing = sorted(uid for uid in studies if uid not in created)
     for chunk in _chunks(existing):
         found = conn.execute(
             select(StudyRow.id, StudyRow.study_instance_uid, StudyRow.metadata_)
             .where(StudyRow.study_instance_uid.in_(chunk))
+            .order_by(StudyRow.study_instance_uid)
             .with_for_update()
         ).all()
         for id_, uid, old in found:
@@ -135,6 +140,7 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
         for study_id, old_text, md in conn.execute(
             select(StudyRow.id, StudyRow.modalities_in_study, StudyRow.metadata_)
             .where(StudyRow.id.in_(chunk))
+            .order_by(StudyRow.study_instance_uid)
             .with_for_update()
         ):
             modalities = sorted(found[study_id] | set((old_text or "").split("\\")) - {""})
@@ -221,7 +227,7 @@ def upsert_series(
     rows = [
         {"series_list_id": list_id, "series_instance_uid": uid, **series_columns(md),
          "metadata_": md}
-        for (list_id, uid), md in series.items()
+        for (list_id, uid), md in sorted(series.items())
     ]  # fmt: skip
     stmt = _insert(conn, SeriesRow.__table__).on_conflict_do_nothing(
         index_elements=["series_list_id", "series_instance_uid"]
@@ -234,12 +240,13 @@ def upsert_series(
         ids[(list_id, uid)] = id_
     created = [key for key in series if key in ids]
     changed: list[tuple[int, str]] = []
-    existing = [key for key in series if key not in ids]
+    existing = sorted(key for key in series if key not in ids)
     for chunk in _chunks(existing, CHUNK // 2):
         found = conn.execute(
             select(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid,
                    SeriesRow.metadata_)
             .where(tuple_(SeriesRow.series_list_id, SeriesRow.series_instance_uid).in_(chunk))
+            .order_by(SeriesRow.series_list_id, SeriesRow.series_instance_uid)
             .with_for_update()
         )  # fmt: skip
         for id_, list_id, uid, old in found:
@@ -323,6 +330,7 @@ def insert_instances(
         )
     if not rows:
         return set()
+    rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
     )
@@ -355,34 +363,36 @@ class PendingChange:
     payload: Metadata
 
 
-def record_changes(conn: Connection, changes: Sequence[PendingChange]) -> list[Event]:
-    """Append ``changes`` to the change log; return them as events with their seq numbers."""
-    events: list[Event] = []
-    for change in changes:  # one row each, so every seq comes back in order
-        seq = conn.execute(
-            _insert(conn, ChangeRow.__table__)
-            .values(
-                kind=change.kind.value,
-                study_instance_uid=change.study_instance_uid,
-                series_instance_uid=change.series_instance_uid,
-                data_source=change.data_source,
-                made_in_client=change.made_in_client,
-                payload=change.payload,
-            )
-            .returning(ChangeRow.seq)
-        ).scalar_one()
-        events.append(
-            Event(
-                kind=change.kind,
-                seq=seq,
-                study_instance_uid=change.study_instance_uid,
-                series_instance_uid=change.series_instance_uid,
-                data_source=change.data_source,
-                made_in_client=change.made_in_client,
-                payload={**change.payload, "seq": seq},
-            )
-        )
-    return events
+def record_changes(
+    conn: Connection, changes: Sequence[PendingChange], channel: str | None = None
+) -> list[Event]:
+    """Append ``changes`` to the change log; return them as events with their seq numbers.
+
+    Call it last, just before commit. On PostgreSQL it first takes the change-log advisory lock
+    (held until commit), so seq order is commit order, and queues a NOTIFY on ``channel``
+    (PostgreSQL sends it only if the transaction commits).
+    """
+    if not changes:
+        return []
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+    rows = [
+        {"kind": c.kind.value, "study_instance_uid": c.study_instance_uid,
+         "series_instance_uid": c.series_instance_uid, "data_source": c.data_source,
+         "made_in_client": c.made_in_client, "payload": c.payload}
+        for c in changes
+    ]  # fmt: skip
+    stmt = _insert(conn, ChangeRow.__table__).returning(ChangeRow.seq, sort_by_parameter_order=True)
+    seqs = [seq for (seq,) in conn.execute(stmt, rows)]
+    if postgres and channel:
+        conn.execute(select(func.pg_notify(channel, str(max(seqs)))))
+    return [
+        Event(kind=c.kind, seq=seq, study_instance_uid=c.study_instance_uid,
+              series_instance_uid=c.series_instance_uid, data_source=c.data_source,
+              made_in_client=c.made_in_client, payload={**c.payload, "seq": seq})
+        for c, seq in zip(changes, seqs, strict=True)
+    ]  # fmt: skip
 
 
 def study_metadata(md: Mapping[str, Any]) -> Metadata:

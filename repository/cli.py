@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
+from .cli_feed import changes
 from .config import DEFAULT_URL, ENV_VAR
 from .engine import make_engine
 from .errors import RepositoryError
@@ -189,6 +190,141 @@ def ingest(
         f"{len(report.skipped)} skipped"
     )
     if report.failed:
+        sys.exit(1)
+
+
+# -------------------------------------------------------------------------------------- pull
+
+
+def _parse_queries(queries: tuple[str, ...]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for text in queries:
+        key, equals, value = text.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--query")
+        if key in parsed:
+            raise click.BadParameter(f"{key} is given twice", param_hint="--query")
+        parsed[key] = value
+    return parsed
+
+
+@main.command()
+@click.argument("url")
+@click.option("--study", "studies", multiple=True, metavar="UID", help="A study to pull (repeat).")
+@click.option(
+    "--query",
+    "queries",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="QIDO-RS study search filter, e.g. PatientID=123 or StudyDate=20240101-20241231.",
+)
+@click.option(
+    "--data-source", default=None, help="Series list to file them under (default: host:port/path)."
+)
+@click.option("--wado-root", default=None, metavar="URL", help="WADO-RS root, if not URL.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="HTTP header sent with every request, e.g. 'Authorization: Bearer ...' (repeat).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    help="Seconds to wait for each request.",
+)  # fmt: skip
+@click.option("--keep-going", is_flag=True, help="Go on after a failed study or series.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    url: str,
+    studies: tuple[str, ...],
+    queries: tuple[str, ...],
+    data_source: str | None,
+    wado_root: str | None,
+    headers: tuple[str, ...],
+    timeout: float,
+    keep_going: bool,
+    quiet: bool,
+) -> None:
+    """Pull studies from the DICOMweb server at URL (its QIDO-RS/WADO-RS root).
+
+    Pulls the given --study UIDs, else every study matching the --query filters, else every
+    study. Each series is committed on its own; running the same pull again adds only what is
+    missing. Credentials (in URL or headers) are sent to the server only: never stored, never
+    printed.
+    """
+    # Imported here: dicomweb-client (and what it imports) would slow every other command.
+    from .sources.dicomweb import (
+        DicomWebSource,
+        PullError,
+        PullProgress,
+        PullReport,
+        parse_header,
+    )
+
+    if studies and queries:
+        raise click.UsageError("give --study or --query, not both")
+    query = _parse_queries(queries)
+    sent: dict[str, str] = {}
+    for text in headers:
+        try:
+            name, value = parse_header(text)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--header") from None
+        sent[name] = value
+    try:
+        source = DicomWebSource(
+            url, wado_root=wado_root, name=data_source, headers=sent, timeout=timeout
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="URL") from None
+    progress = Progress(
+        TextColumn("pulling"),
+        TextColumn("{task.fields[studies]} studies"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("series"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("pull", total=None, studies="0/?")
+
+    def show(state: PullProgress) -> None:
+        progress.update(
+            task,
+            total=state.series_total or None,
+            completed=state.series_done,
+            studies=f"{state.studies_done}/{state.studies_total}",
+        )
+
+    def summary(done: PullReport) -> str:
+        return (
+            f"{done.studies} studies, {done.series} series from {done.data_source}: "
+            f"{done.instances_added} instances added, {done.instances_present} already present"
+        )
+
+    with _store(ctx) as store, source, progress:
+        try:
+            report = source.pull(
+                store,
+                studies=studies or None,
+                query=query or None,
+                progress=show,
+                keep_going=keep_going,
+            )
+        except PullError as error:
+            progress.stop()
+            if error.report is not None and error.report.series:
+                click.echo(f"before the error: {summary(error.report)}", err=True)
+            raise click.ClickException(str(error)) from None
+    for failure in report.failures:
+        click.echo(f"failed: {failure}", err=True)
+    click.echo(summary(report) + (f", {len(report.failures)} failed" if report.failures else ""))
+    if report.failures:
         sys.exit(1)
 
 
@@ -394,5 +530,7 @@ def _print_instance(found: Instance, as_json: bool) -> None:
         table.add_row(key, text if len(text) < 120 else text[:117] + "...")
     console.print(table, markup=False)
 
+
+main.add_command(changes)
 
 __all__ = ["main"]

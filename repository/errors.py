@@ -12,6 +12,7 @@ Hierarchy::
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
     └── DatabaseError
+        └── TransactionConflictError
 
 Database driver exceptions are translated at the store boundary (``raise ... from exc``), so a
 caller only needs to catch these classes.
@@ -58,3 +59,13 @@ class NotMigratedError(RepositoryError):
 
 class DatabaseError(RepositoryError):
     """Raised when the database fails in a way that is not the caller's input."""
+
+
+class TransactionConflictError(DatabaseError):
+    """Raised when a concurrent writer made the transaction fail (deadlock, serialization
+    failure, a unique key taken meanwhile, SQLite busy) and running it again would resolve it.
+
+    Single ``add_*`` calls retry such failures by themselves; this reaches the caller from inside
+    an explicit :meth:`Store.transaction` block (which cannot be replayed: use
+    :meth:`Store.run_in_transaction`), or when the retries are exhausted.
+    """

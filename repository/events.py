@@ -1,10 +1,10 @@
-"""Store events, subscriptions and their delivery after commit."""
+"""Store events and subscriptions; each subscription remembers the last seq it was handed."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -36,16 +36,30 @@ class Event:
 
 Callback = Callable[[Event], object]
 
+ALL_EVENTS = "*"
+"""Subscribe to this to get every event kind through one subscription (one seq order)."""
+
 
 class Subscription:
-    """A callback registered for one event; call :meth:`unsubscribe` to stop it."""
+    """A callback registered for one event; call :meth:`unsubscribe` to stop it.
+
+    ``last_seq`` is the seq of the last change this subscription has been handed (or skipped,
+    if it did not want it): each change is delivered at most once, in seq order.
+    """
 
     def __init__(
-        self, hub: EventHub, kind: EVENTS, callback: Callback, include_made_in_client: bool
+        self,
+        hub: EventHub,
+        kind: EVENTS | None,
+        callback: Callback,
+        include_made_in_client: bool,
+        last_seq: int,
     ) -> None:
         self.kind = kind
         self.callback = callback
         self.include_made_in_client = include_made_in_client
+        self.last_seq = last_seq
+        self.active = True
         self._hub = hub
 
     def unsubscribe(self) -> None:
@@ -54,26 +68,34 @@ class Subscription:
 
     def wants(self, event: Event) -> bool:
         """True if this subscription should receive ``event``."""
-        return event.kind == self.kind and (self.include_made_in_client or not event.made_in_client)
+        return (self.kind is None or event.kind == self.kind) and (
+            self.include_made_in_client or not event.made_in_client
+        )
 
 
 class EventHub:
-    """Subscribers of one store, and in-order delivery of committed events."""
+    """The subscriptions of one store, and handing each committed event to them once."""
 
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
 
-    def add(self, kind: str, callback: Callback, include_made_in_client: bool) -> Subscription:
-        """Register ``callback`` for ``kind``; raises ValueError for an unknown event name."""
+    def add(
+        self, kind: str, callback: Callback, include_made_in_client: bool, last_seq: int
+    ) -> Subscription:
+        """Register ``callback`` for ``kind`` (or every kind: ``"*"``), for changes after
+        ``last_seq``. Raises ValueError for an unknown event name.
+        """
         try:
-            event_kind = EVENTS(kind)
+            event_kind = None if kind == ALL_EVENTS else EVENTS(kind)
         except ValueError:
             known = ", ".join(EVENTS)
-            raise ValueError(f"unknown event {kind!r}; the store fires {known}") from None
+            raise ValueError(
+                f"unknown event {kind!r}; the store fires {known} (or {ALL_EVENTS!r} for all)"
+            ) from None
         if not callable(callback):
             raise TypeError("callback must be callable")
-        sub = Subscription(self, event_kind, callback, include_made_in_client)
+        sub = Subscription(self, event_kind, callback, include_made_in_client, last_seq)
         with self._lock:
             self._subscriptions.append(sub)
         return sub
@@ -81,18 +103,30 @@ class EventHub:
     def remove(self, sub: Subscription) -> None:
         """Forget ``sub`` if registered."""
         with self._lock:
+            sub.active = False
             if sub in self._subscriptions:
                 self._subscriptions.remove(sub)
 
-    def deliver(self, events: Iterable[Event]) -> None:
-        """Call each subscriber for each event in order; a failing callback is logged, skipped."""
-        for event in events:
-            with self._lock:
-                targets = [s for s in self._subscriptions if s.wants(event)]
-            for sub in targets:
-                try:
-                    sub.callback(event)
-                except Exception:
-                    log.exception(
-                        "subscriber %r failed on %s seq %d", sub.callback, event.kind, event.seq
-                    )
+    def low_water(self) -> int | None:
+        """The lowest ``last_seq`` of the live subscriptions (None when there are none)."""
+        with self._lock:
+            return min((s.last_seq for s in self._subscriptions), default=None)
+
+    def dispatch(self, event: Event) -> None:
+        """Hand ``event`` to each subscription that has not seen its seq and wants it.
+
+        The caller delivers events in seq order, one thread at a time. A failing callback is
+        logged and skipped.
+        """
+        with self._lock:
+            targets = [s for s in self._subscriptions if s.last_seq < event.seq]
+        for sub in targets:
+            sub.last_seq = event.seq
+            if not (sub.active and sub.wants(event)):
+                continue
+            try:
+                sub.callback(event)
+            except Exception:
+                log.exception(
+                    "subscriber %r failed on %s seq %d", sub.callback, event.kind, event.seq
+                )

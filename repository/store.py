@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, exc, func, select, update
 
-from . import _reads, _writes
+from . import _reads, _writes, changelog
 from ._writes import PendingChange
 from .errors import (
     ConflictError,
@@ -26,7 +26,8 @@ from .errors import (
     NotFoundError,
     RepositoryError,
 )
-from .events import EVENTS, Callback, Event, EventHub, Subscription
+from .events import EVENTS, Callback, Event, Subscription
+from .feed import Feed
 from .models import AddResult, Instance, Series, Study
 from .normalize import (
     NormalizedInstance,
@@ -37,6 +38,7 @@ from .normalize import (
     require_uid,
     to_naturalized,
 )
+from .retry import DEFAULT_ATTEMPTS, run_with_retries, translate
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
 from .sop_class_handlers.registry import HandlerLike
@@ -64,16 +66,17 @@ def _check_data_source(data_source: str) -> str:
 class Store:
     """A DICOM metadata store backed by SQLite or PostgreSQL. Create it with ``connect()``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, poll_interval: float | None = None) -> None:
         self.engine = engine
-        self._hub = EventHub()
+        self._feed = Feed(engine, poll_interval=poll_interval)
         self._local = threading.local()
-        self._commit_lock = threading.RLock()
+        self._channel: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop the change-feed follower thread and release the database connections."""
+        self._feed.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -94,7 +97,9 @@ class Store:
         """Group several adds into one commit; events are delivered after it, or never.
 
         Nested use joins the outer transaction. A failed ``add_*`` inside it is rolled back to
-        its own savepoint, so the caller may catch the error and go on.
+        its own savepoint, so the caller may catch the error and go on. If a concurrent writer
+        makes the transaction fail, :class:`TransactionConflictError` is raised and nothing is
+        committed; the block cannot be replayed from here (:meth:`run_in_transaction` can).
         """
         if getattr(self._local, "uow", None) is not None:
             yield
@@ -106,23 +111,51 @@ class Store:
         uow = _UnitOfWork(conn)
         self._local.uow = uow
         try:
-            trans = conn.begin()
+            try:
+                trans = conn.begin()
+            except exc.DBAPIError as error:
+                raise translate(error, "cannot begin a transaction") from error
             try:
                 yield
-                if uow.changes:
-                    uow.events = _writes.record_changes(conn, uow.changes)
-            except BaseException:
+                if uow.changes:  # last, so the change-log lock is held only until commit
+                    channel = self._notify_channel(conn)
+                    uow.events = _writes.record_changes(conn, uow.changes, channel)
+            except BaseException as error:
                 trans.rollback()
+                if isinstance(error, exc.DBAPIError):
+                    raise translate(error) from error
                 raise
-            with self._commit_lock:
-                try:
-                    trans.commit()
-                except exc.DBAPIError as error:
-                    raise DatabaseError(f"commit failed: {error.orig}") from error
-                self._hub.deliver(uow.events)
+            try:
+                trans.commit()
+            except exc.DBAPIError as error:
+                raise translate(error, "commit failed") from error
         finally:
             self._local.uow = None
             conn.close()
+        if uow.events:
+            self._feed.after_commit()
+
+    def run_in_transaction(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+        """Run ``fn()`` in one transaction; run it again if a concurrent writer conflicts.
+
+        Use it instead of ``with store.transaction():`` when several processes write the same
+        studies. ``fn`` may be called up to ``attempts`` times, so it should only call the
+        store (or be safe to repeat); events are delivered once, after the commit that
+        succeeded. Inside an enclosing transaction ``fn`` just joins it (no retry).
+        """
+        if getattr(self._local, "uow", None) is not None:
+            return fn()
+
+        def attempt() -> T:
+            with self.transaction():
+                return fn()
+
+        return run_with_retries(attempt, attempts=attempts)
+
+    def _notify_channel(self, conn: Connection) -> str | None:
+        if self._channel is None and conn.dialect.name == "postgresql":
+            self._channel = changelog.current_channel(conn)
+        return self._channel
 
     def _write(self, work: Callable[[_UnitOfWork], T]) -> T:
         """Run ``work`` in the current transaction (under a savepoint) or in a new one."""
@@ -151,14 +184,41 @@ class Store:
     # ------------------------------------------------------------------ events
 
     def subscribe(
-        self, event: str, callback: Callback, *, include_made_in_client: bool = False
+        self,
+        event: str,
+        callback: Callback,
+        *,
+        include_made_in_client: bool = False,
+        since: int | None = None,
     ) -> Subscription:
-        """Call ``callback(Event)`` after each commit that fired ``event`` (see ``EVENTS``).
+        """Call ``callback(Event)`` after each commit that fired ``event`` (see ``EVENTS``;
+        ``"*"`` for all of them), whichever process (using this library on this database)
+        made it.
 
+        Each subscription gets each change once, in commit order. ``since=None`` starts with
+        changes committed from now on; ``since=N`` first replays every change after seq N (a
+        restarted worker passes the last seq it handled). Callbacks run in the thread that
+        committed, before its ``add_*`` returns, for this store's own commits, and in the
+        store's follower thread (started here) for other processes' commits and replays.
         Events from ``made_in_client=True`` writes are delivered only if
         ``include_made_in_client`` is set.
         """
-        return self._hub.add(event, callback, include_made_in_client)
+        return self._feed.subscribe(event, callback, include_made_in_client, since)
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[Event]:
+        """Committed changes with seq greater than ``since``, in commit order (at most
+        ``limit``): the change log as a durable, replayable feed.
+
+        Page through it with ``since=changes[-1].seq``. Seqs are handed out in commit order,
+        so a change that commits late never lands below a seq already read: a follower that
+        remembers the last seq it saw misses nothing.
+        """
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise InvalidValueError(f"since must be a seq number (an int >= 0), not {since!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidValueError(f"limit must be a positive int, not {limit!r}")
+        with self._read() as conn:
+            return changelog.read_changes(conn, since, limit)
 
     # ------------------------------------------------------------------ writes
 
@@ -413,13 +473,19 @@ class Store:
         self._guard(work)
 
     def _guard(self, work: Callable[[_UnitOfWork], T]) -> T:
-        """Run a write, translating driver errors into ours."""
+        """Run a write, translating driver errors into ours.
+
+        A write in its own transaction is run again (with backoff, a bounded number of times)
+        when a concurrent writer conflicts; inside the caller's transaction it cannot be.
+        """
+        if getattr(self._local, "uow", None) is None:
+            return run_with_retries(lambda: self._write(work))
         try:
             return self._write(work)
         except RepositoryError:
             raise
         except exc.DBAPIError as error:
-            raise DatabaseError(f"database error: {error.orig}") from error
+            raise translate(error) from error
 
     # ------------------------------------------------------------------ reads
 

@@ -1,0 +1,80 @@
+"""The change log as a feed: reading it by seq, and the names writers and followers share.
+
+Writers append to the ``change`` table at the very end of their transaction (see
+``_writes.record_changes``). On PostgreSQL they first take a transaction-scoped advisory lock,
+:data:`APPEND_LOCK_KEY`, so seq numbers are handed out in commit order: a reader that has seen
+seq N has seen every committed change below N, and a follower reading ``seq > last_seen`` never
+skips one. On SQLite writers are serialized by the database (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from .events import EVENTS, Event
+from .schema import ChangeRow
+
+APPEND_LOCK_KEY = 0x6469636F6D5F7271  # "dicom_rq": pg_advisory_xact_lock key of change appends
+"""The advisory lock (a bigint) every PostgreSQL writer holds from its change append to commit."""
+
+CHANNEL_PREFIX = "dicom_repo_changes:"
+MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: longer LISTEN channel names are truncated or refused
+
+
+def notify_channel(schema: str | None) -> str:
+    """The LISTEN/NOTIFY channel for the change log of ``schema`` (PostgreSQL).
+
+    Scoped to the schema, so that databases with several schemas (for example one per test)
+    do not wake each other's followers. Long schema names are replaced by a digest.
+    """
+    name = CHANNEL_PREFIX + (schema or "")
+    if len(name.encode()) > MAX_IDENTIFIER:
+        name = CHANNEL_PREFIX + hashlib.sha1((schema or "").encode()).hexdigest()[:32]
+    return name
+
+
+def current_channel(conn: Connection) -> str:
+    """:func:`notify_channel` of the schema ``conn`` writes to (its ``current_schema()``)."""
+    schema = conn.execute(select(func.current_schema())).scalar()
+    return notify_channel(schema)
+
+
+def max_seq(conn: Connection) -> int:
+    """The newest committed seq (0 for an empty change log)."""
+    return int(conn.execute(select(func.coalesce(func.max(ChangeRow.seq), 0))).scalar_one())
+
+
+def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:
+    """Committed changes with ``seq > after``, oldest first, at most ``limit`` of them."""
+    rows = conn.execute(
+        select(ChangeRow.seq, ChangeRow.kind, ChangeRow.study_instance_uid,
+               ChangeRow.series_instance_uid, ChangeRow.data_source, ChangeRow.made_in_client,
+               ChangeRow.payload)
+        .where(ChangeRow.seq > after)
+        .order_by(ChangeRow.seq)
+        .limit(limit)
+    )  # fmt: skip
+    return [_event(*row) for row in rows]
+
+
+def _event(
+    seq: int,
+    kind: str,
+    study: str,
+    series: str | None,
+    data_source: str | None,
+    made_in_client: bool,
+    payload: dict[str, Any] | None,
+) -> Event:
+    return Event(
+        kind=EVENTS(kind),
+        seq=seq,
+        study_instance_uid=study,
+        series_instance_uid=series,
+        data_source=data_source or "",
+        made_in_client=bool(made_in_client),
+        payload={**(payload or {}), "seq": seq},
+    )

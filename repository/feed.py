@@ -1,0 +1,251 @@
+"""Delivering committed changes to subscribers, from this process and from others.
+
+One delivery path: every subscription remembers the last seq it was handed, and delivering means
+reading the change log after the lowest of those, in seq order, and handing each change to the
+subscriptions that have not seen it (under one lock, so each subscription gets each change once,
+in commit order). Two things trigger it:
+
+- a commit made through this store, in the committing thread, right after the commit (so a
+  subscriber in the writing process has its events before ``add_*`` returns);
+- a follower thread per store, started at the first ``subscribe``: on PostgreSQL it LISTENs on
+  the schema's channel (writers NOTIFY inside their transaction; PostgreSQL delivers that only
+  on commit) and reads the change log when woken, plus every ``poll_interval`` seconds as a
+  safety net; a lost connection is re-opened with backoff and the log read from the last seq,
+  so nothing is missed. On SQLite it reads the change log every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from . import changelog
+from .events import Callback, Event, EventHub, Subscription
+
+log = logging.getLogger("repository.feed")
+
+SQLITE_POLL_INTERVAL = 0.2
+"""Seconds between change-log reads of a SQLite follower."""
+POSTGRES_SAFETY_POLL_INTERVAL = 10.0
+"""Seconds between change-log reads of a PostgreSQL follower that was not notified."""
+BATCH = 500
+RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+
+
+class Feed:
+    """The subscriptions of one store and their delivery (see the module docstring)."""
+
+    def __init__(self, engine: Engine, *, poll_interval: float | None = None) -> None:
+        self.engine = engine
+        self.hub = EventHub()
+        self.postgres = engine.dialect.name == "postgresql"
+        default = POSTGRES_SAFETY_POLL_INTERVAL if self.postgres else SQLITE_POLL_INTERVAL
+        if poll_interval is not None and not poll_interval > 0:
+            raise ValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
+        self.poll_interval = default if poll_interval is None else float(poll_interval)
+        self._deliver_lock = threading.Lock()
+        self._owner: int | None = None
+        self._again = False
+        self._start_lock = threading.Lock()
+        self._follower: _Follower | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ public to the store
+
+    def subscribe(
+        self, kind: str, callback: Callback, include_made_in_client: bool, since: int | None
+    ) -> Subscription:
+        """Register a subscription for changes after ``since`` (None: after the newest now)."""
+        if since is not None and (type(since) is not int or since < 0):
+            raise ValueError(f"since must be a seq number (an int >= 0) or None, not {since!r}")
+        last = self.max_seq() if since is None else since
+        sub = self.hub.add(kind, callback, include_made_in_client, last)
+        follower = self._ensure_follower()
+        if since is not None:  # replay the backlog now, in the follower (or here)
+            if follower is not None:
+                follower.wake()
+            else:
+                self.deliver()
+        return sub
+
+    def after_commit(self) -> None:
+        """Deliver in the committing thread; never raises (the follower catches up)."""
+        if self.hub.low_water() is None:
+            return
+        try:
+            self.deliver()
+        except Exception:
+            log.exception("delivering events after commit failed; the follower will retry")
+
+    def read(self, after: int, limit: int) -> list[Event]:
+        """Committed changes after seq ``after``, oldest first."""
+        with self.engine.connect() as conn:
+            return changelog.read_changes(conn, after, limit)
+
+    def max_seq(self) -> int:
+        """The newest committed seq."""
+        with self.engine.connect() as conn:
+            return changelog.max_seq(conn)
+
+    def deliver(self) -> None:
+        """Hand every committed change the subscriptions have not seen to them, in seq order.
+
+        A call from inside a callback (a subscriber that writes) returns at once: the delivery
+        already running in this thread reads on until the change log is exhausted.
+        """
+        if self._owner == threading.get_ident():
+            self._again = True
+            return
+        with self._deliver_lock:
+            self._owner = threading.get_ident()
+            try:
+                while True:
+                    self._again = False
+                    after = self.hub.low_water()
+                    if after is None:
+                        return
+                    events = self.read(after, BATCH)
+                    for event in events:
+                        self.hub.dispatch(event)
+                    if len(events) < BATCH and not self._again:
+                        return
+            finally:
+                self._owner = None
+
+    def close(self) -> None:
+        """Stop the follower thread (waits a few seconds for it)."""
+        with self._start_lock:
+            self._closed = True
+            follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
+
+    # ------------------------------------------------------------------ follower
+
+    def _ensure_follower(self) -> _Follower | None:
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        ):
+            return None  # an in-memory database has no other writer to follow
+        with self._start_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._follower is None:
+                self._follower = _Follower(self)
+                self._follower.start()
+            return self._follower
+
+    def connect_listener(self) -> psycopg.Connection[Any]:
+        """A new autocommit psycopg connection to the store's database, for LISTEN."""
+        _args, params = self.engine.dialect.create_connect_args(self.engine.url)
+        params.pop("context", None)
+        params.setdefault("connect_timeout", 10)
+        return psycopg.connect(**params, autocommit=True)
+
+
+class _Follower(threading.Thread):
+    """The background thread that delivers other processes' commits (see the module doc)."""
+
+    def __init__(self, feed: Feed) -> None:
+        super().__init__(name="dicom-repo-feed", daemon=True)
+        self.feed = feed
+        self.reconnects = 0
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def wake(self) -> None:
+        """Make the thread read the change log now."""
+        with contextlib.suppress(OSError):  # buffer full (a wake is pending anyway), or closed
+            self._wake_w.send(b"\0")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait for it (not when called from the thread itself)."""
+        self._stopping.set()
+        self.wake()
+        if threading.current_thread() is not self:
+            self.join(timeout)
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _wait(self, timeout: float, fd: int | None = None) -> bool:
+        """Sleep until woken, ``fd`` is readable or ``timeout``; True if ``fd`` is readable."""
+        watched: list[Any] = [self._wake_r] if fd is None else [self._wake_r, fd]
+        ready = select.select(watched, [], [], max(0.0, timeout))[0]
+        if self._wake_r in ready:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+        return fd is not None and fd in ready
+
+    def run(self) -> None:
+        """Follow until stopped."""
+        if self.feed.postgres:
+            self._listen()
+        else:
+            self._poll()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.feed.deliver()
+            except Exception as error:
+                log.warning("change feed: reading the change log failed: %s", error)
+            self._wait(self.feed.poll_interval)
+
+    def _listen(self) -> None:
+        delay = RECONNECT_MIN
+        while not self._stopping.is_set():
+            try:
+                with self.feed.connect_listener() as conn:
+                    schema = conn.execute("SELECT current_schema()").fetchone()
+                    channel = changelog.notify_channel(schema[0] if schema else None)
+                    conn.execute("SELECT set_config('application_name', %s, false)", [channel])
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    if self.reconnects:
+                        log.warning("change feed: listener reconnected; catching up")
+                    delay = RECONNECT_MIN
+                    self._follow(conn)
+                    return
+            except Exception as error:  # connection lost, server down, or a failed read
+                if self._stopping.is_set():
+                    return
+                self.reconnects += 1
+                log.warning("change feed: listener connection lost (%s); reconnecting in %.1fs",
+                            str(error).strip().splitlines()[0] if str(error).strip() else
+                            type(error).__name__, delay)  # fmt: skip
+                self._wait(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, RECONNECT_MAX)
+
+    def _follow(self, conn: psycopg.Connection[Any]) -> None:
+        self.feed.deliver()  # catch up on what committed before LISTEN (or while disconnected)
+        interval = self.feed.poll_interval
+        next_poll = time.monotonic() + interval
+        fd = conn.pgconn.socket
+        while not self._stopping.is_set():
+            notified = self._wait(next_poll - time.monotonic(), fd)
+            if self._stopping.is_set():
+                return
+            if notified:
+                conn.pgconn.consume_input()  # raises once the server closed the connection
+                while conn.pgconn.notifies() is not None:
+                    pass
+            elif time.monotonic() >= next_poll:
+                conn.execute("SELECT 1")  # the safety poll also proves the connection alive
+                next_poll = time.monotonic() + interval
+            self.feed.deliver()
