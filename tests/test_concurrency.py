@@ -1,0 +1,196 @@
+"""Concurrent writers: several processes writing overlapping studies, and retried conflicts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from concurrent_workers import TIMEOUT, corpus, ingest_share, instance, wait_until
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+import repository
+from repository import EVENTS, Store, TransactionConflictError
+from repository.retry import conflict_reason
+
+
+def count(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one())
+
+
+def test_four_processes_ingesting_overlapping_halves_store_everything_exactly_once(
+    db_url: str,
+) -> None:
+    items = corpus(studies=3, series=4, instances=25)  # 300 instances in 12 series
+    n = len(items)
+    q = n // 4
+    shares = [items[: n // 2], items[n // 2 :], items[q : 3 * q], items[:q] + items[3 * q :]]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(shares))
+    results = ctx.Queue()
+    procs = [ctx.Process(target=ingest_share, args=(db_url, share, seed, barrier, results))
+             for seed, share in enumerate(shares)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=TIMEOUT * 2) for _ in procs]
+    for proc in procs:
+        proc.join(TIMEOUT)
+    errors = [error for _, _, error in outcomes if error]
+    assert not errors, "\n".join(errors)
+    assert sum(added for _, added, _ in outcomes) == n  # each instance added by exactly one
+
+    with repository.connect(db_url) as store:
+        assert count(store, "study") == 3
+        assert count(store, "series_list") == 3
+        assert count(store, "series") == 12
+        assert count(store, "instance") == n
+        changes = store.changes(limit=10_000)
+        assert [e.seq for e in changes] == sorted({e.seq for e in changes})
+        assert sum(e.kind is EVENTS.STUDY_ADDED for e in changes) == 3
+        assert sum(e.payload["count"] for e in changes if e.kind is EVENTS.INSTANCES_ADDED) == n
+        series = store.get_series("1.2.9.2", "1.2.9.2.3")
+        assert series is not None and len(series.instances) == 25
+
+
+# ---------------------------------------------------------------------------- retries
+
+
+def _conflict(dialect: str) -> Exception:
+    if dialect == "postgresql":
+        return psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+    return sqlite3.OperationalError("database is locked")
+
+
+def _fail_first_instance_insert(store: Store, times: int) -> list[int]:
+    """Make the next ``times`` INSERTs into ``instance`` fail with a real driver conflict."""
+    failures: list[int] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def inject(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO instance") and len(failures) < times:
+            failures.append(1)
+            raise _conflict(store.dialect)
+
+    return failures
+
+
+def test_a_conflicting_add_is_retried_in_a_new_transaction(store: Store) -> None:
+    got: list[str] = []
+    store.subscribe(EVENTS.INSTANCES_ADDED, lambda e: got.append(e.series_instance_uid or ""))
+    failures = _fail_first_instance_insert(store, times=2)
+    result = store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
+    assert len(failures) == 2
+    assert result.added == 1
+    assert count(store, "instance") == 1
+    assert [e.kind.value for e in store.changes()] == ["STUDY_ADDED", "INSTANCES_ADDED"]
+    assert got == ["1.2.3.1"]  # the failed attempts delivered nothing
+
+
+def test_retries_are_bounded_and_the_error_says_what_happened(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("repository.retry.MAX_DELAY", 0.01)
+    _fail_first_instance_insert(store, times=1000)
+    with pytest.raises(TransactionConflictError, match=r"gave up after \d+ attempts.*concurrent"):
+        store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
+    assert count(store, "study") == 0
+
+
+def test_a_conflict_inside_an_explicit_transaction_is_raised_not_replayed(store: Store) -> None:
+    failures = _fail_first_instance_insert(store, times=1)
+    with pytest.raises(TransactionConflictError, match="run_in_transaction"), store.transaction():
+        store.add_study({"StudyInstanceUID": "1.2.4"})
+        store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
+    assert failures == [1]
+    assert count(store, "study") == 0
+
+
+def test_run_in_transaction_runs_the_whole_block_again(store: Store) -> None:
+    failures = _fail_first_instance_insert(store, times=1)
+    calls: list[int] = []
+
+    def block() -> int:
+        calls.append(1)
+        store.add_study({"StudyInstanceUID": "1.2.4"})
+        return store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")]).added
+
+    assert store.run_in_transaction(block) == 1
+    assert (len(failures), len(calls)) == (1, 2)
+    assert count(store, "study") == 2
+    assert [e.kind.value for e in store.changes()] == ["STUDY_ADDED"] * 2 + ["INSTANCES_ADDED"]
+
+
+def test_sqlite_busy_is_recognised_as_a_conflict(tmp_path: Any) -> None:
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        other.execute("BEGIN IMMEDIATE")
+    holder.rollback()
+    assert conflict_reason(caught.value) is not None
+    assert conflict_reason(sqlite3.OperationalError("no such table: t")) is None
+
+
+@pytest.mark.postgresql
+def test_a_real_deadlock_between_a_store_and_another_writer_is_retried(
+    pg_empty_url: str,
+) -> None:
+    """Another transaction locks study X and then inserts study A, while the store's add (for
+    A and X, in UID order) has inserted A and waits for X: PostgreSQL aborts the store's
+    transaction as the deadlock victim, and the store runs it again."""
+    from repository import migrate
+    from repository.engine import make_engine
+
+    engine = make_engine(pg_empty_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    name = f"deadlock-{uuid.uuid4().hex[:8]}"
+    # The store detects the deadlock first (shorter deadlock_timeout): it is the victim.
+    url = make_url(pg_empty_url)
+    options = url.query["options"] + " -cdeadlock_timeout=100"
+    store_url = url.update_query_dict({"options": options, "application_name": name})
+    store = repository.connect(store_url.render_as_string(hide_password=False))
+    store.add_study({"StudyInstanceUID": "1.2.8"})  # X exists
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = psycopg.connect(dsn)
+    other.execute("SELECT id FROM study WHERE study_instance_uid = '1.2.8' FOR UPDATE")
+    outcome: list[object] = []
+
+    def add() -> None:
+        try:
+            store.add_series_metadata(
+                [{"StudyInstanceUID": "1.2.1", "SeriesInstanceUID": "1.2.1.1"},
+                 {"StudyInstanceUID": "1.2.8", "SeriesInstanceUID": "1.2.8.1"}]
+            )  # fmt: skip
+            outcome.append("ok")
+        except Exception as error:
+            outcome.append(error)
+
+    writer = threading.Thread(target=add)
+    writer.start()
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+
+        def store_waits() -> bool:
+            row = watcher.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'active'", [name]
+            ).fetchone()  # fmt: skip
+            return row is not None and row[0] == "Lock"
+
+        wait_until(store_waits, "the store to wait for the locked study")
+    other.execute("INSERT INTO study (study_instance_uid, metadata) VALUES ('1.2.1', '{}')")
+    other.commit()
+    other.close()
+    writer.join(TIMEOUT)
+    assert outcome == ["ok"]
+    assert store.get_series("1.2.1", "1.2.1.1") is not None
+    assert store.get_series("1.2.8", "1.2.8.1") is not None
+    store.close()
