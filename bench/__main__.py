@@ -1,11 +1,12 @@
 """Benchmarks, run by hand; each prints one JSON line per figure.
 
-    python -m bench ingest-corpus --db sqlite:////tmp/bench.db --workers 2
-    python -m bench ingest-corpus --db postgresql://postgres@127.0.0.1/test --workers 2
+    python -m bench all --db sqlite:////tmp/bench/bench.db [--quick]
+    python -m bench all --db postgresql://postgres@127.0.0.1/test [--quick]
+    python -m bench add-instances --db URL --size 100000
 
-``ingest-corpus`` ingests the pydicom and pydicom-data test files into a fresh database and
-compares with the baseline measured in the same run: the same files parsed and converted by
-``repository.ingest.read_file`` in the same number of processes, with no database.
+Every line is ``{"bench", "backend", "value", "unit", "baseline", "ratio", ...}`` where the
+baseline is measured in the same run on the same data (absolute times vary between machines; the
+ratio is what to compare over time). See README.md "Benchmarks" for the targets and figures.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -26,6 +28,8 @@ from repository import migrate
 from repository.config import resolve_url
 from repository.engine import make_engine
 from repository.ingest import ingest, iter_files, read_file
+
+from . import files, reads, writes
 
 
 def _corpus() -> list[Path]:
@@ -61,9 +65,82 @@ def _fresh(url: str) -> tuple[str, str | None]:
     return scoped.render_as_string(hide_password=False), schema
 
 
+QUICK = {"ingest-files": 500, "add-instances": 20_000, "reads": (10_000, 50_000), "memory": 2000}
+FULL = {"ingest-files": 2000, "add-instances": 100_000, "reads": (10_000, 1_000_000),
+        "memory": 20_000}  # fmt: skip
+
+DB = click.option("--db", "url", required=True, help="Database URL to benchmark against.")
+QUICK_FLAG = click.option("--quick", is_flag=True, help="Smaller sizes: minutes, not an hour.")
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
+    return QUICK if quick else FULL
+
+
 @click.group()
 def main() -> None:
-    """dicom-repo benchmarks."""
+    """dicom-repo benchmarks: each prints JSON lines with a same-run baseline and the ratio."""
+
+
+@main.command("ingest-files")
+@DB
+@QUICK_FLAG
+@click.option("--size", type=int, default=None, help="Files (default 2000; --quick 500).")
+def ingest_files_cmd(url: str, quick: bool, size: int | None) -> None:
+    """dicom-repo ingest of generated files vs pydicom alone in as many processes."""
+    files.ingest_files(url, size or _sizes(quick)["ingest-files"])
+
+
+@main.command("add-instances")
+@DB
+@QUICK_FLAG
+@click.option("--size", type=int, default=None, help="Instances (default 100000; --quick 20000).")
+def add_instances_cmd(url: str, quick: bool, size: int | None) -> None:
+    """Store.add_instances vs the raw driver (COPY / executemany) writing the same rows."""
+    writes.run(url, size or _sizes(quick)["add-instances"])
+
+
+def _reads_command(name: str, doc: str) -> None:
+    @main.command(name, help=doc)
+    @DB
+    @QUICK_FLAG
+    @click.option(
+        "--size", default=None, help="SMALL,BIG sizes (default 10000,1000000; --quick 10000,50000)."
+    )
+    def command(url: str, quick: bool, size: str | None) -> None:
+        small, big = (int(v) for v in size.split(",")) if size else _sizes(quick)["reads"]
+        wanted = {"get-series": ("get-series", "get-series-scale"),
+                  "get-study": ("get-study", "get-study-scale"),
+                  "display-sets": ("display-sets",), "image-id": ("image-id",)}[name]  # fmt: skip
+        reads.run(url, small, big, only=wanted)
+
+
+_reads_command("get-series", "A 1000-instance series through the store vs the raw query.")
+_reads_command("get-study", "A 3000-instance study through the store vs the raw query.")
+_reads_command("display-sets", "Display sets of a 3000-instance study vs get_study.")
+_reads_command("image-id", "get_instance_from_image_id p50 in a small vs a big database.")
+
+
+@main.command("memory")
+@DB
+@QUICK_FLAG
+@click.option("--size", type=int, default=None, help="Files (default 20000; --quick 2000).")
+def memory_cmd(url: str, quick: bool, size: int | None) -> None:
+    """Peak RSS (all processes) of dicom-repo ingest of many files vs a tenth of them."""
+    files.memory(url, size or _sizes(quick)["memory"])
+
+
+@main.command("all")
+@DB
+@QUICK_FLAG
+@click.pass_context
+def all_cmd(ctx: click.Context, url: str, quick: bool) -> None:
+    """Every benchmark, one after the other."""
+    sizes = _sizes(quick)
+    files.ingest_files(url, sizes["ingest-files"])
+    writes.run(url, sizes["add-instances"])
+    reads.run(url, *sizes["reads"])
+    files.memory(url, sizes["memory"])
 
 
 @main.command("ingest-corpus")
@@ -93,6 +170,27 @@ def ingest_corpus(url: str, workers: int) -> None:
         "ingested": report.ingested, "value": round(len(files) / took, 1), "unit": "files/s",
         "baseline": round(len(files) / baseline, 1), "ratio": round(baseline / took, 3),
     }).decode())  # fmt: skip
+
+
+@main.command("writers")
+@click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
+@click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")
+@click.option("--series", default=48, show_default=True, help="Series of 100 instances.")
+def writers_cmd(url: str, counts: str, series: int) -> None:
+    """Aggregate add_instances throughput of 1, 2 and 4 writer processes vs one."""
+    from . import feed
+
+    feed.writers(url, tuple(int(c) for c in counts.split(",")), series)
+
+
+@main.command("event-latency")
+@click.option("--db", "url", required=True, help="Database URL to benchmark against.")
+@click.option("--events", default=200, show_default=True, help="Commits to time.")
+def event_latency_cmd(url: str, events: int) -> None:
+    """Commit-to-callback latency (p50, p95) for a subscriber in another process."""
+    from . import feed
+
+    feed.event_latency(url, events)
 
 
 if __name__ == "__main__":
