@@ -68,6 +68,8 @@ def find_orthanc() -> tuple[str, str]:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
         result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     found = _locate()
+    if not found and result.returncode == 0:
+        raise OrthancUnavailable("installed, but Orthanc or its DICOMweb plugin is not found")
     if not found:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise OrthancUnavailable(f"`{' '.join(install)}` failed: {detail[0]}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,8 @@ def orthanc_install() -> tuple[str, str]:
     try:
         return find_orthanc()
     except OrthancUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but Orthanc is unavailable: {error}")
         pytest.skip(f"Orthanc unavailable: {error}")
 
 
