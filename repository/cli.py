@@ -280,7 +280,7 @@ def pull(
             url, wado_root=wado_root, name=data_source, headers=sent, timeout=timeout
         )
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="URL") from None
+        raise click.UsageError(str(error)) from None
     progress = Progress(
         TextColumn("pulling"),
         TextColumn("{task.fields[studies]} studies"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -431,9 +432,10 @@ def test_a_series_that_fails_to_store_is_rolled_back_whole(
     assert series_list.series[0].instances
 
 
-def test_auth_headers_are_sent_and_never_stored(
-    store: Store, db_url: str, server_auth: Server
+def test_auth_headers_are_sent_and_never_stored_or_logged(
+    store: Store, db_url: str, server_auth: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # dicomweb-client, requests and urllib3 log requests
     study = server_auth.files[0].study
     with pytest.raises(PullError) as refused:
         DicomWebSource(server_auth.url).pull(store, studies=[study])
@@ -453,6 +455,8 @@ def test_auth_headers_are_sent_and_never_stored(
     dump = database_text(db_url)
     token = header["Authorization"].split()[1]
     assert token not in dump and PASSWORD not in dump and "Basic" not in dump
+    assert "GET" in caplog.text  # requests were logged, without credentials:
+    assert token not in caplog.text and PASSWORD not in caplog.text
     check_against_files(store, report.data_source, server_auth.files, server_auth.url)
 
 
@@ -528,6 +532,10 @@ def test_cli_pull_by_query_and_usage_errors(db_url: str, server_a: Server) -> No
     assert "s3cr3t" not in bad_header.output
     bad_url = CliRunner().invoke(main, ["--db", db_url, "pull", "ftp://x/"])
     assert bad_url.exit_code == 2 and "http" in bad_url.output
+    long_name = CliRunner().invoke(
+        main, ["--db", db_url, "pull", server_a.url, "--data-source", "x" * 65]
+    )
+    assert long_name.exit_code == 2 and "1-64 characters" in long_name.output
 
 
 # ----------------------------------------------------------------- a scripted DICOMweb server

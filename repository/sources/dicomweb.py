@@ -186,6 +186,8 @@ class DicomWebSource:
         self.qido_root, qido_auth = _root(url, "QIDO-RS root")
         self.wado_root, wado_auth = _root(wado_root or url, "WADO-RS root")
         self.name = name or data_source_name(self.qido_root)
+        if not self.name.strip() or len(self.name) > 64:
+            raise ValueError(f"data source name {self.name!r} must be 1-64 characters")
         self.timeout = timeout
         self.attempts = attempts
         self._session = requests.Session()
