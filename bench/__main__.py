@@ -175,7 +175,7 @@ def ingest_corpus(url: str, workers: int) -> None:
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")
-@click.option("--series", default=48, show_default=True, help="Series of 100 instances.")
+@click.option("--series", default=120, show_default=True, help="Series of 100 instances.")
 def writers_cmd(url: str, counts: str, series: int) -> None:
     """Aggregate add_instances throughput of 1, 2 and 4 writer processes vs one."""
     from . import feed

@@ -90,7 +90,7 @@ def _writer(url: str, series: list[tuple[int, int]], size: int, barrier: Any, ou
 
 
 def writers(
-    url: str, counts: tuple[int, ...] = (1, 2, 4), series: int = 48, size: int = 100
+    url: str, counts: tuple[int, ...] = (1, 2, 4), series: int = 120, size: int = 100
 ) -> None:
     """Print one line per writer count: aggregate instances/s, vs one writer."""
     ctx = multiprocessing.get_context("spawn")

@@ -3,7 +3,9 @@
 A :class:`Store` owns an engine and a unit of work per thread. Every ``add_*`` call runs in a
 transaction (its own, or the caller's :meth:`Store.transaction`); the changes it makes are
 appended to the ``change`` table in that same transaction, and the matching events are handed to
-subscribers only after the commit returned. A rollback discards them.
+subscribers only after the commit returned. A rollback discards them. Subscribers get the
+events of other processes' commits too, through the change log (see :mod:`repository.feed`);
+a write in its own transaction is retried when a concurrent writer conflicts with it.
 """
 
 from __future__ import annotations

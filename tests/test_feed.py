@@ -55,6 +55,11 @@ def test_changes_rejects_bad_arguments(store: Store) -> None:
         store.subscribe(EVENTS.STUDY_ADDED, print, since=-3)
 
 
+def test_poll_interval_must_be_positive(db_url: str) -> None:
+    with pytest.raises(ValueError, match="poll_interval"):
+        repository.connect(db_url, poll_interval=0)
+
+
 def test_a_rolled_back_transaction_leaves_nothing_in_the_feed(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         store.add_study(study("1.2.3"))
