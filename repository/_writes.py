@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .changelog import APPEND_LOCK_KEY
+from .changelog import append_lock_key
 from .errors import ConflictError
 from .events import EVENTS, Event
 from .image_id import file_image_id, wadors_image_id
@@ -369,14 +369,14 @@ def record_changes(
     """Append ``changes`` to the change log; return them as events with their seq numbers.
 
     Call it last, just before commit. On PostgreSQL it first takes the change-log advisory lock
-    (held until commit), so seq order is commit order, and queues a NOTIFY on ``channel``
-    (PostgreSQL sends it only if the transaction commits).
+    of the schema whose NOTIFY channel is ``channel`` (held until commit), so seq order is
+    commit order, and queues a NOTIFY on ``channel`` (sent only if the transaction commits).
     """
     if not changes:
         return []
     postgres = conn.dialect.name == "postgresql"
     if postgres:
-        conn.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+        conn.execute(select(func.pg_advisory_xact_lock(append_lock_key(channel))))
     rows = [
         {"kind": c.kind.value, "study_instance_uid": c.study_instance_uid,
          "series_instance_uid": c.series_instance_uid, "data_source": c.data_source,

@@ -2,7 +2,7 @@
 
 Writers append to the ``change`` table at the very end of their transaction (see
 ``_writes.record_changes``). On PostgreSQL they first take a transaction-scoped advisory lock,
-:data:`APPEND_LOCK_KEY`, so seq numbers are handed out in commit order: a reader that has seen
+:func:`append_lock_key`, so seq numbers are handed out in commit order: a reader that has seen
 seq N has seen every committed change below N, and a follower reading ``seq > last_seen`` never
 skips one. On SQLite writers are serialized by the database (``BEGIN IMMEDIATE``).
 """
@@ -17,8 +17,8 @@ from sqlalchemy import Connection, func, select
 from .events import EVENTS, Event
 from .schema import ChangeRow
 
-APPEND_LOCK_KEY = 0x6469636F6D5F7271  # "dicom_rq": pg_advisory_xact_lock key of change appends
-"""The advisory lock (a bigint) every PostgreSQL writer holds from its change append to commit."""
+APPEND_LOCK_KEY = 0x6469636F6D5F7271  # "dicom_rq"
+"""The advisory lock key of change appends when no schema is known (see :func:`append_lock_key`)."""
 
 CHANNEL_PREFIX = "dicom_repo_changes:"
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: longer LISTEN channel names are truncated or refused
@@ -34,6 +34,18 @@ def notify_channel(schema: str | None) -> str:
     if len(name.encode()) > MAX_IDENTIFIER:
         name = CHANNEL_PREFIX + hashlib.sha1((schema or "").encode()).hexdigest()[:32]
     return name
+
+
+def append_lock_key(channel: str | None) -> int:
+    """The advisory lock (a bigint) every PostgreSQL writer of the schema whose channel is
+    ``channel`` holds from its change append to its commit.
+
+    Advisory locks are database-wide; deriving the key from the schema keeps the writers of
+    different schemas in one database from queueing for each other.
+    """
+    if not channel:
+        return APPEND_LOCK_KEY
+    return int.from_bytes(hashlib.sha1(channel.encode()).digest()[:8], "big", signed=True)
 
 
 def current_channel(conn: Connection) -> str:
