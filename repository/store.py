@@ -440,6 +440,7 @@ class Store:
                 .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
                 .where(StudyRow.study_instance_uid == study_uid,
                        SeriesRow.series_instance_uid == series_uid)
+                .order_by(SeriesRow.id)
                 .with_for_update()
             ).all()  # fmt: skip
             if not targets:
@@ -448,6 +449,7 @@ class Store:
                 rows = conn.execute(
                     select(InstanceRow.id, InstanceRow.metadata_)
                     .where(InstanceRow.series_id == series_id)
+                    .order_by(InstanceRow.id)
                     .with_for_update()
                 ).all()
                 for instance_id, md in rows:
