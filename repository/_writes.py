@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -331,6 +332,8 @@ def insert_instances(
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        return _copy_instances(conn, rows)
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
     )
@@ -338,6 +341,55 @@ def insert_instances(
         stmt.returning(InstanceRow.series_id, InstanceRow.sop_instance_uid), _params(rows)
     )
     return {(series_id, uid) for series_id, uid in result}
+
+
+COPY_THRESHOLD = 64
+"""From this many instances on, PostgreSQL inserts go through COPY into a staging table."""
+
+_STAGE = "dicom_repo_instance_stage"
+_STAGE_COLUMNS = ("series_id", "sop_instance_uid", "sop_class_uid", "instance_number",
+                  "number_of_frames", "rows", "columns", "transfer_syntax_uid", "image_id",
+                  "metadata")  # fmt: skip
+
+
+def _copy_instances(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
+    """PostgreSQL: COPY the rows into a session-local staging table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
+
+    COPY avoids building and parsing a statement with thousands of parameters; the staging
+    table is temporary (no WAL), holds the JSON as uncompressed text (parsed to JSONB once, by
+    the INSERT), and is emptied after each use and at commit.
+    """
+    columns = ", ".join(f'"{c}"' for c in _STAGE_COLUMNS)
+    select = columns.replace('"metadata"', '"metadata"::jsonb')
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur:
+        cur.execute(f"SELECT to_regclass('pg_temp.{_STAGE}')")
+        if cur.fetchone() == (None,):
+            cur.execute(
+                f"CREATE TEMP TABLE {_STAGE} (series_id bigint, sop_instance_uid text, "
+                "sop_class_uid text, instance_number integer, number_of_frames integer, "
+                "rows integer, columns integer, transfer_syntax_uid text, image_id text, "
+                "metadata text) ON COMMIT DELETE ROWS"
+            )
+            # staged JSON is read once: storing it uncompressed saves a compression pass
+            cur.execute(f"ALTER TABLE {_STAGE} ALTER COLUMN metadata SET STORAGE EXTERNAL")
+        with cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [row[c] for c in _STAGE_COLUMNS[:-1]]
+                    + [orjson.dumps(row["metadata_"]).decode()]
+                )
+        cur.execute(
+            f"INSERT INTO instance ({columns}) SELECT {select} FROM {_STAGE} "
+            "ORDER BY series_id, sop_instance_uid "
+            "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING "
+            "RETURNING series_id, sop_instance_uid"
+        )
+        inserted = {(int(series_id), str(uid)) for series_id, uid in cur.fetchall()}
+        cur.execute(f"TRUNCATE {_STAGE}")
+    return inserted
 
 
 def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
