@@ -71,33 +71,41 @@ def ingest_files(url: str, count: int) -> dict[str, Any]:
     )
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc)."""
-    total = 0
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of a process and all its descendants, from /proc.
+
+    RSS counts pages the forked workers share with their parent once per process (an upper
+    bound); PSS splits shared pages between them (what the tree really holds).
+    """
+    rss = pss = 0
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
-            with open(f"/proc/{current}/statm") as statm:
-                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{current}/smaps_rollup") as rollup:
+                for line in rollup:
+                    key, _, rest = line.partition(":")
+                    if key in ("Rss", "Pss"):
+                        kib = int(rest.split()[0]) * 1024
+                        rss, pss = (rss + kib, pss) if key == "Rss" else (rss, pss + kib)
             with open(f"/proc/{current}/task/{current}/children") as children:
                 stack.extend(int(c) for c in children.read().split())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total
+    return rss, pss
 
 
-def _peak_rss_of_ingest(url: str, folder: Path) -> int:
+def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int]:
     cli = "from repository.cli import main; main()"
     cmd = [sys.executable, "-c", cli, "--db", url, "ingest", str(folder), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    peak = 0
+    peak = [0, 0]
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -107,17 +115,17 @@ def _peak_rss_of_ingest(url: str, folder: Path) -> int:
     sampler.join()
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {code}")
-    return peak
+    return peak[0], peak[1]
 
 
 def memory(url: str, count: int) -> dict[str, Any]:
-    """Peak RSS (process tree) of ingesting ``count`` files vs a tenth of them."""
+    """Peak RSS and PSS (process tree) of ingesting ``count`` files vs a tenth of them."""
     files = corpus_files(count)
     small = corpus_files(max(1, count // 10))
     with scratch(url, "bench_mem_small") as scoped:
-        baseline = _peak_rss_of_ingest(scoped, small[0].parent)
+        baseline, baseline_pss = _peak_memory_of_ingest(scoped, small[0].parent)
     with scratch(url, "bench_mem") as scoped:
-        peak = _peak_rss_of_ingest(scoped, files[0].parent)
+        peak, peak_pss = _peak_memory_of_ingest(scoped, files[0].parent)
     mb = 1024 * 1024
     return emit(
         "memory",
@@ -128,5 +136,7 @@ def memory(url: str, count: int) -> dict[str, Any]:
         peak / baseline,
         files=count,
         baseline_files=len(small),
+        pss_mb=round(peak_pss / mb, 1),
+        baseline_pss_mb=round(baseline_pss / mb, 1),
         target_mb=400,
     )

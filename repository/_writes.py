@@ -273,18 +273,29 @@ def check_conflicts(
 ) -> None:
     """Raise ConflictError if a SOP instance is already stored under another study or series."""
     wanted = {i.sop_instance_uid: i for i in instances}
-    uids = list(wanted)
-    for chunk in _chunks(uids):
-        rows = conn.execute(
-            select(InstanceRow.sop_instance_uid, SeriesRow.series_instance_uid,
-                   StudyRow.study_instance_uid)
-            .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
-            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-            .where(InstanceRow.sop_instance_uid.in_(chunk),
-                   SeriesListRow.data_source == data_source)
-        )  # fmt: skip
-        for sop, series_uid, study_uid in rows:
+    for chunk in _chunks(list(wanted)):
+        # Only the SOP Instance UID index, then the few series found: joining first lets the
+        # PostgreSQL planner walk every series of the data source once the table is large.
+        found = conn.execute(
+            select(InstanceRow.series_id, InstanceRow.sop_instance_uid)
+            .where(InstanceRow.sop_instance_uid.in_(chunk))
+        ).all()  # fmt: skip
+        if not found:
+            continue
+        where = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                select(SeriesRow.id, SeriesRow.series_instance_uid, StudyRow.study_instance_uid)
+                .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+                .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+                .where(SeriesRow.id.in_({series_id for series_id, _ in found}),
+                       SeriesListRow.data_source == data_source)
+            )
+        }  # fmt: skip
+        for series_id, sop in found:
+            if series_id not in where:
+                continue  # stored for another data source
+            series_uid, study_uid = where[series_id]
             new = wanted[sop]
             if (new.study_instance_uid, new.series_instance_uid) != (study_uid, series_uid):
                 raise ConflictError(
