@@ -10,11 +10,12 @@ the ones that happen).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -270,8 +271,12 @@ def upsert_series(
 
 def check_conflicts(
     conn: Connection, instances: Sequence[NormalizedInstance], data_source: str
-) -> None:
-    """Raise ConflictError if a SOP instance is already stored under another study or series."""
+) -> set[tuple[int, str]]:
+    """Raise ConflictError if a SOP instance is already stored under another study or series.
+
+    Returns the (series id, SOP Instance UID) pairs already stored where they belong.
+    """
+    present: set[tuple[int, str]] = set()
     wanted = {i.sop_instance_uid: i for i in instances}
     for chunk in _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
@@ -303,19 +308,25 @@ def check_conflicts(
                     f"{series_uid} (data source {data_source!r}); refusing to file it under "
                     f"study {new.study_instance_uid} series {new.series_instance_uid}"
                 )
+            present.add((series_id, sop))
+    return present
 
 
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
     wado_roots: Mapping[int, str | None],
+    present: Collection[tuple[int, str]] = (),
 ) -> set[tuple[int, str]]:
     """Insert (series id, instance, source path) rows that are new; return (series id, SOP UID).
 
     ``wado_roots`` maps series id to the series list's WADO-RS root, used to build imageIds.
+    ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
     """
     rows = []
     for series_id, inst, path in instances:
+        if (series_id, inst.sop_instance_uid) in present:
+            continue
         image_id = inst.image_id or (
             file_image_id(path)
             if path and not (inst.wado_root or wado_roots.get(series_id))
@@ -355,7 +366,7 @@ def insert_instances(
 
 
 COPY_THRESHOLD = 64
-"""From this many instances on, PostgreSQL inserts go through COPY into a staging table."""
+"""From this many new instances on, PostgreSQL inserts use COPY."""
 
 _STAGE = "dicom_repo_instance_stage"
 _STAGE_COLUMNS = ("series_id", "sop_instance_uid", "sop_class_uid", "instance_number",
@@ -364,17 +375,40 @@ _STAGE_COLUMNS = ("series_id", "sop_instance_uid", "sop_class_uid", "instance_nu
 
 
 def _copy_instances(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
-    """PostgreSQL: COPY the rows into a session-local staging table, then one
+    """PostgreSQL: COPY new instance rows straight into ``instance``, as fast as the driver goes.
+
+    The rows are known to be absent (``check_conflicts``); if a concurrent writer inserts one
+    of them first, the COPY fails with a unique violation, is rolled back to its savepoint, and
+    the rows go through the staging table and ``INSERT ... ON CONFLICT DO NOTHING`` instead.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(f'"{c}"' for c in _STAGE_COLUMNS)
+    try:
+        with conn.begin_nested(), driver.cursor() as cur:
+            _copy_rows(cur, f"COPY instance ({columns}) FROM STDIN", rows)
+        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
+    except psycopg.errors.UniqueViolation:
+        return _stage_instances(driver, rows)
+
+
+def _copy_rows(cur: Any, sql: str, rows: list[dict[str, Any]]) -> None:
+    with cur.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(
+                [row[c] for c in _STAGE_COLUMNS[:-1]] + [orjson.dumps(row["metadata_"]).decode()]
+            )
+
+
+def _stage_instances(driver: Any, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
+    """COPY the rows into a session-local staging table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
 
-    COPY avoids building and parsing a statement with thousands of parameters; the staging
-    table is temporary (no WAL), holds the JSON as uncompressed text (parsed to JSONB once, by
-    the INSERT), and is emptied after each use and at commit.
+    The staging table is temporary (no WAL), holds the JSON as uncompressed text (parsed to
+    JSONB once, by the INSERT), and is emptied after each use and at commit.
     """
     columns = ", ".join(f'"{c}"' for c in _STAGE_COLUMNS)
     select = columns.replace('"metadata"', '"metadata"::jsonb')
-    driver = conn.connection.driver_connection
-    assert driver is not None
     with driver.cursor() as cur:
         cur.execute(f"SELECT to_regclass('pg_temp.{_STAGE}')")
         if cur.fetchone() == (None,):
@@ -386,12 +420,7 @@ def _copy_instances(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[i
             )
             # staged JSON is read once: storing it uncompressed saves a compression pass
             cur.execute(f"ALTER TABLE {_STAGE} ALTER COLUMN metadata SET STORAGE EXTERNAL")
-        with cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [row[c] for c in _STAGE_COLUMNS[:-1]]
-                    + [orjson.dumps(row["metadata_"]).decode()]
-                )
+        _copy_rows(cur, f"COPY {_STAGE} ({columns}) FROM STDIN", rows)
         cur.execute(
             f"INSERT INTO instance ({columns}) SELECT {select} FROM {_STAGE} "
             "ORDER BY series_id, sop_instance_uid "

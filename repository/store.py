@@ -384,7 +384,7 @@ class Store:
             series = _writes.upsert_series(conn, wanted, incoming_wins=False)
             if series.created:
                 _writes.refresh_modalities(conn, ids.values())
-            _writes.check_conflicts(conn, unique, data_source)
+            present = _writes.check_conflicts(conn, unique, data_source)
             series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in series_md}
             list_roots = {series_id[key]: lists[ids[key[0]]][1] for key in series_md}
             rows = [
@@ -392,7 +392,7 @@ class Store:
                  paths.get(i.sop_instance_uid))
                 for i in unique
             ]  # fmt: skip
-            inserted = _writes.insert_instances(conn, rows, list_roots)
+            inserted = _writes.insert_instances(conn, rows, list_roots, present)
             for study in created:
                 uow.changes.append(_study_added(study, data_source, made_in_client))
             counts: dict[tuple[str, str], int] = {}
@@ -406,13 +406,13 @@ class Store:
                     {"StudyInstanceUID": study, "SeriesInstanceUID": se, "count": count,
                      "data_source": data_source, "madeInClient": made_in_client},
                 ))  # fmt: skip
-            present = frozenset(
+            already = frozenset(
                 i.sop_instance_uid
                 for i in unique
                 if (series_id[(i.study_instance_uid, i.series_instance_uid)], i.sop_instance_uid)
                 not in inserted
             )
-            return AddResult(len(inserted), len(present), present, tuple(created))
+            return AddResult(len(inserted), len(already), already, tuple(created))
 
         return self._guard(work)
 

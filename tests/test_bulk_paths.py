@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from repository import InvalidInputError, Store
+from repository import InvalidInputError, Store, _writes
 from repository._writes import COPY_THRESHOLD
 
 STUDY = "1.2.826.0.1.3680043.10.1011.77"
@@ -74,3 +74,16 @@ def test_a_rolled_back_bulk_add_leaves_nothing(store: Store) -> None:
         raise RuntimeError("abort")
     assert instance_count(store) == 0
     assert store.add_instances(batch(f"{STUDY}.1", range(1, size + 1))).added == size
+
+
+def test_rows_inserted_by_someone_else_since_the_check_are_not_duplicated(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent writer may insert rows between the conflict check and the bulk insert: the
+    bulk insert then falls back to INSERT ... ON CONFLICT DO NOTHING and counts them right."""
+    size = COPY_THRESHOLD + 5
+    store.add_instances(batch(f"{STUDY}.1", range(1, size + 1)))
+    monkeypatch.setattr(_writes, "check_conflicts", lambda *args: set())  # a stale check
+    result = store.add_instances(batch(f"{STUDY}.1", range(1, size + 11)))
+    assert (result.added, result.already_present) == (10, size)
+    assert instance_count(store) == size + 10
