@@ -109,9 +109,12 @@ def _reads_command(name: str, doc: str) -> None:
     )
     def command(url: str, quick: bool, size: str | None) -> None:
         small, big = (int(v) for v in size.split(",")) if size else _sizes(quick)["reads"]
-        wanted = {"get-series": ("get-series", "get-series-scale"),
-                  "get-study": ("get-study", "get-study-scale"),
-                  "display-sets": ("display-sets",), "image-id": ("image-id",)}[name]  # fmt: skip
+        wanted = {
+            "get-series": ("get-series", "get-series-scale"),
+            "get-study": ("get-study", "get-study-scale"),
+            "display-sets": ("display-sets",),
+            "image-id": ("image-id", "image-id-cold"),
+        }[name]
         reads.run(url, small, big, only=wanted)
 
 

@@ -46,6 +46,7 @@ def prepare(url: str, size: int) -> str:
     name = f"bench_reads_{size}"
     scoped = scoped_url(url, name)
     if _count(scoped) == size:
+        _analyze(scoped)
         return scoped
     create(url, name)
     instances = chain(target_study(), normalized_instances(size - 3000, seed=1))
@@ -58,7 +59,16 @@ def prepare(url: str, size: int) -> str:
             rate = done / (time.perf_counter() - start)
             print(f"\rfilling {name}: {done}/{size} ({rate:.0f}/s)", end="", file=sys.stderr)
     print(file=sys.stderr)
+    _analyze(scoped)
     return scoped
+
+
+def _analyze(url: str) -> None:
+    """Planner statistics, as autovacuum would gather them on a server (it may be off here)."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE"))
+    engine.dispose()
 
 
 @contextmanager
@@ -115,72 +125,53 @@ def _reads(scoped: str) -> dict[str, float]:
             "study": best_of(lambda: _store_study(store)),
             "study_raw": best_of(lambda: _decode_all(query(STUDY_SQL, (TARGET_STUDY,)))),
             "display_sets": best_of(lambda: store.get_display_sets(TARGET_STUDY)),
-            "image_id_p50": _image_id_p50(store),
+            **dict(zip(("image_id_p50", "image_id_cold"), _image_id_p50(store), strict=True)),
         }
 
 
-def _image_id_p50(store: Store, lookups: int = 300) -> float:
-    study = store.get_study(TARGET_STUDY)
-    assert study is not None
-    image_ids = [i.image_id for s in study.series for i in s.instances]
-    rng = random.Random(7)
-    times = []
-    for image_id in rng.sample(image_ids, lookups):
-        start = time.perf_counter()
-        found = store.get_instance_from_image_id(image_id)
-        times.append(time.perf_counter() - start)
-        assert found is not None
-    return statistics.median(times)
+def _image_id_p50(store: Store, lookups: int = 300) -> tuple[float, float]:
+    """Median lookup time of imageIds of instances spread over the whole table: (warm, cold)."""
+    with store.engine.connect() as conn:
+        top = conn.execute(sa.text("SELECT max(id) FROM instance")).scalar_one()
+        rng = random.Random(7)
+        wanted = sorted(rng.sample(range(1, top + 1), lookups))
+        image_ids = list(conn.execute(
+            sa.select(sa.column("image_id")).select_from(sa.table("instance"))
+            .where(sa.column("id").in_(wanted))
+        ).scalars())  # fmt: skip
+
+    def p50() -> float:
+        times = []
+        for image_id in image_ids:
+            start = time.perf_counter()
+            found = store.get_instance_from_image_id(image_id)
+            times.append(time.perf_counter() - start)
+            assert found is not None
+        return statistics.median(times)
+
+    cold = p50()  # first touch: pages may come from disk
+    return p50(), cold
 
 
-def run(
-    url: str, small: int, big: int, only: tuple[str, ...] | None = None
-) -> list[dict[str, Any]]:
-    """The read figures (all, or those named in ``only``) at ``small`` and ``big`` sizes."""
+def run(url: str, small: int, big: int, only: tuple[str, ...] | None = None) -> None:
+    """Print the read figures (all, or those named in ``only``) at ``small`` and ``big`` sizes."""
     at = {size: _reads(prepare(url, size)) for size in (small, big)}
-    lines = []
+    figures: list[tuple[str, float, float, dict[str, Any]]] = []
     for size, t in at.items():
-        lines += [
-            emit(
-                "get-series",
-                url,
-                t["series"] * 1e3,
-                "ms",
-                t["series_raw"] * 1e3,
-                t["series"] / t["series_raw"],
-                instances=1000,
-                database=size,
-            ),
-            emit(
-                "get-study",
-                url,
-                t["study"] * 1e3,
-                "ms",
-                t["study_raw"] * 1e3,
-                t["study"] / t["study_raw"],
-                instances=3000,
-                database=size,
-            ),
-            emit(
-                "display-sets",
-                url,
-                t["display_sets"] * 1e3,
-                "ms",
-                t["study"] * 1e3,
-                t["display_sets"] / t["study"],
-                instances=3000,
-                database=size,
-            ),
+        figures += [
+            ("get-series", t["series"], t["series_raw"], {"instances": 1000, "database": size}),
+            ("get-study", t["study"], t["study_raw"], {"instances": 3000, "database": size}),
+            ("display-sets", t["display_sets"], t["study"], {"instances": 3000, "database": size}),
         ]
     s, b = at[small], at[big]
-    for key, bench in (
+    scaled = (
         ("series", "get-series-scale"),
         ("study", "get-study-scale"),
         ("image_id_p50", "image-id"),
-    ):
-        lines.append(
-            emit(
-                bench, url, b[key] * 1e3, "ms", s[key] * 1e3, b[key] / s[key], small=small, big=big
-            )
-        )
-    return [line for line in lines if only is None or line["bench"] in only]
+        ("image_id_cold", "image-id-cold"),
+    )
+    for key, bench in scaled:
+        figures.append((bench, b[key], s[key], {"small": small, "big": big}))
+    for bench, value, baseline, extra in figures:
+        if only is None or bench in only:
+            emit(bench, url, value * 1e3, "ms", baseline * 1e3, value / baseline, **extra)

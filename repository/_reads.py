@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Text, cast, select
+from sqlalchemy import ColumnElement, Connection, Text, bindparam, cast, select
 
 from .image_id import lookup_keys
 from .models import Instance, Series, SeriesList, Study
@@ -76,12 +76,12 @@ def _series_query() -> Any:
     )  # fmt: skip
 
 
-def _instance(row: Row[Any]) -> Instance:
+def _instance(row: Sequence[Any]) -> Instance:
     values: tuple[Any, ...] = tuple(row)
     return Instance(*values[1:])
 
 
-def _series(row: Row[Any], instances: Sequence[Instance]) -> Series:
+def _series(row: Sequence[Any], instances: Sequence[Instance]) -> Series:
     (_id, study, uid, source, modality, number, description, date, time, body_part, root,
      raw) = tuple(row)  # fmt: skip
     return Series(study, uid, source, modality, number, description, date, time, body_part, root,
@@ -137,9 +137,11 @@ def get_series(
         query = query.where(StudyRow.study_instance_uid == study_uid)
     if data_source is not None:
         query = query.where(SeriesListRow.data_source == data_source)
-    row = conn.execute(query.limit(1)).first()
-    if row is None:
+    found = min(conn.execute(query.add_columns(SeriesListRow.id).order_by(None)).all(),
+                key=lambda r: r[-1], default=None)  # fmt: skip
+    if found is None:
         return None
+    row: tuple[Any, ...] = tuple(found)[:-1]
     instances = [_instance(r) for r in conn.execute(_instances_query().where(
         InstanceRow.series_id == row[0]))]  # fmt: skip
     return _series(row, instances)
@@ -153,19 +155,38 @@ def get_instance(
     data_source: str | None = None,
 ) -> Instance | None:
     """One instance by its three UIDs (the first data source's copy unless one is named)."""
-    query = _instances_query().where(
-        InstanceRow.sop_instance_uid == sop_uid,
-        SeriesRow.series_instance_uid == series_uid,
-        StudyRow.study_instance_uid == study_uid,
-    )
-    if data_source is not None:
-        query = query.where(SeriesListRow.data_source == data_source)
-    row = conn.execute(query.order_by(None).order_by(SeriesListRow.id).limit(1)).first()
-    return None if row is None else _instance(row)
+    ids = conn.scalars(_IDS_BY_SOP_UID, {"uid": sop_uid}).all()
+    if not ids:
+        return None
+    rows = [
+        tuple(r)
+        for r in conn.execute(_BY_IDS, {"ids": ids})
+        if (r.study_instance_uid, r.series_instance_uid) == (study_uid, series_uid)
+        and (data_source is None or r.data_source == data_source)
+    ]
+    return _instance(min(rows, key=lambda r: r[-1])[:-2]) if rows else None
 
 
 def get_instance_from_image_id(conn: Connection, image_id: str) -> Instance | None:
-    """The instance an imageId (instance- or frame-level) refers to."""
-    query = _instances_query().where(InstanceRow.image_id.in_(lookup_keys(image_id)))
-    row = conn.execute(query.order_by(None).order_by(InstanceRow.id).limit(1)).first()
-    return None if row is None else _instance(row)
+    """The instance an imageId (instance- or frame-level) refers to (the first stored)."""
+    ids = conn.scalars(_IDS_BY_IMAGE_ID, {"keys": lookup_keys(image_id)}).all()
+    if not ids:
+        return None
+    rows = [tuple(r) for r in conn.execute(_BY_IDS, {"ids": ids})]
+    return _instance(min(rows, key=lambda r: r[-2])[:-2]) if rows else None
+
+
+# Lookups find instance ids through the looked-up column's own index first, then join by
+# primary key: a plan that stays an index lookup at any table size, with or without planner
+# statistics (one joined query with ORDER BY ... LIMIT 1 let PostgreSQL walk the whole primary
+# key for recently added rows). The statements are built once; values are bound per call.
+_IDS_BY_SOP_UID = select(InstanceRow.id).where(InstanceRow.sop_instance_uid == bindparam("uid"))
+_IDS_BY_IMAGE_ID = select(InstanceRow.id).where(
+    InstanceRow.image_id.in_(bindparam("keys", expanding=True))
+)
+_BY_IDS = (
+    _instances_query()
+    .add_columns(InstanceRow.id, SeriesListRow.id)  # appended: [-2] instance, [-1] series list
+    .where(InstanceRow.id.in_(bindparam("ids", expanding=True)))
+    .order_by(None)
+)

@@ -262,3 +262,18 @@ def test_connect_uses_the_environment_url(tmp_path: Any, monkeypatch: Any) -> No
     with repository.connect() as store:
         assert store.engine.url.database == "dicom-repo.db"
     assert (tmp_path / "dicom-repo.db").exists()
+
+
+def test_lookups_pick_the_right_copy_and_reject_wrong_uids(store: Store) -> None:
+    inst = instance("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    store.add_instances([inst], data_source="a")
+    store.add_instances([inst], data_source="b", wado_root="https://b.example/dicom-web")
+    assert store.get_instance("1.2.3", "1.2.3.1", "1.2.3.1.1").data_source == "a"  # type: ignore[union-attr]
+    from_b = store.get_instance("1.2.3", "1.2.3.1", "1.2.3.1.1", data_source="b")
+    assert from_b is not None and from_b.wado_root == "https://b.example/dicom-web"
+    assert store.get_instance("1.2.3", "1.2.3.9", "1.2.3.1.1") is None
+    assert store.get_instance("1.2.9", "1.2.3.1", "1.2.3.1.1") is None
+    assert store.get_instance("1.2.3", "1.2.3.1", "1.2.3.1.1", data_source="c") is None
+    frame = from_b.image_id.replace("/frames/1", "/frames/7")
+    found = store.get_instance_from_image_id(frame)
+    assert found is not None and found.data_source == "b"
