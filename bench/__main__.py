@@ -12,7 +12,6 @@ ratio is what to compare over time). See README.md "Benchmarks" for the targets 
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,12 @@ from typing import Any
 import click
 import orjson
 import pydicom
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 import repository
-from repository import migrate
-from repository.config import resolve_url
-from repository.engine import make_engine
 from repository.ingest import ingest, iter_files, read_file
 
 from . import files, reads, writes
+from .common import backend, scratch
 
 
 def _corpus() -> list[Path]:
@@ -48,21 +43,6 @@ def _parse(path: Path) -> int:
         return len(orjson.dumps(read_file(path).metadata))
     except repository.InvalidInputError:
         return 0
-
-
-def _fresh(url: str) -> tuple[str, str | None]:
-    """A fresh database: a new SQLite file, or a new schema on PostgreSQL."""
-    resolved = make_url(resolve_url(url))
-    if resolved.get_backend_name() == "sqlite":
-        Path(resolved.database or "").unlink(missing_ok=True)
-        return url, None
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    scoped = resolved.update_query_dict({"options": f"-csearch_path={schema}"})
-    return scoped.render_as_string(hide_password=False), schema
 
 
 QUICK = {"ingest-files": 500, "add-instances": 20_000, "reads": (10_000, 50_000), "memory": 2000}
@@ -157,19 +137,12 @@ def ingest_corpus(url: str, workers: int) -> None:
         list(pool.map(_parse, files, chunksize=16))
     baseline = time.perf_counter() - start
 
-    scoped, schema = _fresh(url)
-    engine = make_engine(scoped)
-    migrate.upgrade(engine)
-    with repository.connect(scoped) as store:
+    with scratch(url, "bench_corpus") as scoped, repository.connect(scoped) as store:
         start = time.perf_counter()
         report = ingest(store, files, workers=workers)
         took = time.perf_counter() - start
-    if schema:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
     print(orjson.dumps({
-        "bench": "ingest-corpus", "backend": engine.dialect.name, "files": len(files),
+        "bench": "ingest-corpus", "backend": backend(url), "files": len(files),
         "ingested": report.ingested, "value": round(len(files) / took, 1), "unit": "files/s",
         "baseline": round(len(files) / baseline, 1), "ratio": round(baseline / took, 3),
     }).decode())  # fmt: skip

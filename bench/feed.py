@@ -18,7 +18,6 @@ import statistics
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,42 +26,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import repository
-from repository import migrate
 from repository.config import resolve_url
-from repository.engine import make_engine
+
+from .common import scratch
 
 TIMEOUT = 300.0
-
-
-def _fresh(url: str) -> tuple[str, str | None]:
-    """A migrated, empty database: a new SQLite file or a new PostgreSQL schema."""
-    resolved = make_url(resolve_url(url))
-    schema = None
-    if resolved.get_backend_name() == "sqlite":
-        path = Path(resolved.database or "")
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        scoped = url
-    else:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        engine.dispose()
-        opts = resolved.update_query_dict({"options": f"-csearch_path={schema}"})
-        scoped = opts.render_as_string(hide_password=False)
-    engine = make_engine(scoped)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return scoped, schema
-
-
-def _drop(url: str, schema: str | None) -> None:
-    if schema:
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def _series(study: int, series: int, size: int) -> list[dict[str, Any]]:
@@ -97,16 +65,15 @@ def writers(
     keys = [(1 + n % 8, n) for n in range(series)]  # 8 studies, whole series per call
     baseline = None
     for count in counts:
-        scoped, schema = _fresh(url)
-        barrier, out = ctx.Barrier(count), ctx.Queue()
-        procs = [ctx.Process(target=_writer, args=(scoped, keys[i::count], size, barrier, out))
-                 for i in range(count)]  # fmt: skip
-        for proc in procs:
-            proc.start()
-        results = [out.get(timeout=TIMEOUT) for _ in procs]
-        for proc in procs:
-            proc.join(TIMEOUT)
-        _drop(url, schema)
+        with scratch(url, "bench_writers") as scoped:
+            barrier, out = ctx.Barrier(count), ctx.Queue()
+            procs = [ctx.Process(target=_writer, args=(scoped, keys[i::count], size, barrier, out))
+                     for i in range(count)]  # fmt: skip
+            for proc in procs:
+                proc.start()
+            results = [out.get(timeout=TIMEOUT) for _ in procs]
+            for proc in procs:
+                proc.join(TIMEOUT)
         added = sum(r[2] for r in results)
         took = max(r[1] for r in results) - min(r[0] for r in results)
         value = added / took
@@ -162,41 +129,40 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 def event_latency(url: str, events: int = 200, pause: float = 0.01) -> None:
     """Print commit-to-callback p50/p95 (ms) for a subscriber in another process."""
     ctx = multiprocessing.get_context("spawn")
-    scoped, schema = _fresh(url)
-    backend = make_url(resolve_url(url)).get_backend_name()
-    raw_channel = f"bench_raw_{uuid.uuid4().hex[:8]}" if backend == "postgresql" else None
-    ready, out = ctx.Queue(), ctx.Queue()
-    proc = ctx.Process(target=_subscriber, args=(scoped, raw_channel, ready, out, events + 1))
-    proc.start()
-    for _ in range(2 if raw_channel else 1):
-        ready.get(timeout=TIMEOUT)
-    committed: dict[str, float] = {}
-    sent: dict[str, float] = {}
-    raw_conn = None
-    if raw_channel:
-        dsn = make_url(resolve_url(url)).set(drivername="postgresql")
-        raw_conn = psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True)
-    commit_started = [0.0]
-    with repository.connect(scoped) as store:
+    with scratch(url, "bench_latency") as scoped:
+        backend = make_url(resolve_url(url)).get_backend_name()
+        raw_channel = f"bench_raw_{uuid.uuid4().hex[:8]}" if backend == "postgresql" else None
+        ready, out = ctx.Queue(), ctx.Queue()
+        proc = ctx.Process(target=_subscriber, args=(scoped, raw_channel, ready, out, events + 1))
+        proc.start()
+        for _ in range(2 if raw_channel else 1):
+            ready.get(timeout=TIMEOUT)
+        committed: dict[str, float] = {}
+        sent: dict[str, float] = {}
+        raw_conn = None
+        if raw_channel:
+            dsn = make_url(resolve_url(url)).set(drivername="postgresql")
+            raw_conn = psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True)
+        commit_started = [0.0]
+        with repository.connect(scoped) as store:
 
-        @sa.event.listens_for(store.engine, "commit")
-        def on_commit(conn: Any) -> None:  # just before the COMMIT is sent
-            commit_started[0] = time.time()
+            @sa.event.listens_for(store.engine, "commit")
+            def on_commit(conn: Any) -> None:  # just before the COMMIT is sent
+                commit_started[0] = time.time()
 
-        store.add_instances(_series(1, 0, 1))  # warm-up, and proof the subscriber follows
-        for n in range(1, events + 1):
-            batch = _series(1, n, 1)
-            store.add_instances(batch)
-            committed[batch[0]["SeriesInstanceUID"]] = commit_started[0]
-            if raw_conn is not None:
-                sent[str(n)] = time.time()  # autocommit: this statement is the commit
-                raw_conn.execute("SELECT pg_notify(%s, %s)", [raw_channel, str(n)])
-            time.sleep(pause)
-    received, raw = out.get(timeout=TIMEOUT)
-    proc.join(TIMEOUT)
-    if raw_conn is not None:
-        raw_conn.close()
-    _drop(url, schema)
+            store.add_instances(_series(1, 0, 1))  # warm-up, and proof the subscriber follows
+            for n in range(1, events + 1):
+                batch = _series(1, n, 1)
+                store.add_instances(batch)
+                committed[batch[0]["SeriesInstanceUID"]] = commit_started[0]
+                if raw_conn is not None:
+                    sent[str(n)] = time.time()  # autocommit: this statement is the commit
+                    raw_conn.execute("SELECT pg_notify(%s, %s)", [raw_channel, str(n)])
+                time.sleep(pause)
+        received, raw = out.get(timeout=TIMEOUT)
+        proc.join(TIMEOUT)
+        if raw_conn is not None:
+            raw_conn.close()
     lat = [(received[uid] - t) * 1000 for uid, t in committed.items() if uid in received]
     p50, p95 = _percentiles(lat)
     base = None
