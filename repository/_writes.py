@@ -323,7 +323,7 @@ def insert_instances(
     ``wado_roots`` maps series id to the series list's WADO-RS root, used to build imageIds.
     ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
         if (series_id, inst.sop_instance_uid) in present:
             continue
@@ -354,8 +354,8 @@ def insert_instances(
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
-        return _copy_instances(conn, rows)
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD and _copy(conn, rows):
+        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
     )
@@ -368,68 +368,41 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_STAGE = "dicom_repo_instance_stage"
-_STAGE_COLUMNS = ("series_id", "sop_instance_uid", "sop_class_uid", "instance_number",
-                  "number_of_frames", "rows", "columns", "transfer_syntax_uid", "image_id",
-                  "metadata")  # fmt: skip
+_COPY_COLUMNS = (
+    "series_id",
+    "sop_instance_uid",
+    "sop_class_uid",
+    "instance_number",
+    "number_of_frames",
+    "rows",
+    "columns",
+    "transfer_syntax_uid",
+    "image_id",
+)
 
 
-def _copy_instances(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
-    """PostgreSQL: COPY new instance rows straight into ``instance``, as fast as the driver goes.
+def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
+    """PostgreSQL: COPY new instance rows straight into ``instance``; False if one exists.
 
-    The rows are known to be absent (``check_conflicts``); if a concurrent writer inserts one
-    of them first, the COPY fails with a unique violation, is rolled back to its savepoint, and
-    the rows go through the staging table and ``INSERT ... ON CONFLICT DO NOTHING`` instead.
+    The rows are known to be absent (``check_conflicts``). If a concurrent writer inserted one
+    of them since, the COPY fails with a unique violation and is rolled back to its savepoint;
+    the caller then inserts them with ``ON CONFLICT DO NOTHING``, as for small batches.
     """
     driver = conn.connection.driver_connection
     assert driver is not None
-    columns = ", ".join(f'"{c}"' for c in _STAGE_COLUMNS)
+    columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
     try:
-        with conn.begin_nested(), driver.cursor() as cur:
-            _copy_rows(cur, f"COPY instance ({columns}) FROM STDIN", rows)
-        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
+        with (
+            conn.begin_nested(),
+            driver.cursor() as cur,
+            cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                metadata = orjson.dumps(row["metadata_"]).decode()
+                copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except psycopg.errors.UniqueViolation:
-        return _stage_instances(driver, rows)
-
-
-def _copy_rows(cur: Any, sql: str, rows: list[dict[str, Any]]) -> None:
-    with cur.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(
-                [row[c] for c in _STAGE_COLUMNS[:-1]] + [orjson.dumps(row["metadata_"]).decode()]
-            )
-
-
-def _stage_instances(driver: Any, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
-    """COPY the rows into a session-local staging table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
-
-    The staging table is temporary (no WAL), holds the JSON as uncompressed text (parsed to
-    JSONB once, by the INSERT), and is emptied after each use and at commit.
-    """
-    columns = ", ".join(f'"{c}"' for c in _STAGE_COLUMNS)
-    select = columns.replace('"metadata"', '"metadata"::jsonb')
-    with driver.cursor() as cur:
-        cur.execute(f"SELECT to_regclass('pg_temp.{_STAGE}')")
-        if cur.fetchone() == (None,):
-            cur.execute(
-                f"CREATE TEMP TABLE {_STAGE} (series_id bigint, sop_instance_uid text, "
-                "sop_class_uid text, instance_number integer, number_of_frames integer, "
-                "rows integer, columns integer, transfer_syntax_uid text, image_id text, "
-                "metadata text) ON COMMIT DELETE ROWS"
-            )
-            # staged JSON is read once: storing it uncompressed saves a compression pass
-            cur.execute(f"ALTER TABLE {_STAGE} ALTER COLUMN metadata SET STORAGE EXTERNAL")
-        _copy_rows(cur, f"COPY {_STAGE} ({columns}) FROM STDIN", rows)
-        cur.execute(
-            f"INSERT INTO instance ({columns}) SELECT {select} FROM {_STAGE} "
-            "ORDER BY series_id, sop_instance_uid "
-            "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING "
-            "RETURNING series_id, sop_instance_uid"
-        )
-        inserted = {(int(series_id), str(uid)) for series_id, uid in cur.fetchall()}
-        cur.execute(f"TRUNCATE {_STAGE}")
-    return inserted
+        return False
+    return True
 
 
 def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

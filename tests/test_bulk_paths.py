@@ -1,4 +1,4 @@
-"""Big batches take the bulk path (COPY through a staging table on PostgreSQL): same results,
+"""Big batches take the bulk path (COPY on PostgreSQL, falling back to ON CONFLICT): same results,
 idempotent, and safe inside transactions and savepoints."""
 
 from __future__ import annotations
