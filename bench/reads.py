@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 import repository
 from repository import Store
+from repository.engine import make_engine
 
 from .common import backend, best_of, create, emit, scoped_url
 from .corpus import TARGET_SERIES, TARGET_STUDY, normalized_instances, target_study
@@ -31,7 +32,7 @@ FILL_BATCH = 5000
 
 
 def _count(url: str) -> int:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             return int(conn.execute(sa.text("SELECT count(*) FROM instance")).scalar_one())
@@ -65,7 +66,7 @@ def prepare(url: str, size: int) -> str:
 
 def _analyze(url: str) -> None:
     """Planner statistics, as autovacuum would gather them on a server (it may be off here)."""
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE"))
     engine.dispose()

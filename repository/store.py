@@ -73,6 +73,7 @@ class Store:
         self._feed = Feed(engine, poll_interval=poll_interval)
         self._local = threading.local()
         self._channel: str | None = None
+        self._handlers: HandlerRegistry | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -536,10 +537,9 @@ class Store:
 
         Loaded on first use; ``store.handlers.register(handler, before="stack")`` adds one.
         """
-        registry: HandlerRegistry | None = getattr(self, "_handlers", None)
-        if registry is None:
-            registry = self._handlers = default_registry()
-        return registry
+        if self._handlers is None:
+            self._handlers = default_registry()
+        return self._handlers
 
     def get_display_sets(
         self,

@@ -1,4 +1,5 @@
-"""SEG, RTSTRUCT, parametric maps and presentation states: one derived display set per instance."""
+"""SEG, RTSTRUCT, parametric maps, key objects and presentation states: one derived display set
+per instance."""
 
 from __future__ import annotations
 
@@ -59,3 +60,10 @@ PRESENTATION_STATE_HANDLER = SopClassHandler(
     per_instance("dicom-pr", "PR", images=False),
 )
 """The built-in presentation state handler."""
+
+KO_HANDLER = SopClassHandler(
+    "key-object-selection",
+    sop_classes.KEY_OBJECT_SELECTION,
+    per_instance("dicom-ko", "KO", images=False),
+)
+"""The built-in key object selection handler."""

@@ -24,7 +24,7 @@ BUILTIN_HANDLERS: tuple[SopClassHandler, ...] = (
     derived.RTSTRUCT_HANDLER,
     derived.PARAMETRIC_MAP_HANDLER,
     microscopy.HANDLER,
-    reports.KO_HANDLER,
+    derived.KO_HANDLER,
     derived.PRESENTATION_STATE_HANDLER,
     stack.HANDLER,
 )

@@ -1,4 +1,4 @@
-"""Structured reports and key object selections: derived display sets over other series."""
+"""Structured reports: one derived display set per series, over the series they report on."""
 
 from __future__ import annotations
 
@@ -53,33 +53,8 @@ def sr_3d_display_sets(instances: Sequence[Instance], context: HandlerContext) -
     return _report_sets(instances, context, "dicom-sr")
 
 
-def key_object_display_sets(
-    instances: Sequence[Instance], context: HandlerContext
-) -> list[DisplaySet]:
-    """One derived display set per key object selection, referencing the selected series."""
-    return [
-        context.display_set(
-            [inst],
-            plugin="dicom-ko",
-            modality=context.series.modality or "KO",
-            is_derived=True,
-            referenced_series_instance_uid=referenced_series(
-                inst.metadata, context.series_of_instance, context.series.series_instance_uid
-            ),
-            num_image_frames=0,
-            is_multi_frame=False,
-        )
-        for inst in instances
-    ]
-
-
 SR_HANDLER = SopClassHandler("sr", sop_classes.SR, sr_display_sets)
 """The built-in (HTML) structured report handler."""
 
 SR_3D_HANDLER = SopClassHandler("sr-3d", sop_classes.SR_3D, sr_3d_display_sets)
 """The built-in Comprehensive 3D SR handler."""
-
-KO_HANDLER = SopClassHandler(
-    "key-object-selection", sop_classes.KEY_OBJECT_SELECTION, key_object_display_sets
-)
-"""The built-in key object selection handler."""
