@@ -152,3 +152,13 @@ class ChangeRow(Base):
     made_in_client: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class SopClassRow(Base):
+    """A SOP class of the DICOM standard: its UID and name (filled by the migrations from
+    pydicom's UID dictionary; the reporting view ``v_instance`` reads names from it)."""
+
+    __tablename__ = "sop_class"
+
+    uid: Mapped[str] = mapped_column(UID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
