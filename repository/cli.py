@@ -24,6 +24,7 @@ from .errors import RepositoryError
 from .ingest import ingest as ingest_files
 from .ingest import iter_files, sample_files
 from .models import Instance, Series, Study
+from .reporting import cli as reporting_cli
 from .store import Store
 
 # Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
@@ -532,5 +533,7 @@ def _print_instance(found: Instance, as_json: bool) -> None:
 
 
 main.add_command(changes)
+for _command in reporting_cli.COMMANDS:
+    main.add_command(_command)
 
 __all__ = ["main"]
