@@ -61,6 +61,16 @@ def _convert(report: str, key: str, value: Any, default: Any) -> Any:
         raise InvalidInputError(f"report {report}: {key}={value!r} is not an {kind}") from None
 
 
+_PRIVATE_TAG_SQL = """
+SELECT st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
+FROM instance i
+JOIN series se ON se.id = i.series_id
+JOIN series_list sl ON sl.id = se.series_list_id
+JOIN study st ON st.id = sl.study_id
+WHERE i.metadata -> {key} -> 'Value' ->> 0 = :value
+ORDER BY st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
+"""
+
 REPORTS: tuple[Report, ...] = (
     Report(
         "studies-per-modality-per-month",
@@ -155,19 +165,13 @@ ORDER BY studies DESC, patient_id
     Report(
         "instances-by-private-tag",
         "Which instances carry a given value in a private tag?",
-        """
-SELECT st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
-FROM instance i
-JOIN series se ON se.id = i.series_id
-JOIN series_list sl ON sl.id = se.series_list_id
-JOIN study st ON st.id = sl.study_id
-WHERE i.metadata -> :tag -> 'Value' ->> 0 = :value
-ORDER BY st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
-""",
+        _PRIVATE_TAG_SQL.format(key="""('$."' || :tag || '"')"""),
         {"tag": "00091001", "value": None},
+        variants={"postgresql": _PRIVATE_TAG_SQL.format(key=":tag")},
         notes="Private tags are stored under their 8-hex-digit tag in DICOM JSON form "
-        '(`{"vr": "LO", "Value": [...]}`). The first value is compared as text. To index '
-        "one tag, see [Indexing a private tag](#indexing-a-private-tag).",
+        '(`{"vr": "LO", "Value": [...]}`); the first value is compared as text. SQLite reads a '
+        "key made of digits as an array index, so it needs the quoted path `'$.\"00091001\"'`. "
+        "To index one tag, see [Indexing a private tag](#indexing-a-private-tag).",
     ),
     Report(
         "ct-slice-thickness-histogram",
