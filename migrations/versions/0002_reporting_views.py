@@ -105,7 +105,8 @@ PG_CONTENT_DATE = "dicom_repo_date(i.metadata ->> 'ContentDate')"
 PG_SLICE_THICKNESS = """CASE WHEN jsonb_typeof(i.metadata -> 'SliceThickness') = 'number'
         THEN CAST(i.metadata ->> 'SliceThickness' AS DOUBLE PRECISION) END"""
 
-# SQLite has no DATE type: an ISO 'YYYY-MM-DD' text, kept only if date() maps it to itself.
+# SQLite has no DATE type: an ISO 'YYYY-MM-DD' text, kept only if date() maps it to itself
+# ('+0 days' makes date() normalize: '2024-02-30' becomes '2024-03-01', so it is rejected).
 SQLITE_ISO = (
     "substr({d}, 1, 4) || '-' || substr({d}, 5, 2) || '-' || substr({d}, 7, 2)".format(
         d="replace(trim(i.metadata ->> 'ContentDate'), '.', '')"
@@ -113,7 +114,7 @@ SQLITE_ISO = (
 )
 SQLITE_CONTENT_DATE = f"""CASE WHEN json_type(i.metadata, '$.ContentDate') = 'text'
         AND length(replace(trim(i.metadata ->> 'ContentDate'), '.', '')) = 8
-        AND date({SQLITE_ISO}) = {SQLITE_ISO} THEN {SQLITE_ISO} END"""
+        AND date({SQLITE_ISO}, '+0 days') = {SQLITE_ISO} THEN {SQLITE_ISO} END"""
 SQLITE_SLICE_THICKNESS = """CASE WHEN json_type(i.metadata, '$.SliceThickness')
         IN ('integer', 'real') THEN CAST(i.metadata ->> 'SliceThickness' AS REAL) END"""
 
