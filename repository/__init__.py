@@ -20,6 +20,8 @@ from .errors import (
     NotDicomError,
     NotFoundError,
     NotMigratedError,
+    QueryError,
+    QueryRefusedError,
     RepositoryError,
     TransactionConflictError,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "NotDicomError",
     "NotFoundError",
     "NotMigratedError",
+    "QueryError",
+    "QueryRefusedError",
     "RepositoryError",
     "Series",
     "SeriesList",

@@ -50,7 +50,7 @@ def _run(ctx: click.Context, sql: str, params: Mapping[str, Any], fmt: str) -> N
             console = Console(width=None if sys.stdout.isatty() else 250)
             write_table(console, result.columns, result.rows)
         else:
-            WRITERS[fmt](click.get_text_stream("stdout"), result.columns, result.rows)
+            WRITERS[fmt](sys.stdout, result.columns, result.rows)
 
 
 @click.command("sql")

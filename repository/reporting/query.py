@@ -45,7 +45,9 @@ def check_statement(sql: str) -> str:
     """
     statements = [s for s in sqlparse.split(sql) if s.strip().rstrip(";").strip()]
     if len(statements) != 1:
-        raise QueryRefusedError(f"expected exactly one SQL statement, got {len(statements)}")
+        raise QueryRefusedError(
+            f"refused: expected exactly one SQL statement, got {len(statements)}; nothing was run"
+        )
     kind = str(sqlparse.parse(statements[0])[0].get_type())
     if kind not in _READ_KINDS:
         raise QueryRefusedError(_refusal(kind))
