@@ -55,8 +55,11 @@ def day(date: str | None) -> str | None:
 def study_facts(st: Stu) -> tuple[int, int, str]:
     """number_of_series, number_of_instances (distinct UIDs), data_sources."""
     sops = {sop_uid(se, i) for se in st.series for i in se.instances}
-    return len({se.uid for se in st.series}), len(sops), ",".join(sorted({se.source for se in
-                                                                         st.series}))  # fmt: skip
+    return (
+        len({se.uid for se in st.series}),
+        len(sops),
+        ",".join(sorted({se.source for se in st.series})),
+    )
 
 
 def per_month(a: Studies, p: dict[str, Any]) -> list[Row]:
@@ -78,8 +81,11 @@ def per_sop_class(a: Studies, p: dict[str, Any]) -> list[Row]:
 
 
 def without_instances(a: Studies, p: dict[str, Any]) -> list[Row]:
-    return sorted((st.uid, se.uid, se.source, se.modality, None)
-                  for st, se in series_rows(a) if not se.instances)  # fmt: skip
+    return sorted(
+        (st.uid, se.uid, se.source, se.modality, None)
+        for st, se in series_rows(a)
+        if not se.instances
+    )
 
 
 def missing_claimed(a: Studies, p: dict[str, Any]) -> list[Row]:
@@ -106,15 +112,24 @@ def busy_patients(a: Studies, p: dict[str, Any]) -> list[Row]:
     for st in a:
         if st.patient_id:
             by_patient[st.patient_id].append(st)
-    rows = [(pid, min(str(s.patient_name) for s in sts), len(sts),
-             min(str(day(s.date)) for s in sts), max(str(day(s.date)) for s in sts))
-            for pid, sts in by_patient.items() if len(sts) > p["n"]]  # fmt: skip
+    rows = [
+        (
+            pid,
+            min(str(s.patient_name) for s in sts),
+            len(sts),
+            min(str(day(s.date)) for s in sts),
+            max(str(day(s.date)) for s in sts),
+        )
+        for pid, sts in by_patient.items()
+        if len(sts) > p["n"]
+    ]
     return sorted(rows, key=lambda r: (-r[2], r[0]))
 
 
 def by_private_tag(a: Studies, p: dict[str, Any]) -> list[Row]:
-    return sorted((st.uid, se.uid, sop_uid(se, i)) for st, se, i in stored(a)
-                  if i.private == p["value"])  # fmt: skip
+    return sorted(
+        (st.uid, se.uid, sop_uid(se, i)) for st, se, i in stored(a) if i.private == p["value"]
+    )
 
 
 def thickness_histogram(a: Studies, p: dict[str, Any]) -> list[Row]:
@@ -146,14 +161,16 @@ def per_model(a: Studies, p: dict[str, Any]) -> list[Row]:
 
 
 def largest(a: Studies, p: dict[str, Any]) -> list[Row]:
-    rows = [(st.uid, st.patient_id, day(st.date), modalities(st), *study_facts(st)[:2])
-            for st in a]  # fmt: skip
+    rows = [(st.uid, st.patient_id, day(st.date), modalities(st), *study_facts(st)[:2]) for st in a]
     return sorted(rows, key=lambda r: (-r[5], r[0]))[: p["limit"]]
 
 
 def patient_studies(a: Studies, p: dict[str, Any]) -> list[Row]:
-    rows = [(st.uid, day(st.date), None, None, modalities(st), *study_facts(st))
-            for st in a if st.patient_id == p["patient_id"]]  # fmt: skip
+    rows = [
+        (st.uid, day(st.date), None, None, modalities(st), *study_facts(st))
+        for st in a
+        if st.patient_id == p["patient_id"]
+    ]
     return sorted(rows, key=lambda r: (str(r[1]), r[0]))
 
 
@@ -174,8 +191,11 @@ def multiframe(a: Studies, p: dict[str, Any]) -> list[Row]:
 
 
 def incomplete(a: Studies, p: dict[str, Any]) -> list[Row]:
-    return sorted((st.uid, st.patient_id, st.patient_name, day(st.date)) for st in a
-                  if not (st.patient_id and st.patient_name and st.date))  # fmt: skip
+    return sorted(
+        (st.uid, st.patient_id, st.patient_name, day(st.date))
+        for st in a
+        if not (st.patient_id and st.patient_name and st.date)
+    )
 
 
 def body_parts(a: Studies, p: dict[str, Any]) -> list[Row]:

@@ -28,17 +28,29 @@ def run(url: str, *args: str) -> Result:
 
 def fill(url: str, n: int = 3) -> None:
     with repository.connect(url) as store:
-        store.add_instances([{"StudyInstanceUID": ST, "SeriesInstanceUID": f"{ST}.1",
-                              "SOPInstanceUID": f"{ST}.1.{i}", "Modality": "CT",
-                              "PatientName": {"Alphabetic": "Doe^Jane"}, "StudyDate": "20240115",
-                              "InstanceNumber": i} for i in range(1, n + 1)])  # fmt: skip
+        store.add_instances(
+            [
+                {
+                    "StudyInstanceUID": ST,
+                    "SeriesInstanceUID": f"{ST}.1",
+                    "SOPInstanceUID": f"{ST}.1.{i}",
+                    "Modality": "CT",
+                    "PatientName": {"Alphabetic": "Doe^Jane"},
+                    "StudyDate": "20240115",
+                    "InstanceNumber": i,
+                }
+                for i in range(1, n + 1)
+            ]
+        )
 
 
 def snapshot(url: str) -> tuple[Any, ...]:
     engine = make_engine(url)
     with engine.connect() as conn:
-        counts = tuple(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar()
-                       for t in ("study", "series", "instance", "change", "sop_class"))  # fmt: skip
+        counts = tuple(
+            conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar()
+            for t in ("study", "series", "instance", "change", "sop_class")
+        )
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     return (*counts, version)
@@ -74,12 +86,16 @@ def test_the_database_itself_refuses_a_write_in_disguise(db_url: str) -> None:
     if engine.dialect.name == "sqlite":
         disguised = ["PRAGMA user_version = 7"]
     else:
-        disguised = ["SELECT nextval('study_id_seq')",
-                     "WITH d AS (DELETE FROM instance RETURNING 1) SELECT * FROM d"]  # fmt: skip
+        disguised = [
+            "SELECT nextval('study_id_seq')",
+            "WITH d AS (DELETE FROM instance RETURNING 1) SELECT * FROM d",
+        ]
     for statement in disguised:
-        with pytest.raises(QueryRefusedError, match="nothing was changed"):
-            with read_only_query(engine, statement) as result:
-                list(result.rows)
+        with (
+            pytest.raises(QueryRefusedError, match="nothing was changed"),
+            read_only_query(engine, statement) as result,
+        ):
+            list(result.rows)
     # The pooled connection writes again afterwards (query_only is reset on SQLite).
     with engine.begin() as conn:
         conn.execute(text("UPDATE study SET patient_id = 'after'"))
@@ -95,9 +111,10 @@ def test_a_bad_query_is_a_clear_error(db_url: str) -> None:
     result = run(db_url, "sql", "SELECT nope FROM v_study")
     assert result.exit_code != 0
     assert "query failed" in result.output and "nope" in result.output
-    with pytest.raises(QueryError):
-        with read_only_query(make_engine(db_url), "SELECT * FROM no_such_table") as res:
-            list(res.rows)
+    engine = make_engine(db_url)
+    with pytest.raises(QueryError), read_only_query(engine, "SELECT * FROM no_such_table") as res:
+        list(res.rows)
+    engine.dispose()
 
 
 COUNT_TO = """WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {last})
@@ -111,9 +128,10 @@ def test_a_large_result_streams_in_batches(db_url: str) -> None:
     # the result streams (a result loaded whole fails before the first row).
     boom = ", abs(149999 - i - 9223372036854775807) AS boom"  # overflows at i = 150000
     seen = 0
-    with pytest.raises(QueryError), read_only_query(
-        engine, COUNT_TO.format(last=200_000, extra=boom), batch=500
-    ) as result:
+    with (
+        pytest.raises(QueryError),
+        read_only_query(engine, COUNT_TO.format(last=200_000, extra=boom), batch=500) as result,
+    ):
         for _ in result.rows:
             seen += 1
     assert 100_000 < seen < 150_000
@@ -130,19 +148,32 @@ def test_a_large_result_streams_in_batches(db_url: str) -> None:
 
 def test_sql_formats_csv_json_and_table(db_url: str) -> None:
     fill(db_url, 2)
-    query = ("SELECT study_instance_uid, patient_name, study_date, number_of_instances,"
-             " accession_number FROM v_study")  # fmt: skip
+    query = (
+        "SELECT study_instance_uid, patient_name, study_date, number_of_instances,"
+        " accession_number FROM v_study"
+    )
     expected = [ST, "Doe^Jane", "2024-01-15", 2, None]
     out = run(db_url, "sql", query, "--format", "csv").output
     assert list(csv.reader(io.StringIO(out))) == [
-        ["study_instance_uid", "patient_name", "study_date", "number_of_instances",
-         "accession_number"], [ST, "Doe^Jane", "2024-01-15", "2", ""]]  # fmt: skip
+        [
+            "study_instance_uid",
+            "patient_name",
+            "study_date",
+            "number_of_instances",
+            "accession_number",
+        ],
+        [ST, "Doe^Jane", "2024-01-15", "2", ""],
+    ]
     parsed = json.loads(run(db_url, "sql", query, "--format", "json").output)
     assert [list(row.values()) for row in parsed] == [expected]
     table = run(db_url, "sql", query).output
     assert "study_instance_uid" in table and ST in table and "2024-01-15" in table
-    assert json.loads(run(db_url, "sql", "SELECT * FROM v_study WHERE 1 = 0", "--format",
-                          "json").output) == []  # fmt: skip
+    assert (
+        json.loads(
+            run(db_url, "sql", "SELECT * FROM v_study WHERE 1 = 0", "--format", "json").output
+        )
+        == []
+    )
 
 
 def test_report_list_names_every_report(db_url: str) -> None:
@@ -156,8 +187,9 @@ def test_report_runs_with_params_and_explains_bad_ones(db_url: str) -> None:
     out = run(db_url, "report", "patient-studies", "--param", f"patient_id={''}", "--format", "csv")
     assert out.output.splitlines()[1:] == []
     out = run(db_url, "report", "largest-studies", "--param", "limit=1", "--format", "json")
-    assert [(r["study_instance_uid"], r["number_of_instances"]) for r in json.loads(out.output)] \
-        == [(ST, 3)]  # fmt: skip
+    assert [
+        (r["study_instance_uid"], r["number_of_instances"]) for r in json.loads(out.output)
+    ] == [(ST, 3)]
     for args, message in [
         (["report", "nope"], "no report named 'nope'"),
         (["report", "instances-by-private-tag"], "needs --param value=VALUE"),

@@ -107,10 +107,8 @@ PG_SLICE_THICKNESS = """CASE WHEN jsonb_typeof(i.metadata -> 'SliceThickness') =
 
 # SQLite has no DATE type: an ISO 'YYYY-MM-DD' text, kept only if date() maps it to itself
 # ('+0 days' makes date() normalize: '2024-02-30' becomes '2024-03-01', so it is rejected).
-SQLITE_ISO = (
-    "substr({d}, 1, 4) || '-' || substr({d}, 5, 2) || '-' || substr({d}, 7, 2)".format(
-        d="replace(trim(i.metadata ->> 'ContentDate'), '.', '')"
-    )
+SQLITE_ISO = "substr({d}, 1, 4) || '-' || substr({d}, 5, 2) || '-' || substr({d}, 7, 2)".format(
+    d="replace(trim(i.metadata ->> 'ContentDate'), '.', '')"
 )
 SQLITE_CONTENT_DATE = f"""CASE WHEN json_type(i.metadata, '$.ContentDate') = 'text'
         AND length(replace(trim(i.metadata ->> 'ContentDate'), '.', '')) = 8

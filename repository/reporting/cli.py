@@ -90,8 +90,9 @@ def report(
     """Run the cookbook's report NAME (see --list and docs/reporting.md)."""
     if list_ or name is None:
         for item in REPORTS:
-            defaults = " ".join(f"{k}={'(required)' if v is None else v}" for k, v in
-                                item.params.items())  # fmt: skip
+            defaults = " ".join(
+                f"{k}={'(required)' if v is None else v}" for k, v in item.params.items()
+            )
             click.echo(f"{item.name}\t{item.question}{'  [' + defaults + ']' if defaults else ''}")
         return
     try:

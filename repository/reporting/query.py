@@ -48,7 +48,7 @@ def check_statement(sql: str) -> str:
         raise QueryRefusedError(
             f"refused: expected exactly one SQL statement, got {len(statements)}; nothing was run"
         )
-    kind = str(sqlparse.parse(statements[0])[0].get_type())
+    kind = str(sqlparse.parse(statements[0])[0].get_type())  # type: ignore[no-untyped-call]
     if kind not in _READ_KINDS:
         raise QueryRefusedError(_refusal(kind))
     return kind
