@@ -130,6 +130,13 @@ def stations_after_update(archive: list[Stu]) -> None:
                 series.station = RENAMED_STATION[2]
 
 
+def archive_as_stored() -> list[Stu]:
+    """The archive as the database holds it after :func:`store_archive` (update applied)."""
+    studies = archive()
+    stations_after_update(studies)
+    return studies
+
+
 def instance_dict(study: Stu, series: Ser, inst: Inst) -> dict[str, Any]:
     """The naturalized instance the store is given."""
     md: dict[str, Any] = {
