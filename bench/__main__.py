@@ -104,6 +104,16 @@ _reads_command("display-sets", "Display sets of a 3000-instance study vs get_stu
 _reads_command("image-id", "get_instance_from_image_id p50 in a small vs a big database.")
 
 
+@main.command("reports")
+@DB
+@click.option("--size", type=int, default=100_000, show_default=True, help="Instances.")
+def reports_cmd(url: str, size: int) -> None:
+    """Cookbook reports over the views vs the same question asked of the tables."""
+    from . import reports
+
+    reports.run(url, size)
+
+
 @main.command("memory")
 @DB
 @QUICK_FLAG
