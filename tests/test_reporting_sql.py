@@ -176,6 +176,19 @@ def test_sql_formats_csv_json_and_table(db_url: str) -> None:
     )
 
 
+def test_a_statement_without_rows_gives_none_and_leaves_no_trace(db_url: str) -> None:
+    fill(db_url, 1)
+    sqlite = db_url.startswith("sqlite")
+    setting = "PRAGMA query_only = OFF" if sqlite else "SET search_path TO nowhere"
+    assert json.loads(run(db_url, "sql", setting, "--format", "json").output) == []
+    engine = make_engine(db_url)  # one engine: the next query gets the same pooled connection
+    with read_only_query(engine, setting) as result:
+        assert (result.columns, list(result.rows)) == ([], [])
+    with read_only_query(engine, "SELECT COUNT(*) FROM v_study") as result:
+        assert list(result.rows) == [(1,)]
+    engine.dispose()
+
+
 def test_report_list_names_every_report(db_url: str) -> None:
     out = run(db_url, "report", "--list").output
     assert [line.split("\t")[0] for line in out.splitlines()] == [r.name for r in REPORTS]

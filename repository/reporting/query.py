@@ -75,7 +75,10 @@ def read_only_query(
                 # A server-side cursor: PostgreSQL sends the rows batch by batch.
                 conn = conn.execution_options(yield_per=batch)
             result = _execute(conn, sql, params or {})
-            yield QueryResult(list(result.keys()), _stream(result, batch))
+            if not result.returns_rows:  # e.g. SET: nothing to show
+                yield QueryResult([], iter(()))
+            else:
+                yield QueryResult(list(result.keys()), _stream(result, batch))
         finally:
             conn.rollback()
             _end_read_only(conn)
@@ -90,9 +93,10 @@ def _begin_read_only(conn: Connection) -> None:
 
 def _end_read_only(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
-        # The connection goes back to the pool: it must write again for the next user.
-        conn.exec_driver_sql("PRAGMA query_only = OFF")
-        conn.rollback()
+        # query_only (and anything the statement set, e.g. an ATTACH) belongs to the SQLite
+        # connection, which the pool would hand to a writer next: close it instead. PostgreSQL
+        # needs nothing: the rollback undoes even a SET made inside the transaction.
+        conn.invalidate()
 
 
 def _execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
