@@ -13,6 +13,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .errors import InvalidInputError, NotDicomError
+from .models import AddResult
 from .normalize import (
     BULK_DATA_THRESHOLD,
     NormalizedInstance,
@@ -27,16 +28,42 @@ DEFAULT_BATCH_SIZE = 500
 
 @dataclass
 class IngestReport:
-    """What an ingest did: counts, and each skipped file with the reason."""
+    """What an ingest did, one count per file, and each skipped file with the reason.
+
+    Every file lands in exactly one count: ``ingested`` (its instance was new and is now
+    stored), ``already_present`` (the store held its instance before this ingest), ``duplicates``
+    (an earlier file of this ingest holds the same instance) or ``skipped``.
+    """
 
     ingested: int = 0
     already_present: int = 0
+    duplicates: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    _added: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
         """True if any file could not be ingested."""
         return bool(self.skipped)
+
+    def summary(self) -> str:
+        """``N ingested, N already present, N skipped`` (and duplicate files, if any)."""
+        line = (
+            f"{self.ingested} ingested, {self.already_present} already present, "
+            f"{len(self.skipped)} skipped"
+        )
+        return line + (f", {self.duplicates} duplicates" if self.duplicates else "")
+
+    def count(self, sop_uids: Iterable[str], result: AddResult) -> None:
+        """Count the files of one written batch (their SOP UIDs, in order) from its result."""
+        for uid in sop_uids:
+            if uid in self._added:
+                self.duplicates += 1
+            elif uid in result.already_present_uids:
+                self.already_present += 1
+            else:
+                self.ingested += 1
+                self._added.add(uid)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -179,5 +206,4 @@ def _write_batch(
             except InvalidInputError as error:
                 report.skipped.append((item[0], str(error)))
         return
-    report.ingested += result.added
-    report.already_present += len(batch) - result.added
+    report.count((inst.sop_instance_uid for _, inst in batch), result)
