@@ -1,6 +1,6 @@
 """``studies`` listing: Store.get_study_summaries vs the bare summary query.
 
-Value: seconds for ``get_study_summaries()``. Baseline: the same statement executed and its
+Value: milliseconds for ``get_study_summaries()``. Baseline: the same statement executed and its
 rows fetched, without building summaries (the floor). Also printed: the seconds the old
 listing took (``get_study`` for every study, loading every instance only to count them).
 """
@@ -39,6 +39,6 @@ def run(url: str, studies: int, series: int, instances: int) -> None:
 
         value = best_of(store.get_study_summaries)
         baseline = best_of(bare)
-        emit("study-summaries", url, value, "s", baseline, baseline / value,
+        emit("study-summaries", url, value * 1e3, "ms", baseline * 1e3, value / baseline,
              studies=studies, instances=studies * series * instances,
              get_study_per_study_s=round(best_of(old, repeat=1), 4))  # fmt: skip
