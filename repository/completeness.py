@@ -42,7 +42,7 @@ def truncation(ds: Dataset, file_size: int) -> str | None:
             return f"the value of {tag} ends at byte {elem.value_tell + length}, after the end"
         if value is not None and len(value) < length:
             return f"the value of {tag} has {len(value)} of its {length} bytes"
-    last = next(reversed(ds._dict.values()), None)
+    last = next(reversed(list(ds._dict.values())), None)
     if isinstance(last, RawDataElement) and last.length != UNDEFINED_LENGTH:
         end = last.value_tell + last.length
         # a partial element header, at which pydicom stops reading
