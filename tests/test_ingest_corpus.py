@@ -21,6 +21,7 @@ import data_store  # type: ignore[import-untyped]
 import orjson
 import pydicom
 from conftest import PYDICOM_FILES
+from pydicom.dataelem import RawDataElement
 from sqlalchemy import text
 
 from repository import Store
@@ -55,11 +56,21 @@ def _valid_uid(value: Any) -> str | None:
     return uid if uid and len(uid) <= 64 and UID.match(uid) else None
 
 
+def _cut_short(ds: pydicom.Dataset) -> bool:
+    """True if a value read holds fewer bytes than its header declares (a truncated file)."""
+    return any(
+        isinstance(elem, RawDataElement) and elem.value is not None
+        and elem.length != 0xFFFFFFFF and len(elem.value) < elem.length
+        for elem in ds._dict.values()
+    )  # fmt: skip
+
+
 def _facts(path: Path) -> FileFacts:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True)
+            whole = not _cut_short(ds)  # before any value is converted
             found = [
                 _valid_uid(ds.get(k))
                 for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -69,7 +80,7 @@ def _facts(path: Path) -> FileFacts:
     except Exception:
         return FileFacts(path, None, None, None, None)
     study, series, sop = found
-    uids = (study, series, sop) if study and series and sop else None
+    uids = (study, series, sop) if study and series and sop and whole else None
     return FileFacts(path, uids, rows, columns, pixel_data)
 
 
