@@ -28,6 +28,7 @@ from .errors import (
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
+from .summaries import StudySummary
 
 __all__ = [
     "DEFAULT_URL",
@@ -51,6 +52,7 @@ __all__ = [
     "SeriesList",
     "Store",
     "Study",
+    "StudySummary",
     "Subscription",
     "TransactionConflictError",
     "connect",

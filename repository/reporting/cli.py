@@ -8,11 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from rich.console import Console
 from sqlalchemy import Engine
 
 from .. import migrate
-from ..engine import make_engine
 from ..errors import RepositoryError
 from .output import FORMATS, WRITERS, write_table
 from .query import read_only_query
@@ -31,23 +29,19 @@ _format_option = click.option(
 @contextmanager
 def _engine(ctx: click.Context) -> Iterator[Engine]:
     """An engine on the migrated database named by ``--db``; errors become one-line messages."""
-    try:
-        engine = make_engine(ctx.find_root().obj["url"])
-    except Exception as error:
-        raise click.ClickException(f"invalid database URL: {error}") from None
-    try:
+    # Imported here: repository.cli imports this module to register its commands.
+    from ..cli._shared import open_engine
+
+    with open_engine(ctx) as engine:
         migrate.ensure_current(engine)
         yield engine
-    except RepositoryError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        engine.dispose()
 
 
 def _run(ctx: click.Context, sql: str, params: Mapping[str, Any], fmt: str) -> None:
     with _engine(ctx) as engine, read_only_query(engine, sql, params) as result:
         if fmt == "table":
-            console = Console(width=None if sys.stdout.isatty() else 250)
+            from ..cli._shared import console
+
             write_table(console, result.columns, result.rows)
         else:
             WRITERS[fmt](sys.stdout, result.columns, result.rows)
@@ -103,7 +97,3 @@ def report(
     with _engine(ctx) as engine:
         dialect = engine.dialect.name
     _run(ctx, chosen.sql_for(dialect), values, fmt)
-
-
-COMMANDS = (sql, report)
-"""The commands this module adds to the ``dicom-repo`` group."""
