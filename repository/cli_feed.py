@@ -20,7 +20,7 @@ def event_json(event: Event) -> dict[str, Any]:
     """One change as the JSON object ``changes --json`` prints."""
     return {
         "seq": event.seq,
-        "kind": event.kind.value,
+        "kind": str(event.kind),
         "study_instance_uid": event.study_instance_uid,
         "series_instance_uid": event.series_instance_uid,
         "data_source": event.data_source,
@@ -35,7 +35,7 @@ def _echo(event: Event, as_json: bool) -> None:
         return
     detail = {k: v for k, v in event.payload.items() if k not in _SAID_ELSEWHERE}
     click.echo(
-        f"{event.seq}\t{event.kind.value}\t{event.study_instance_uid}\t"
+        f"{event.seq}\t{event.kind}\t{event.study_instance_uid}\t"
         f"{event.series_instance_uid or '-'}\t{event.data_source}"
         f"{' (made in client)' if event.made_in_client else ''}\t"
         f"{orjson.dumps(detail).decode() if detail else ''}"
