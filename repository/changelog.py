@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, insert, select
 
+from .errors import InvalidValueError
 from .events import Event, PendingChange, parse_change
 from .schema import ChangeRow
 
@@ -86,6 +87,14 @@ def record_changes(
     if postgres and channel:
         conn.execute(select(func.pg_notify(channel, str(max(seqs)))))
     return [change.committed(seq) for change, seq in zip(changes, seqs, strict=True)]
+
+
+def check_page(since: object, limit: object) -> None:
+    """Raise InvalidValueError unless ``since`` is a seq (int >= 0) and ``limit`` an int >= 1."""
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise InvalidValueError(f"since must be a seq number (an int >= 0), not {since!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidValueError(f"limit must be a positive int, not {limit!r}")
 
 
 def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:

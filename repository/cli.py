@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
 from .cli_feed import changes
@@ -44,10 +43,9 @@ def _engine(ctx: click.Context) -> Iterator[Engine]:
         raise click.ClickException(f"invalid database URL: {error}") from None
     try:
         yield engine
-    except (RepositoryError, SQLAlchemyError) as error:
+    except RepositoryError as error:
         where = engine.url.render_as_string(hide_password=True)
-        detail = getattr(error, "orig", None) or error
-        raise click.ClickException(f"database {where}: {detail}") from None
+        raise click.ClickException(f"database {where}: {error}") from None
     finally:
         engine.dispose()
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, inspect
 
 from .errors import NotMigratedError, RepositoryError
 from .schema import Base
+from .unit_of_work import translate_errors
 
 
 def migrations_dir() -> Path:
@@ -39,24 +40,28 @@ def head_revision() -> str:
     return head
 
 
+@translate_errors("cannot read the schema revision")
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an unmigrated database)."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@translate_errors("upgrade failed")
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``."""
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
+@translate_errors("downgrade failed")
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops everything)."""
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
 
 
+@translate_errors("cannot compare the schema")
 def model_differences(engine: Engine) -> list[object]:
     """Differences between the migrated database and the models (empty when they agree)."""
     with engine.connect() as conn:
@@ -64,6 +69,7 @@ def model_differences(engine: Engine) -> list[object]:
         return list(compare_metadata(context, Base.metadata))
 
 
+@translate_errors("cannot list the tables")
 def is_empty(engine: Engine) -> bool:
     """True when the database has none of our tables and no alembic version table."""
     names = set(inspect(engine).get_table_names())

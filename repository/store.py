@@ -1,11 +1,8 @@
 """The metadata store: OHIF's DicomMetadataStore API over a relational database.
 
-A :class:`Store` is the public face: it validates nothing and runs nothing itself. Writes are
-built by :mod:`repository.commands` and run by the store's :class:`UnitOfWork` (transaction,
-savepoints, retry, driver-error mapping); the changes they make are appended to the ``change``
-table in the same transaction and handed to subscribers only after the commit returned (a
-rollback discards them). Subscribers get the events of other processes' commits too, through
-the change log (see :mod:`repository.feed`). Reads go through :mod:`repository._reads`.
+:class:`Store` delegates: writes are built by :mod:`repository.commands` and run by a
+:class:`~repository.unit_of_work.UnitOfWork` (transaction, retry, error mapping, events after
+commit); :mod:`repository.feed` delivers the change log to subscribers; reads are in ``_reads``.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from sqlalchemy import Engine
 
 from . import _reads, changelog, commands
 from .commands import DEFAULT_DATA_SOURCE, InstanceInput
-from .errors import InvalidValueError, NotFoundError
+from .errors import NotFoundError
 from .events import Callback, Event, Subscription
 from .feed import Feed
 from .models import AddResult, Instance, Series, Study
@@ -67,22 +64,19 @@ class Store:
         """Group several adds into one commit; events are delivered after it, or never.
 
         Nested use joins the outer transaction. A failed ``add_*`` inside it is rolled back to
-        its own savepoint, so the caller may catch the error and go on. If a concurrent writer
-        makes the transaction fail (or its connection is lost), :class:`TransactionConflictError`
-        (:class:`ConnectionLostError`) is raised and nothing is committed; the block cannot be
-        replayed from here (:meth:`run_in_transaction` can).
+        its own savepoint, so the caller may catch the error and go on. A concurrent writer's
+        conflict (or a lost connection) raises :class:`TransactionConflictError`
+        (:class:`ConnectionLostError`), nothing committed: :meth:`run_in_transaction` retries.
         """
         with self._uow.transaction():
             yield
 
     def run_in_transaction(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
-        """Run ``fn()`` in one transaction; run it again if a concurrent writer conflicts or
-        the connection is lost.
+        """Run ``fn()`` in one transaction, again if a concurrent writer conflicts or the
+        connection is lost (up to ``attempts`` calls: ``fn`` should be safe to repeat).
 
-        Use it instead of ``with store.transaction():`` when several processes write the same
-        studies. ``fn`` may be called up to ``attempts`` times, so it should only call the
-        store (or be safe to repeat); events are delivered once, after the commit that
-        succeeded. Inside an enclosing transaction ``fn`` just joins it (no retry).
+        Events are delivered once, after the commit that succeeded. Inside an enclosing
+        transaction ``fn`` just joins it (no retry).
         """
         return self._uow.run(fn, attempts=attempts)
 
@@ -96,18 +90,14 @@ class Store:
         include_made_in_client: bool = False,
         since: int | None = None,
     ) -> Subscription:
-        """Call ``callback(Event)`` after each commit that fired ``event``, whichever process
-        (using this library on this database) made it.
+        """Call ``callback(Event)`` after each commit (by any process) that fired ``event``:
+        an ``EVENTS`` member, its OHIF name (``EVENTS.SERIES_ADDED.ohif_name``) or ``"*"``
+        (all, including kinds written by a newer version).
 
-        ``event`` is an ``EVENTS`` member, its OHIF name (``"event::dicomMetadataStore:
-        seriesAdded"``...) or ``"*"`` for all of them (including kinds written by a newer
-        version, which subscribers of one kind never get). Each subscription gets each change
-        once, in commit order. ``since=None`` starts with changes committed from now on;
-        ``since=N`` first replays every change after seq N (a restarted worker passes the last
-        seq it handled). Callbacks run in the thread that committed, before its ``add_*``
-        returns, for this store's own commits, and in the store's follower thread (started
-        here) for other processes' commits and replays. Events from ``made_in_client=True``
-        writes are delivered only if ``include_made_in_client`` is set.
+        Each change once, in commit order, from ``since`` (None: from now; N: replay after
+        seq N first). Callbacks run in the committing thread for this store's commits, else
+        in the store's follower thread. ``made_in_client`` writes need
+        ``include_made_in_client``.
         """
         return self._feed.subscribe(event, callback, include_made_in_client, since)
 
@@ -116,13 +106,9 @@ class Store:
         ``limit``): the change log as a durable, replayable feed.
 
         Page through it with ``since=changes[-1].seq``. Seqs are handed out in commit order,
-        so a change that commits late never lands below a seq already read: a follower that
-        remembers the last seq it saw misses nothing.
+        so a follower that remembers the last seq it saw misses nothing.
         """
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise InvalidValueError(f"since must be a seq number (an int >= 0), not {since!r}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidValueError(f"limit must be a positive int, not {limit!r}")
+        changelog.check_page(since, limit)
         with self._uow.read() as conn:
             return changelog.read_changes(conn, since, limit)
 
@@ -246,8 +232,7 @@ class Store:
             return _reads.get_instance(conn, study_uid, series_uid, sop_instance_uid, data_source)
 
     def get_instance_from_image_id(self, image_id: str) -> Instance | None:
-        """The instance an imageId refers to, frame-level imageIds included
-        (OHIF ``getInstanceByImageId``)."""
+        """The instance an imageId (frame-level too) refers to (OHIF ``getInstanceByImageId``)."""
         with self._uow.read() as conn:
             return _reads.get_instance_from_image_id(conn, image_id)
 
@@ -284,9 +269,5 @@ class Store:
         if study is None or not study.series_lists:
             where = f" from data source {data_source!r}" if data_source else ""
             raise NotFoundError(f"study {study_uid}{where} is not in the store")
-        return build_display_sets(
-            study,
-            chosen,
-            authorization_headers=authorization_headers,
-            dicom_web_client=dicom_web_client,
-        )
+        return build_display_sets(study, chosen, authorization_headers=authorization_headers,
+                                  dicom_web_client=dicom_web_client)  # fmt: skip
