@@ -268,11 +268,12 @@ class UnitOfWork:
     def read(self) -> Iterator[Connection]:
         """A connection to read with: this thread's transaction's (read your own writes)."""
         tx = self.current
-        if tx is not None:
-            yield tx.conn
-            return
-        with translate_errors("query failed"), self.engine.connect() as conn:
-            yield conn
+        with translate_errors("query failed"):
+            if tx is not None:
+                yield tx.conn
+                return
+            with self.engine.connect() as conn:
+                yield conn
 
     def _record(self, tx: Transaction) -> None:
         if not tx.changes:
