@@ -14,6 +14,7 @@ from .store import Store
 
 PAGE = 1000
 _SAID_ELSEWHERE = {"StudyInstanceUID", "SeriesInstanceUID", "data_source", "madeInClient", "seq"}
+_TOO_LONG = {"seriesSummaryMetadata"}  # one line per change: --json prints the summaries
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def _echo(event: Event, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(event_json(event)).decode())
         return
-    detail = {k: v for k, v in event.payload.items() if k not in _SAID_ELSEWHERE}
+    detail = {k: v for k, v in event.payload.items() if k not in _SAID_ELSEWHERE | _TOO_LONG}
     click.echo(
         f"{event.seq}\t{event.kind}\t{event.study_instance_uid}\t"
         f"{event.series_instance_uid or '-'}\t{event.data_source}"

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+import orjson
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert
@@ -150,3 +151,15 @@ def test_dicom_repo_changes_shows_an_unknown_kind(store: Store, db_url: str) -> 
     assert '"reason":"purged"' in lines[1]
     as_json = CliRunner().invoke(main, ["--db", db_url, "changes", "--json"])
     assert '"kind":"STUDY_DELETED"' in as_json.output
+
+
+def test_dicom_repo_changes_prints_series_summaries_only_as_json(store: Store, db_url: str) -> None:
+    summary = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1", "Modality": "MR"}
+    store.add_series_metadata([summary])
+    text = CliRunner().invoke(main, ["--db", db_url, "changes"], catch_exceptions=False)
+    line = text.output.splitlines()[-1]
+    assert "SERIES_ADDED" in line and '"SeriesInstanceUIDs":["1.2.3.1"]' in line
+    assert "seriesSummaryMetadata" not in line  # one short line per change
+    as_json = CliRunner().invoke(main, ["--db", db_url, "changes", "--json"])
+    last = orjson.loads(as_json.output.splitlines()[-1])
+    assert last["payload"]["seriesSummaryMetadata"] == [summary]
