@@ -80,7 +80,7 @@ def test_any_driver_error_in_a_store_call_reaches_the_caller_as_ours(store: Stor
 def locked_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A SQLite store with a short busy timeout, and a second connection that can lock it."""
     monkeypatch.setattr("repository.engine.SQLITE_BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr("repository.unit_of_work.MAX_DELAY", 0.2)
+    monkeypatch.setattr("repository.unit_of_work.MAX_DELAY", 0.5)  # retries span >1 s
     path = tmp_path / "locked.db"
     store = repository.connect(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
