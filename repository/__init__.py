@@ -27,6 +27,7 @@ from .errors import (
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
+from .summaries import StudySummary
 
 __all__ = [
     "DEFAULT_URL",
@@ -49,6 +50,7 @@ __all__ = [
     "SeriesList",
     "Store",
     "Study",
+    "StudySummary",
     "Subscription",
     "TransactionConflictError",
     "connect",

@@ -23,6 +23,7 @@ from .models import AddResult, Instance, Series, Study
 from .normalize import NormalizedInstance
 from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
 from .sop_class_handlers.registry import HandlerLike
+from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
 
 __all__ = ["DEFAULT_DATA_SOURCE", "InstanceInput", "Store"]
@@ -206,6 +207,11 @@ class Store:
         """All study UIDs, in the order they were added (OHIF ``getStudyInstanceUIDs``)."""
         with self._uow.read() as conn:
             return _reads.study_instance_uids(conn)
+
+    def get_study_summaries(self) -> list[StudySummary]:
+        """Every study with its series and their instance counts, in one query (no instances)."""
+        with self._uow.read() as conn:
+            return study_summaries(conn)
 
     def get_study(self, study_uid: str) -> Study | None:
         """The study with all its series lists, series and instances (OHIF ``getStudy``)."""
