@@ -40,8 +40,6 @@ class Store:
         self._uow = UnitOfWork(engine, self._feed.after_commit)
         self._handlers: HandlerRegistry | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-
     def close(self) -> None:
         """Stop the change-feed follower thread and release the database connections."""
         self._feed.close()
@@ -57,8 +55,6 @@ class Store:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self.engine.dialect.name
-
-    # ------------------------------------------------------------------ transactions
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -80,8 +76,6 @@ class Store:
         transaction ``fn`` just joins it (no retry).
         """
         return self._uow.run(fn, attempts=attempts)
-
-    # ------------------------------------------------------------------ events
 
     def subscribe(
         self,
@@ -112,8 +106,6 @@ class Store:
         changelog.check_page(since, limit)
         with self._uow.read() as conn:
             return changelog.read_changes(conn, since, limit)
-
-    # ------------------------------------------------------------------ writes
 
     def add_study(
         self,
@@ -201,8 +193,6 @@ class Store:
         """
         self._uow.write(commands.update_metadata_for_series(study_uid, series_uid, metadata))
 
-    # ------------------------------------------------------------------ reads
-
     def get_study_instance_uids(self) -> list[str]:
         """All study UIDs, in the order they were added (OHIF ``getStudyInstanceUIDs``)."""
         with self._uow.read() as conn:
@@ -241,8 +231,6 @@ class Store:
         """The instance an imageId (frame-level too) refers to (OHIF ``getInstanceByImageId``)."""
         with self._uow.read() as conn:
             return _reads.get_instance_from_image_id(conn, image_id)
-
-    # ------------------------------------------------------------------ display sets
 
     @property
     def handlers(self) -> HandlerRegistry:
