@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import QueryError, QueryRefusedError
+from ..unit_of_work import translate_errors
 
 BATCH = 1000
 """Rows fetched from the database at a time."""
@@ -68,7 +69,9 @@ def read_only_query(
     was) and :class:`QueryError` if the database rejects it for another reason.
     """
     kind = check_statement(sql)
-    with engine.connect() as conn:
+    # Connecting and ending the transaction fail like any database access (unit_of_work);
+    # the statement's own errors are the user's, reported by _translate as QueryError.
+    with translate_errors("cannot run the query"), engine.connect() as conn:
         _begin_read_only(conn)
         try:
             if kind == "SELECT" and conn.dialect.name == "postgresql":
