@@ -4,7 +4,6 @@ entry-point plug-ins, invalid handlers, deterministic ids and a fixed number of 
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import subprocess
