@@ -88,18 +88,26 @@ def _cardiac_groups(instances: Sequence[Instance]) -> list[list[Instance]] | Non
 
 
 def _position_groups(instances: Sequence[Instance]) -> list[list[Instance]] | None:
-    """``getIPPGroups``: images grouped by ImagePositionPatient, each group the same size > 1."""
+    """``getIPPGroups``: images grouped by ImagePositionPatient, each group the same size > 1.
+
+    The position is cornerstone's image plane module's: ``toFiniteNumber(IPP) || [0, 0, 0]``,
+    so images without one share the origin.
+    """
     groups: dict[str, list[Instance]] = {}
     for inst in instances:
-        position = js.to_number(inst.metadata.get("ImagePositionPatient"))
-        if not isinstance(position, list) or not position:
-            return None
-        key = ",".join("" if v is None else js.number_key(v) for v in position)
-        groups.setdefault(key, []).append(inst)
+        groups.setdefault(_position_key(inst.metadata.get("ImagePositionPatient")), []).append(inst)
     sizes = {len(g) for g in groups.values()}
     if len(sizes) != 1 or sizes == {1}:
         return None
     return list(groups.values())
+
+
+def _position_key(value: Any) -> str:
+    if value is None or value == "":
+        return "0,0,0"
+    values = value if isinstance(value, list) else [value]
+    finite = [js.number(v) for v in values]
+    return ",".join(js.number_key(v) if math.isfinite(v) else "" for v in finite)
 
 
 def _tag_groups(instances: Sequence[Instance]) -> list[list[Instance]] | None:

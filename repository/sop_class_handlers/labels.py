@@ -11,12 +11,16 @@ from . import jsvalues as js
 def series_label(md: Mapping[str, Any], modality: Any) -> str:
     """``SeriesDescription || `Series ${SeriesNumber} - ${Modality}``` (OHIF's handlers).
 
-    A missing series number prints as ``undefined``, as in OHIF.
+    A missing series number prints as ``undefined`` and an empty one (stored as null) as
+    ``null``, as in OHIF.
     """
     description = md.get("SeriesDescription")
     if js.truthy(description):
         return js.template(description)
-    return f"Series {js.template(md.get('SeriesNumber'))} - {js.template(modality)}"
+    number = js.template(md["SeriesNumber"]) if "SeriesNumber" in md else "undefined"
+    if "SeriesNumber" in md and md["SeriesNumber"] is None:
+        number = "null"
+    return f"Series {number} - {js.template(modality)}"
 
 
 def text(value: Any) -> str | None:
