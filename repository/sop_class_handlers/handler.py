@@ -126,47 +126,46 @@ class HandlerContext:
         """
         if not instances:
             raise ValueError(f"handler {self.handler_id!r}: a display set needs instances")
-        series = self.series
-        rep = representative or instances[0]
-        frames = sum(max(1, i.number_of_frames or 1) for i in instances)
-        multi = any((i.number_of_frames or 1) > 1 for i in instances)
+        series, rep = self.series, representative or instances[0]
         modality = modality or series.modality or _text(rep.metadata.get("Modality"))
+        if num_image_frames is ...:
+            num_image_frames = sum(max(1, i.number_of_frames or 1) for i in instances)
+        if is_multi_frame is None:
+            is_multi_frame = any((i.number_of_frames or 1) > 1 for i in instances)
         return DisplaySet(
-            display_set_instance_uid=display_set_uid(
-                series.study_instance_uid,
-                series.series_instance_uid,
-                series.data_source,
-                self.handler_id,
-                (i.sop_instance_uid for i in instances),
-                key,
-            ),
+            display_set_instance_uid=self._uid(instances, key),
             sop_class_handler_id=self.handler_id,
             plugin=plugin,
             modality=modality,
-            study_instance_uid=series.study_instance_uid,
-            series_instance_uid=series.series_instance_uid,
             sop_instance_uid=rep.sop_instance_uid,
-            series_number=series.series_number,
-            series_description=series.series_description,
-            series_date=series.series_date,
-            series_time=series.series_time,
             wado_root=wado_root if wado_root is not None else series.wado_root,
             wado_uri=wado_uri if wado_uri is not None else (rep.wado_uri or self.wado_uri),
-            data_source=series.data_source,
             instances=tuple(instances),
-            num_image_frames=frames if num_image_frames is ... else num_image_frames,
-            is_multi_frame=multi if is_multi_frame is None else is_multi_frame,
+            num_image_frames=num_image_frames,
+            is_multi_frame=is_multi_frame,
             is_reconstructable=is_reconstructable,
             is_derived_display_set=is_derived,
             referenced_series_instance_uid=referenced_series_instance_uid,
             label=label if label is not None else default_label(series, modality),
             extras=MappingProxyType(dict(extras or {})),
-            authorization_headers=(
-                MappingProxyType(dict(self.authorization_headers))
-                if self.authorization_headers
-                else None
-            ),
+            authorization_headers=self._headers(),
+            **_series_fields(series),
         )
+
+    def _uid(self, instances: Sequence[Instance], key: str) -> str:
+        series = self.series
+        return display_set_uid(
+            series.study_instance_uid,
+            series.series_instance_uid,
+            series.data_source,
+            self.handler_id,
+            (i.sop_instance_uid for i in instances),
+            key,
+        )
+
+    def _headers(self) -> Mapping[str, str] | None:
+        headers = self.authorization_headers
+        return MappingProxyType(dict(headers)) if headers else None
 
     def from_mapping(self, values: Mapping[str, Any], instances: Sequence[Instance]) -> DisplaySet:
         """A display set from a seed-style dict (camelCase or snake_case keys).
@@ -207,6 +206,18 @@ class HandlerContext:
             is_multi_frame=None if multi is None else bool(multi),
             extras=fields,
         )
+
+
+def _series_fields(series: Series) -> dict[str, Any]:
+    return {
+        "study_instance_uid": series.study_instance_uid,
+        "series_instance_uid": series.series_instance_uid,
+        "series_number": series.series_number,
+        "series_description": series.series_description,
+        "series_date": series.series_date,
+        "series_time": series.series_time,
+        "data_source": series.data_source,
+    }
 
 
 def default_label(series: Series, modality: str | None) -> str:

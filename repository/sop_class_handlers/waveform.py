@@ -31,7 +31,7 @@ def _ecg_module(md: Mapping[str, Any]) -> dict[str, Any]:
         "sampling_frequency": group.get("SamplingFrequency") or 1,
         "multiplex_group_label": group.get("MultiplexGroupLabel") or "",
         "channel_sources": [
-            js.item(ch.get("ChannelSourceSequence"), "CodeMeaning") or ""
+            js.item(js.first(ch.get("ChannelSourceSequence")), "CodeMeaning") or ""
             for ch in channels
             if isinstance(ch, Mapping)
         ],
