@@ -25,6 +25,7 @@ from .ingest import ingest as ingest_files
 from .ingest import iter_files, sample_files
 from .models import Instance, Series, Study
 from .store import Store
+from .validation import strip_credentials
 
 # Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
 console = Console(width=None if sys.stdout.isatty() else 250)
@@ -45,7 +46,7 @@ def _engine(ctx: click.Context) -> Iterator[Engine]:
     try:
         yield engine
     except (RepositoryError, SQLAlchemyError) as error:
-        where = engine.url.render_as_string(hide_password=True)
+        where = strip_credentials(engine.url)
         detail = getattr(error, "orig", None) or error
         raise click.ClickException(f"database {where}: {detail}") from None
     finally:

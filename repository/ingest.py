@@ -16,11 +16,11 @@ from .errors import InvalidInputError, NotDicomError
 from .normalize import (
     BULK_DATA_THRESHOLD,
     NormalizedInstance,
-    check_uid,
     file_bulk_uri,
     normalize_instance,
 )
 from .store import Store
+from .validation import check_uid
 
 DEFAULT_BATCH_SIZE = 500
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, exc, func, select, update
 
-from . import _reads, _writes, changelog
+from . import _reads, _writes, changelog, columns
 from ._writes import PendingChange
 from .errors import (
     ConflictError,
@@ -33,17 +33,15 @@ from .feed import Feed
 from .models import AddResult, Instance, Series, Study
 from .normalize import (
     NormalizedInstance,
-    as_int,
-    check_uid,
     file_bulk_uri,
     normalize_instance,
-    require_uid,
     to_naturalized,
 )
 from .retry import DEFAULT_ATTEMPTS, run_with_retries, translate
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
 from .sop_class_handlers.registry import HandlerLike
+from .validation import check_data_source, check_uid, require_uid
 
 InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
 """What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
@@ -57,12 +55,6 @@ class _UnitOfWork:
     conn: Connection
     changes: list[PendingChange] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-
-
-def _check_data_source(data_source: str) -> str:
-    if not isinstance(data_source, str) or not data_source.strip() or len(data_source) > 64:
-        raise InvalidValueError(f"data_source {data_source!r} must be a name of 1-64 characters")
-    return data_source
 
 
 class Store:
@@ -238,7 +230,7 @@ class Store:
         Fires STUDY_ADDED for a new study. The study's series list for ``data_source`` is
         created too, with the DICOMweb roots if given.
         """
-        _check_data_source(data_source)
+        check_data_source(data_source)
         md = _writes.study_metadata(to_naturalized(study))
         uid = require_uid(md, "StudyInstanceUID")
 
@@ -265,7 +257,7 @@ class Store:
         Creates studies, series lists and series as needed. Fires SERIES_ADDED once per study
         whose series were created or changed.
         """
-        _check_data_source(data_source)
+        check_data_source(data_source)
         items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
         by_study: dict[str, dict[str, dict[str, Any]]] = {}
         study_md: dict[str, dict[str, Any]] = {}
@@ -324,7 +316,7 @@ class Store:
         source) is left as it is and counted as already present. Fires STUDY_ADDED for new
         studies and INSTANCES_ADDED once per series that gained instances.
         """
-        _check_data_source(data_source)
+        check_data_source(data_source)
         normalized: list[NormalizedInstance] = []
         paths: dict[str, str] = {}
         for index, item in enumerate(instances):
@@ -360,7 +352,7 @@ class Store:
 
         ``paths`` maps SOP Instance UID to the file it was read from, for ``dicomfile:`` ids.
         """
-        _check_data_source(data_source)
+        check_data_source(data_source)
         unique = _dedupe(instances)
         if not unique:
             return AddResult(0, 0)
@@ -578,12 +570,7 @@ def _study_added(study_uid: str, data_source: str, made_in_client: bool) -> Pend
 
 
 def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "instance_number": as_int(md.get("InstanceNumber")),
-        "number_of_frames": as_int(md.get("NumberOfFrames")),
-        "rows": as_int(md.get("Rows")),
-        "columns": as_int(md.get("Columns")),
-    }
+    return columns.column_values(columns.INSTANCE_COLUMNS, md)
 
 
 def _dedupe(instances: Iterable[NormalizedInstance]) -> list[NormalizedInstance]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..models import Instance
-from ..normalize import as_int
+from ..validation import as_int
 from . import sop_classes
 from .display_set import DisplaySet
 from .handler import HandlerContext, SopClassHandler
