@@ -24,13 +24,16 @@ from sqlalchemy import Column, Date, Integer, String, Text
 from sqlalchemy.types import TypeEngine
 
 from .errors import MissingAttributeError
-from .validation import as_int, as_text, check_uid, optional_uid, parse_date
+from .validation import as_float, as_int, as_text, check_uid, optional_uid, parse_date
 
 UID = String(64)
 """A UID column: at most 64 characters (PS3.5 9.1)."""
 
 Converter = Callable[[Any, str], Any]
-"""``convert(value, keyword) -> column value``; ``value`` is None when no keyword is present."""
+"""``convert(value, keyword) -> column value``; ``value`` is None when no keyword is present.
+
+The converters below wrap :mod:`repository.validation`'s: ``_int`` (IS, US...), ``_float`` (DS,
+FD...), ``_text``, ``_date`` (DA), ``optional_uid`` and ``_required_uid`` (UI)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class TypedColumn:
 
 def _int(value: Any, keyword: str) -> int | None:
     return as_int(value)
+
+
+def _float(value: Any, keyword: str) -> float | None:
+    return as_float(value)
 
 
 def _text(value: Any, keyword: str) -> str | None:

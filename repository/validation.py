@@ -13,6 +13,7 @@ Trailing NUL or space padding is removed first (a UI value is padded to even len
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -127,6 +128,19 @@ def as_int(value: Any) -> int | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if -(2**31) <= number < 2**31 else None
+
+
+def as_float(value: Any) -> float | None:
+    """First value as a finite float, or None when absent or not a number (DS columns)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def as_text(value: Any) -> str | None:
