@@ -119,15 +119,10 @@ def as_number(value: Any, vr: str) -> Any:
 
 def as_int(value: Any) -> int | None:
     """First value as int, or None when absent or not a number (the JSON keeps the original)."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, bool) or value is None:
+    number = as_float(value)
+    if number is None or not -(2**31) <= number < 2**31:
         return None
-    try:
-        number = int(float(value))
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if -(2**31) <= number < 2**31 else None
+    return int(number)
 
 
 def as_float(value: Any) -> float | None:
