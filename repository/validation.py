@@ -15,10 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydicom.valuerep import PersonName
 from sqlalchemy.engine import URL
 
 from .errors import InvalidUIDError, InvalidValueError, MissingAttributeError
@@ -170,3 +171,38 @@ def optional_str(value: Any, name: str) -> str | None:
     if not isinstance(value, str):
         raise InvalidValueError(f"{name} must be a string, got {type(value).__name__}")
     return value
+
+
+def scalar(vr: str, value: Any, key: str) -> Any:
+    """One value of element ``key`` (from pydicom or DICOM JSON) in stored form.
+
+    DS and IS texts become numbers (kept verbatim when malformed), PN becomes a dict of
+    component groups, AT a tag string; text loses its padding. JSON that is not a DICOM value
+    (a boolean, a non-PN object, a nested list) is an error naming ``key``.
+    """
+    if value is None or value == "":
+        return None
+    if vr == "PN" or isinstance(value, PersonName):
+        return _person_name(value, key)
+    if vr == "AT" and isinstance(value, int):
+        return f"{int(value):08X}"
+    if vr in ("DS", "IS") and type(value) not in (int, float):
+        return as_number(value, vr)  # text, or one of pydicom's DSfloat/IS types
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool | Mapping | list):
+        raise InvalidValueError(f"element {key}: unexpected value {value!r}")
+    if isinstance(value, float | int):
+        return value
+    return clean_text(str(value))  # other pydicom value types (DA, TM ... objects)
+
+
+def _person_name(value: Any, key: str) -> dict[str, str] | None:
+    parts: Iterable[tuple[str, Any]]
+    if isinstance(value, PersonName):
+        parts = zip(("Alphabetic", "Ideographic", "Phonetic"), value.components, strict=False)
+    elif isinstance(value, Mapping):
+        parts = ((str(k), s) for k, s in value.items())
+    else:
+        raise InvalidValueError(f"element {key}: PN values must be objects")
+    return {name: clean_text(str(part)) for name, part in parts if part} or None

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from ..validation import scalar
 from .values import (
     BINARY_VRS,
     BULK_DATA_THRESHOLD,
@@ -19,7 +20,6 @@ from .values import (
     Metadata,
     element_key,
     natural_value,
-    scalar,
     tagged_value,
 )
 

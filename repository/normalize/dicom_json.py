@@ -8,6 +8,7 @@ from typing import Any
 from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
+from ..validation import scalar
 from .values import (
     BULK_DATA_THRESHOLD,
     OHIF_EXTRA_KEYS,
@@ -15,7 +16,6 @@ from .values import (
     element_key,
     is_tag_key,
     natural_value,
-    scalar,
     tagged_value,
 )
 

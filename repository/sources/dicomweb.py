@@ -35,7 +35,7 @@ from dicomweb_client import DICOMwebClient
 from ..errors import InvalidInputError, InvalidUIDError, RepositoryError
 from ..image_id import wadors_image_id
 from ..store import Store
-from ..validation import check_data_source, check_uid, strip_credentials
+from ..validation import DATA_SOURCE_MAX_LENGTH, check_data_source, check_uid, strip_credentials
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def data_source_name(url: str) -> str:
     parts = urlsplit(strip_credentials(url))
     netloc = parts.netloc.lower()
     name = f"{netloc}{parts.path}".rstrip("/") or netloc
-    if len(name) > 64:
+    if len(name) > DATA_SOURCE_MAX_LENGTH:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[:55]}~{digest}"
     return name
