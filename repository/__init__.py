@@ -26,6 +26,7 @@ from .errors import (
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
+from .summaries import StudySummary
 from .validation import strip_credentials
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "SeriesList",
     "Store",
     "Study",
+    "StudySummary",
     "Subscription",
     "TransactionConflictError",
     "connect",

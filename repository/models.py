@@ -29,11 +29,16 @@ def _decode(raw: str | bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(orjson.loads(raw))
 
 
-def read_model(name: str, base: type, columns: Iterable[TypedColumn]) -> type:
-    """A frozen dataclass: ``base``'s fields, then one field per typed column (by name)."""
+def read_model(
+    name: str, base: type, columns: Iterable[TypedColumn], module: str = __name__
+) -> type:
+    """A frozen dataclass: ``base``'s fields, then one field per typed column (by name).
+
+    ``module`` is where the class is bound under ``name``, so that pickle finds it.
+    """
     fields = [(c.name, c.python_type) for c in columns]
     model = make_dataclass(name, fields, bases=(base,), frozen=True)
-    model.__module__ = __name__  # found by pickle under this module's name
+    model.__module__ = module
     model.__doc__ = base.__doc__
     return model
 
@@ -116,12 +121,11 @@ class StudyBase:
 
 
 if TYPE_CHECKING:
-    # What mypy sees: the typed-column fields spelled out for precise types. At run time the
-    # classes are built from repository.columns, so a new column needs no edit here (until
-    # typed code wants a precise type for it).
+    # What mypy sees: the typed-column attributes spelled out for precise types (shared with the
+    # summaries). At run time the classes are built from repository.columns, so a new column
+    # needs no edit here until typed code wants a precise type for it.
 
-    @dataclass(frozen=True)
-    class Instance(InstanceBase):
+    class InstanceColumns:
         sop_instance_uid: str
         sop_class_uid: str | None
         instance_number: int | None
@@ -130,8 +134,7 @@ if TYPE_CHECKING:
         columns: int | None
         transfer_syntax_uid: str | None
 
-    @dataclass(frozen=True)
-    class Series(SeriesBase):
+    class SeriesColumns:
         modality: str | None
         series_number: int | None
         series_description: str | None
@@ -139,8 +142,7 @@ if TYPE_CHECKING:
         series_time: str | None
         body_part_examined: str | None
 
-    @dataclass(frozen=True)
-    class Study(StudyBase):
+    class StudyColumns:
         patient_id: str | None
         patient_name: str | None
         patient_birth_date: dt.date | None
@@ -150,6 +152,15 @@ if TYPE_CHECKING:
         accession_number: str | None
         study_description: str | None
         modalities_in_study: tuple[str, ...]
+
+    @dataclass(frozen=True)
+    class Instance(InstanceBase, InstanceColumns): ...
+
+    @dataclass(frozen=True)
+    class Series(SeriesBase, SeriesColumns): ...
+
+    @dataclass(frozen=True)
+    class Study(StudyBase, StudyColumns): ...
 
 else:
     Instance = read_model("Instance", InstanceBase, INSTANCE_COLUMNS)
