@@ -19,13 +19,11 @@ from typing import Any
 
 from ..errors import InvalidValueError
 from ..models import Instance, Series, Study
-from ..normalize import as_int
+from ..validation import as_int, is_uid
 from .display_set import DisplaySet, display_set_uid
 
 HandlerFunction = Callable[[Sequence[Instance], "HandlerContext"], Iterable[DisplaySet] | None]
 """``get_display_sets_from_series(instances, context) -> display sets`` (empty: declined)."""
-
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 class InvalidHandlerError(InvalidValueError):
@@ -58,7 +56,7 @@ class SopClassHandler:
         if not uids:
             raise InvalidHandlerError(f"handler {self.id!r} claims no SOP class UIDs")
         for u in uids:
-            if len(u) > 64 or not _UID.match(u):
+            if not is_uid(u):
                 raise InvalidHandlerError(f"handler {self.id!r}: {u!r} is not a valid UID")
         if not callable(self.get_display_sets_from_series):
             raise InvalidHandlerError(
