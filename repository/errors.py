@@ -7,12 +7,13 @@ Hierarchy::
     │   ├── NotDicomError
     │   ├── MissingAttributeError
     │   ├── InvalidUIDError
-    │   ├── InvalidValueError
+    │   ├── InvalidValueError (and the handlers' InvalidHandlerError, MissingReferenceError)
     │   ├── ConflictError
     │   └── QueryError
     │       └── QueryRefusedError
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
+    ├── PullError (repository.sources)
     └── DatabaseError
         ├── TransactionConflictError
         └── ConnectionLostError
