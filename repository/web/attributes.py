@@ -74,8 +74,10 @@ INSTANCE = Level(
 LEVELS = (STUDY, SERIES, INSTANCE)
 
 _STUDY_ONLY = frozenset(STUDY_KEYWORDS) | {"StudyInstanceUID"}
-_SERIES_ONLY = frozenset(SERIES_KEYWORDS) - _STUDY_ONLY | {"PerformedProcedureStepStartDate",
-                                                           "PerformedProcedureStepStartTime"}
+_SERIES_ONLY = frozenset(SERIES_KEYWORDS) - _STUDY_ONLY | {
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+}
 
 
 @dataclass(frozen=True)

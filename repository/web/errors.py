@@ -17,6 +17,7 @@ from ..errors import InvalidUIDError
 
 log = logging.getLogger("repository.web")
 
+
 class WebError(HTTPException):
     """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why."""
 

@@ -28,7 +28,7 @@ CHUNK = 200
 """Instances serialized per chunk of the streamed answer."""
 
 
-def instances_statement(uids: list[str]) -> Select[Any]:
+def instances_statement(uids: list[str]) -> Any:
     """Study, series, SOP Instance UID and metadata text of the instances under ``uids``."""
     stmt = (
         select(StudyRow.study_instance_uid, SeriesRow.series_instance_uid,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select
 
 from .._reads import json_text
 from ..schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
@@ -69,9 +69,11 @@ def _base(level: Level) -> Select[Any]:
         docs.append(json_text(InstanceRow.metadata_))
     stmt = select(*ids, *uids, StudyRow.modalities_in_study, *docs)
     if level.rank >= SERIES.rank:
-        stmt = stmt.select_from(SeriesRow).join(
-            SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id
-        ).join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+        stmt = (
+            stmt.select_from(SeriesRow)
+            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+        )
     if level.rank >= INSTANCE.rank:
         stmt = stmt.join(InstanceRow, InstanceRow.series_id == SeriesRow.id)
     return stmt
@@ -80,9 +82,12 @@ def _base(level: Level) -> Select[Any]:
 def _below(level: Level, conditions: Sequence[ColumnElement[bool]], deepest: int) -> Any:
     """EXISTS over the levels below ``level`` down to rank ``deepest``."""
     if level is STUDY:
-        sub = select(1).select_from(SeriesRow).join(
-            SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id
-        ).where(SeriesListRow.study_id == StudyRow.id)
+        sub = (
+            select(1)
+            .select_from(SeriesRow)
+            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+            .where(SeriesListRow.study_id == StudyRow.id)
+        )
         if deepest >= INSTANCE.rank:
             sub = sub.join(InstanceRow, InstanceRow.series_id == SeriesRow.id)
     else:
@@ -129,9 +134,10 @@ def run(conn: Connection, search: Search) -> tuple[list[Match], bool]:
     rows = conn.execute(statement(search, conn.dialect.name)).all()
     depth = search.level.rank + 1
     matches = [
-        Match(tuple(r[:depth]), tuple(r[depth : 2 * depth]), r[2 * depth], tuple(r[2 * depth + 1 :]))
+        Match(tuple(r[:depth]), tuple(r[depth : 2 * depth]), r[2 * depth],
+              tuple(r[2 * depth + 1 :]))
         for r in rows[: search.limit]
-    ]
+    ]  # fmt: skip
     return matches, len(rows) > search.limit
 
 

@@ -55,7 +55,7 @@ def _frame_syntax(request: Request, stored: str) -> str:
             if syntax in ("*", stored, EXPLICIT_VR_LITTLE_ENDIAN):
                 return stored if syntax == "*" else syntax
     raise not_acceptable(
-        f"frames are served as multipart/related; type=\"{OCTET}\" with transfer-syntax=* "
+        f'frames are served as multipart/related; type="{OCTET}" with transfer-syntax=* '
         f"(stored: {stored}) or {EXPLICIT_VR_LITTLE_ENDIAN}, not {request.headers.get('accept')!r}"
     )
 
