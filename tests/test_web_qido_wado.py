@@ -12,9 +12,10 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from orthanc import UploadedFile
 from pydicom.encaps import generate_frames
-from web_fixtures import client, read, server, web_db, web_files  # noqa: F401
+from web_fixtures import read
 from web_server import WebServer
 
+pytest_plugins = ("web_fixtures",)
 OHIF_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 

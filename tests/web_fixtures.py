@@ -30,8 +30,11 @@ def web_files() -> list[UploadedFile]:
     return consistent_selection(sample_files())
 
 
-@pytest.fixture(scope="module", params=[pytest.param("sqlite", marks=pytest.mark.sqlite),
-                                        pytest.param("postgresql", marks=pytest.mark.postgresql)])  # fmt: skip
+BACKENDS = [pytest.param("sqlite", marks=pytest.mark.sqlite),
+            pytest.param("postgresql", marks=pytest.mark.postgresql)]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
 def web_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
     web_files: list[UploadedFile],
