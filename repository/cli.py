@@ -18,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
 from .cli_feed import changes
-from .web.cli import serve
 from .config import DEFAULT_URL, ENV_VAR
 from .engine import make_engine
 from .errors import RepositoryError
@@ -26,6 +25,7 @@ from .ingest import ingest as ingest_files
 from .ingest import iter_files, sample_files
 from .models import Instance, Series, Study
 from .store import Store
+from .web.cli import serve
 
 # Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
 console = Console(width=None if sys.stdout.isatty() else 250)
