@@ -34,7 +34,6 @@ from .qido import dicomweb_root
 CANNOT_UNDERSTAND = 0xC000
 STUDY_MISMATCH = 0xA900  # "data set does not match SOP class" is the closest PS3.4 reason
 DUPLICATE_SOP = 0x0111
-PROCESSING_FAILURE = 0x0110
 _SERIES = "SeriesInstanceUID"
 
 
