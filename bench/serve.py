@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import signal
@@ -39,8 +40,17 @@ from repository.normalize import NormalizedInstance, to_dicom_json
 from repository.web import qido, qido_sql
 from repository.web.attributes import STUDY
 
-from .common import backend, create, emit, scoped_url
-from .corpus import TARGET_SERIES, TARGET_STUDY, normalized_instances, target_study, write_files
+from .common import backend, create, drop, emit, scoped_url
+from .corpus import (
+    ROOT,
+    TARGET_SERIES,
+    TARGET_STUDY,
+    SeriesShape,
+    _fill,
+    _template,
+    normalized_instances,
+    target_study,
+)
 from .reads import SERIES_SQL, _raw
 
 NO_GZIP = {"Accept-Encoding": "identity"}
@@ -116,28 +126,41 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+def _series_files(folder: Path, count: int = 1000) -> tuple[str, str, list[Path]]:
+    """``count`` Part-10 files of one axial CT series (real pixel data); its UIDs and paths."""
+    study = f"{ROOT}.888888.{os.getpid()}"
+    series = f"{study}.1"
+    shape = SeriesShape("CT", count)
+    paths = []
+    for n in range(count):
+        ds = copy.deepcopy(_template("CT"))
+        _fill(ds, study, series, f"{series}.{n + 1}", shape, n, 1)
+        paths.append(folder / f"{n + 1}.dcm")
+        ds.save_as(paths[-1])
+    return study, series, paths
+
+
 def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
     """The same 1000 files in Orthanc and here: WADO-RS series metadata, Orthanc vs ours."""
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_files(Path(folder), 1000, seed=7)
-        series = {p.name.rsplit(".", 2)[0] for p in paths}
-        study_series = max(series, key=lambda s: sum(p.name.startswith(s + ".") for p in paths))
-        chosen = [p for p in paths if p.name.startswith(study_series + ".")]
+        study, series, paths = _series_files(Path(folder))
         upload = f"{orthanc_url}/instances"
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda p: requests.post(upload, data=p.read_bytes(), timeout=60),
-                          chosen))  # fmt: skip
+                          paths))  # fmt: skip
         name = f"bench_serve_orthanc_{os.getpid()}"
         scoped = create(url, name)
-        with repository.connect(scoped) as store:
-            ingest(store, chosen, workers=2)
-        study = study_series.rsplit(".", 1)[0]
-        path = f"/studies/{study}/series/{study_series}/metadata"
-        with requests.Session() as session:
-            theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
-            with serving(scoped) as root:
-                ours = _median_get(session, root + path, repeat)
-    emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(chosen),
+        try:
+            with repository.connect(scoped) as store:
+                ingest(store, paths, workers=2)
+            path = f"/studies/{study}/series/{series}/metadata"
+            with requests.Session() as session:
+                theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
+                with serving(scoped) as root:
+                    ours = _median_get(session, root + path, repeat)
+        finally:
+            drop(url, name)
+    emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(paths),
          target="ratio < 0.05")  # fmt: skip
 
 
