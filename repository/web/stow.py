@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import ConflictError, InvalidInputError
 from ..ingest import read_file
-from ..normalize import check_uid
 from ..store import Store
+from ..validation import check_uid
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
