@@ -1,0 +1,1 @@
+"""DICOMweb server and the OHIF Viewer served next to it."""

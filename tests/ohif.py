@@ -1,0 +1,226 @@
+"""OHIF Viewer 3.13.2 (the real prebuilt one) in headless Chromium, for the viewer tests.
+
+The viewer comes from the npm package ``@ohif/app`` (its ``dist/`` folder), cached by
+``.ci/fetch-ohif-viewer`` in ``${DICOM_REPO_CACHE:-~/.cache/dicom-repo}/ohif-app-VERSION/dist``:
+fetching it is an install step, never done by the tests. Chromium is Debian's ``chromium``
+package driven by playwright for Python (no browser download). Both are installed by
+``.ci/run``; without them the tests fail under CI and are skipped, loudly, elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+OHIF_VERSION = "3.13.2"
+CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+class ViewerUnavailable(RuntimeError):
+    """The cached viewer, Chromium or playwright is missing (an install step was not run)."""
+
+
+def viewer_dist(version: str = OHIF_VERSION) -> Path:
+    """The cached ``dist/`` folder of ``@ohif/app@version``."""
+    cache = Path(os.environ.get("DICOM_REPO_CACHE") or Path.home() / ".cache" / "dicom-repo")
+    dist = cache / f"ohif-app-{version}" / "dist"
+    if not (dist / "index.html").is_file():
+        raise ViewerUnavailable(
+            f"OHIF Viewer {version} is not cached in {dist}: run .ci/fetch-ohif-viewer"
+        )
+    return dist
+
+
+def chromium_path() -> str:
+    """Debian's Chromium executable."""
+    found = next((p for p in CHROMIUM_PATHS if os.access(p, os.X_OK)), None)
+    found = found or shutil.which("chromium")
+    if not found:
+        raise ViewerUnavailable("Chromium is not installed: apt-get install chromium")
+    return found
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request the viewer made to the DICOMweb root, and its answer."""
+
+    method: str
+    path: str
+    status: int | None
+    accept: str
+    content_type: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} -> {self.status} [{self.content_type}] (Accept: {self.accept})"
+
+
+@dataclass
+class Session:
+    """What one page saw: its DICOMweb exchanges, console errors and failed requests."""
+
+    root_path: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def record(self, response: Any) -> None:
+        """Keep a response if it answers a request to the DICOMweb root."""
+        parts = urlsplit(response.url)
+        if not parts.path.startswith(self.root_path):
+            return
+        path = parts.path[len(self.root_path) :] + (f"?{parts.query}" if parts.query else "")
+        headers = response.request.headers
+        self.exchanges.append(
+            Exchange(
+                response.request.method,
+                path,
+                response.status,
+                headers.get("accept", ""),
+                response.headers.get("content-type", ""),
+            )
+        )
+
+    def failed(self) -> list[Exchange]:
+        """Exchanges not answered with a 2xx status."""
+        return [e for e in self.exchanges if e.status is None or not 200 <= e.status < 300]
+
+    def report(self) -> str:
+        """Every exchange, one a line (for assertion messages and the test log)."""
+        lines = [str(e) for e in self.exchanges] + self.failures
+        return "\n".join(lines + [f"console: {c}" for c in self.console_errors])
+
+
+@contextmanager
+def browser() -> Iterator[Any]:
+    """A headless Chromium with software WebGL."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        raise ViewerUnavailable(f"playwright is not installed: {error}") from error
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+# The first-visit tour and the "investigational use" banner would cover the viewports.
+_SKIP_FIRST_VISIT = """
+localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));
+sessionStorage.setItem('investigationalUseDialog', 'hidden');
+localStorage.setItem('investigationalUseDialog', JSON.stringify({expiryDate: '2999-01-01'}));
+"""
+
+
+@contextmanager
+def viewer_page(chromium: Any, root_path: str = "/dicom-web") -> Iterator[tuple[Any, Session]]:
+    """A fresh page (own storage, no service worker) recording its DICOMweb exchanges."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.add_init_script(_SKIP_FIRST_VISIT)
+    page = context.new_page()
+    page.set_default_timeout(45_000)
+    session = Session(root_path)
+    page.on("response", session.record)
+    page.on("requestfailed", lambda r: session.failures.append(f"FAILED {r.url}: {r.failure}"))
+    page.on("console", lambda m: m.type == "error" and session.console_errors.append(m.text))
+    try:
+        yield page, session
+    finally:
+        context.close()
+
+
+STUDY_ROWS = "table tbody tr[aria-selected]"  # the filter row has no aria-selected
+
+
+def study_list_rows(page: Any, base_url: str, count: int) -> list[str]:
+    """Open the study list and return the text of its rows once ``count`` are shown."""
+    page.goto(f"{base_url}/")
+    page.wait_for_function(
+        f"document.querySelectorAll({STUDY_ROWS!r}).length >= {count}", polling=200
+    )
+    return [str(t) for t in page.locator(STUDY_ROWS).all_inner_texts()]
+
+
+# A viewport is "loaded" when cornerstone has the image data of its current image.
+_LOADED = """() => {
+  const cs = window.cornerstone;
+  if (!cs || !cs.getEnabledElements) return null;
+  for (const enabled of cs.getEnabledElements()) {
+    const vp = enabled.viewport;
+    const data = vp && vp.getImageData && vp.getImageData();
+    const imageId = vp && vp.getCurrentImageId && vp.getCurrentImageId();
+    if (data && imageId && data.dimensions) {
+      return {id: vp.id, imageId, dimensions: Array.from(data.dimensions)};
+    }
+  }
+  return null;
+}"""
+
+# The luminance of the viewport's on-screen canvas (what the user sees), as a flat list.
+_CANVAS = """(viewportId) => {
+  const enabled = window.cornerstone.getEnabledElements().find(e => e.viewport.id === viewportId);
+  const canvas = enabled.viewport.canvas;
+  const {width, height} = canvas;
+  const rgba = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  const grey = new Array(width * height);
+  for (let i = 0; i < width * height; i++) {
+    grey[i] = Math.round(0.299 * rgba[4*i] + 0.587 * rgba[4*i+1] + 0.114 * rgba[4*i+2]);
+  }
+  return {width, height, grey};
+}"""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A loaded viewport: its current imageId, image dimensions and canvas grey levels."""
+
+    image_id: str
+    dimensions: list[int]
+    canvas: np.ndarray
+
+
+def open_study(page: Any, base_url: str, study_uid: str) -> Rendered:
+    """Open ``study_uid`` in the basic viewer; wait until a viewport has drawn an image."""
+    page.goto(f"{base_url}/viewer?StudyInstanceUIDs={study_uid}")
+    loaded = page.wait_for_function(_LOADED, polling=250).json_value()
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)  # the canvas is drawn on the next animation frames
+    canvas = page.evaluate(_CANVAS, loaded["id"])
+    grey = np.array(canvas["grey"], dtype=np.float64).reshape(canvas["height"], canvas["width"])
+    return Rendered(loaded["imageId"], loaded["dimensions"], grey)
+
+
+ERROR_NOTIFICATIONS = "[data-sonner-toast][data-type='error'], [role='alertdialog']"
+
+
+def error_notifications(page: Any) -> list[str]:
+    """The text of every error toast or error dialog on the page."""
+    return [str(t) for t in page.locator(ERROR_NOTIFICATIONS).all_inner_texts()]
+
+
+def image_region(canvas: np.ndarray, background: float = 0.0) -> np.ndarray:
+    """The bounding box of the canvas pixels brighter than the (black) background."""
+    rows = np.flatnonzero((canvas > background).any(axis=1))
+    cols = np.flatnonzero((canvas > background).any(axis=0))
+    if rows.size == 0:
+        return canvas[:0, :0]
+    return canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def neighbour_correlation(region: np.ndarray) -> float:
+    """Correlation of each pixel with its right-hand neighbour: ~1 for an image, ~0 for noise."""
+    left, right = region[:, :-1].ravel(), region[:, 1:].ravel()
+    if left.size < 2 or left.std() == 0 or right.std() == 0:
+        return 0.0
+    return float(np.corrcoef(left, right)[0, 1])

