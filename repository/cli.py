@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
 from .cli_feed import changes
+from .web.cli import serve
 from .config import DEFAULT_URL, ENV_VAR
 from .engine import make_engine
 from .errors import RepositoryError
@@ -532,5 +533,6 @@ def _print_instance(found: Instance, as_json: bool) -> None:
 
 
 main.add_command(changes)
+main.add_command(serve)
 
 __all__ = ["main"]

@@ -152,15 +152,15 @@ def study_list_rows(page: Any, base_url: str, count: int) -> list[str]:
     return [str(t) for t in page.locator(STUDY_ROWS).all_inner_texts()]
 
 
-# A viewport is "loaded" when cornerstone has the image data of its current image.
-_LOADED = """() => {
+# A viewport is "loaded" when cornerstone has the image data of an image of the given study.
+_LOADED = """(studyUid) => {
   const cs = window.cornerstone;
   if (!cs || !cs.getEnabledElements) return null;
   for (const enabled of cs.getEnabledElements()) {
     const vp = enabled.viewport;
     const data = vp && vp.getImageData && vp.getImageData();
     const imageId = vp && vp.getCurrentImageId && vp.getCurrentImageId();
-    if (data && imageId && data.dimensions) {
+    if (data && imageId && imageId.includes(studyUid) && data.dimensions) {
       return {id: vp.id, imageId, dimensions: Array.from(data.dimensions)};
     }
   }
@@ -190,15 +190,27 @@ class Rendered:
     canvas: np.ndarray
 
 
-def open_study(page: Any, base_url: str, study_uid: str) -> Rendered:
-    """Open ``study_uid`` in the basic viewer; wait until a viewport has drawn an image."""
-    page.goto(f"{base_url}/viewer?StudyInstanceUIDs={study_uid}")
-    loaded = page.wait_for_function(_LOADED, polling=250).json_value()
+def open_from_list(page: Any, row_text: str, study_uid: str, mode: str = "Basic Viewer") -> Rendered:
+    """Select the study list row showing ``row_text``, launch ``mode``; wait for a drawn image.
+
+    Navigation stays inside the single-page application, as a user's clicks do.
+    """
+    page.locator(STUDY_ROWS).filter(has_text=row_text).click()
+    page.get_by_role("button", name=mode, exact=True).click()
+    loaded = page.wait_for_function(_LOADED, arg=study_uid, polling=250).json_value()
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(500)  # the canvas is drawn on the next animation frames
     canvas = page.evaluate(_CANVAS, loaded["id"])
     grey = np.array(canvas["grey"], dtype=np.float64).reshape(canvas["height"], canvas["width"])
     return Rendered(loaded["imageId"], loaded["dimensions"], grey)
+
+
+def back_to_list(page: Any, count: int) -> None:
+    """Go back from the viewer to the study list (browser history)."""
+    page.go_back()
+    page.wait_for_function(
+        f"document.querySelectorAll({STUDY_ROWS!r}).length >= {count}", polling=200
+    )
 
 
 ERROR_NOTIFICATIONS = "[data-sonner-toast][data-type='error'], [role='alertdialog']"

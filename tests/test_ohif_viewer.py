@@ -22,11 +22,12 @@ from conftest import PYDICOM_FILES
 from ohif import (
     Session,
     ViewerUnavailable,
+    back_to_list,
     browser,
     error_notifications,
     image_region,
     neighbour_correlation,
-    open_study,
+    open_from_list,
     study_list_rows,
     viewer_dist,
     viewer_page,
@@ -120,9 +121,11 @@ def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name
         page.screenshot(path=_artifact(f"{name}-study-list"))
         for study in studies:
             assert _listed_name(study) in rows and study.modality in rows, rows
-        for study in studies:
+        for index, study in enumerate(studies):
             where = f"{name} {study.modality} {study.study}"
-            rendered = open_study(page, base_url, study.study)
+            if index:
+                back_to_list(page, len(studies))
+            rendered = open_from_list(page, _listed_name(study), study.study)
             page.screenshot(path=_artifact(f"{name}-{study.modality}"))
             assert study.study in rendered.image_id and study.sop in rendered.image_id, where
             assert rendered.dimensions[:2] == [study.columns, study.rows], where
