@@ -11,6 +11,8 @@ with no error notification and every DICOMweb request answered 2xx. Screenshots 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from ohif import (
     viewer_page,
 )
 from orthanc import Orthanc, OrthancUnavailable, UploadedFile, find_orthanc, read_test_file
-from viewer_proxy import proxy_app, serve_in_thread
+from viewer_proxy import proxy_app, serve_in_thread, serve_repository
 
 FILES = ("CT_small.dcm", "MR_small.dcm")
 ARTIFACTS = Path(
@@ -92,6 +94,18 @@ def orthanc_viewer(
         orthanc.stop()
 
 
+@pytest.fixture
+def repo_viewer(
+    db_url: str, tmp_path: Path, ohif_dist: Path, studies: list[UploadedFile]
+) -> Iterator[str]:
+    """``dicom-repo serve`` (2 workers) with the viewer, on a database holding the test files."""
+    cli = [str(Path(sys.executable).with_name("dicom-repo")), "--db", db_url]
+    paths = [str(study.path) for study in studies]
+    subprocess.run([*cli, "ingest", "-q", "--workers", "1", *paths], check=True, timeout=120)
+    with serve_repository(cli, ohif_dist, tmp_path / "serve.log") as base_url:
+        yield base_url
+
+
 def _listed_name(study: UploadedFile) -> str:
     """The patient's name as OHIF's study list writes it ("Family, Given")."""
     name = pydicom.dcmread(study.path, stop_before_pixels=True).PatientName
@@ -104,7 +118,7 @@ def _artifact(name: str) -> Path:
     return folder / f"{name}.png"
 
 
-def _assert_drawn(canvas: np.ndarray, study: UploadedFile, where: str) -> None:
+def _assert_drawn(canvas: np.ndarray, where: str) -> None:
     """The canvas shows an image with real grey levels: structured, neither flat nor noise."""
     region = image_region(canvas)
     assert region.shape[0] >= 100 and region.shape[1] >= 100, f"{where}: no image on the canvas"
@@ -115,24 +129,44 @@ def _assert_drawn(canvas: np.ndarray, study: UploadedFile, where: str) -> None:
 
 
 def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name: str) -> Session:
-    """Open the study list, then each study; assert what a user would see."""
+    """Open the study list, then each study; assert what a user would see.
+
+    A failure carries every DICOMweb exchange of the page and a screenshot of the moment.
+    """
     with viewer_page(chromium) as (page, session):
-        rows = "\n".join(study_list_rows(page, base_url, len(studies)))
-        page.screenshot(path=_artifact(f"{name}-study-list"))
-        for study in studies:
-            assert _listed_name(study) in rows and study.modality in rows, rows
-        for index, study in enumerate(studies):
-            where = f"{name} {study.modality} {study.study}"
-            if index:
-                back_to_list(page, len(studies))
-            rendered = open_from_list(page, _listed_name(study), study.study)
-            page.screenshot(path=_artifact(f"{name}-{study.modality}"))
-            assert study.study in rendered.image_id and study.sop in rendered.image_id, where
-            assert rendered.dimensions[:2] == [study.columns, study.rows], where
-            _assert_drawn(rendered.canvas, study, where)
-            assert not error_notifications(page), f"{where}: {error_notifications(page)}"
+        try:
+            _walk_through(page, base_url, studies, name)
+        except Exception as error:
+            page.screenshot(path=_artifact(f"{name}-failure"))
+            raise AssertionError(f"{error}\n--- DICOMweb exchanges:\n{session.report()}") from error
         assert session.exchanges and not session.failed(), session.report()
         return session
+
+
+def _walk_through(page: Any, base_url: str, studies: list[UploadedFile], name: str) -> None:
+    rows = "\n".join(study_list_rows(page, base_url, len(studies)))
+    page.screenshot(path=_artifact(f"{name}-study-list"))
+    for study in studies:
+        assert _listed_name(study) in rows and study.modality in rows, rows
+    for index, study in enumerate(studies):
+        where = f"{name} {study.modality} {study.study}"
+        if index:
+            back_to_list(page, len(studies))
+        rendered = open_from_list(page, _listed_name(study), study.study)
+        page.screenshot(path=_artifact(f"{name}-{study.modality}"))
+        assert study.study in rendered.image_id and study.sop in rendered.image_id, where
+        assert rendered.dimensions[:2] == [study.columns, study.rows], where
+        _assert_drawn(rendered.canvas, where)
+        assert not error_notifications(page), f"{where}: {error_notifications(page)}"
+
+
+def test_ohif_draws_repository_studies(
+    chromium: Any, repo_viewer: str, studies: list[UploadedFile], db_url: str
+) -> None:
+    """OHIF served by ``dicom-repo serve`` shows the study list and draws the CT and the MR."""
+    backend = db_url.split(":", 1)[0]
+    session = check_viewer(chromium, repo_viewer, studies, f"repository-{backend}")
+    print(session.report())
 
 
 def test_ohif_draws_orthanc_studies(

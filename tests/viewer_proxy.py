@@ -1,4 +1,4 @@
-"""OHIF Viewer in front of another DICOMweb server (Orthanc): same origin through a small proxy.
+"""Servers for the OHIF Viewer tests: ``dicom-repo serve`` itself, and Orthanc behind a proxy.
 
 The viewer's ``dist/`` and ``/app-config.js`` are served by :func:`repository.web.viewer.
 viewer_routes` (the code our own server uses); ``/dicom-web/...`` is forwarded to the upstream
@@ -7,6 +7,7 @@ server with the browser's ``Host`` header, so Orthanc builds its BulkDataURIs fo
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,37 @@ def proxy_app(viewer_dir: Path, upstream: str) -> Starlette:
 
     routes = [Route("/dicom-web/{path:path}", forward, methods=["GET", "POST"])]
     return Starlette(routes=routes + viewer_routes(viewer_dir))
+
+
+@contextmanager
+def serve_repository(cli: list[str], viewer_dir: Path, log: Path) -> Iterator[str]:
+    """``dicom-repo serve --workers 2 --viewer DIR`` on a free port; yield its base URL."""
+    port = free_port()
+    command = [*cli, "serve", "--port", str(port), "--workers", "2", "--viewer", str(viewer_dir)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base_url}/dicom-web/studies"):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"dicom-repo serve did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @contextmanager

@@ -44,9 +44,16 @@ def app_config(root: str = "/dicom-web") -> str:
             "omitQuotationForMultipartRequest": True,
         },
     }
+    # OHIF 3.13.2 iterates extensions and modes at start-up: without them it shows nothing.
     config = {
         "routerBasename": "/",
+        "extensions": [],
+        "modes": [],
+        "customizationService": {},
         "showStudyList": True,
+        "showWarningMessageForCrossOrigin": False,
+        "showLoadingIndicator": True,
+        "maxNumberOfWebWorkers": 3,
         "defaultDataSourceName": "dicomweb",
         "dataSources": [source],
     }
