@@ -29,6 +29,10 @@ def _check_database(url: str | None) -> None:
         raise click.ClickException(str(error)) from None
 
 
+WORKER_HEALTHCHECK_SECONDS = 120
+"""How long a worker may take to start (and to answer a health check) before uvicorn replaces it."""
+
+
 @click.command()
 @click.option(
     "--db",
@@ -115,4 +119,8 @@ def serve(ctx: click.Context, db_url: str | None, host: str, port: int, workers:
         workers=workers,
         proxy_headers=True,
         log_level="warning",
+        # uvicorn kills a worker that does not answer its health check in time (5 s by
+        # default) and starts another: on a loaded machine importing the application takes
+        # longer than that, and the workers were replaced forever without serving a request.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
