@@ -167,17 +167,29 @@ _LOADED = """(studyUid) => {
   return null;
 }"""
 
-# The luminance of the viewport's on-screen canvas (what the user sees), as a flat list.
+# The luminance of the viewport's on-screen canvas (what the user sees), as a flat list, and the
+# canvas luminance under the centre of every pixel of the displayed image (rows x columns).
 _CANVAS = """(viewportId) => {
-  const enabled = window.cornerstone.getEnabledElements().find(e => e.viewport.id === viewportId);
-  const canvas = enabled.viewport.canvas;
+  const vp = window.cornerstone.getEnabledElements().find(e => e.viewport.id === viewportId).viewport;
+  const canvas = vp.canvas;
   const {width, height} = canvas;
   const rgba = canvas.getContext('2d').getImageData(0, 0, width, height).data;
   const grey = new Array(width * height);
   for (let i = 0; i < width * height; i++) {
     grey[i] = Math.round(0.299 * rgba[4*i] + 0.587 * rgba[4*i+1] + 0.114 * rgba[4*i+2]);
   }
-  return {width, height, grey};
+  const image = vp.getImageData();
+  const [columns, rows] = image.dimensions;
+  const ratio = width / canvas.clientWidth;
+  const sampled = new Array(rows * columns).fill(-1);
+  for (let j = 0; j < rows; j++) {
+    for (let i = 0; i < columns; i++) {
+      const [x, y] = vp.worldToCanvas(image.imageData.indexToWorld([i, j, 0]));
+      const cx = Math.floor(x * ratio), cy = Math.floor(y * ratio);
+      if (cx >= 0 && cy >= 0 && cx < width && cy < height) sampled[j * columns + i] = grey[cy * width + cx];
+    }
+  }
+  return {width, height, grey, rows, columns, sampled};
 }"""
 
 
@@ -188,6 +200,8 @@ class Rendered:
     image_id: str
     dimensions: list[int]
     canvas: np.ndarray
+    under_pixels: np.ndarray
+    """The canvas grey level under each image pixel's centre (-1 where off the canvas)."""
 
 
 def open_from_list(page: Any, row_text: str, study_uid: str, mode: str = "Basic Viewer") -> Rendered:
@@ -202,7 +216,8 @@ def open_from_list(page: Any, row_text: str, study_uid: str, mode: str = "Basic 
     page.wait_for_timeout(500)  # the canvas is drawn on the next animation frames
     canvas = page.evaluate(_CANVAS, loaded["id"])
     grey = np.array(canvas["grey"], dtype=np.float64).reshape(canvas["height"], canvas["width"])
-    return Rendered(loaded["imageId"], loaded["dimensions"], grey)
+    under = np.array(canvas["sampled"], dtype=np.float64).reshape(canvas["rows"], canvas["columns"])
+    return Rendered(loaded["imageId"], loaded["dimensions"], grey, under)
 
 
 def back_to_list(page: Any, count: int) -> None:
@@ -228,6 +243,23 @@ def image_region(canvas: np.ndarray, background: float = 0.0) -> np.ndarray:
     if rows.size == 0:
         return canvas[:0, :0]
     return canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def display_correlation(stored: np.ndarray, shown: np.ndarray) -> tuple[float, float]:
+    """How well the grey levels shown follow the stored pixel values.
+
+    Window/level maps stored values linearly onto 0..255 and clips the rest, so among the
+    pixels shown neither black nor white the two are linearly related: their correlation is
+    ~1 for the right image, ~0 for noise or another image. Returns the correlation and the
+    fraction of pixels it was computed on.
+    """
+    inside = (shown > 0) & (shown < 255)
+    if inside.sum() < 16:
+        return 0.0, float(inside.mean())
+    a, b = stored[inside].astype(np.float64), shown[inside]
+    if a.std() == 0 or b.std() == 0:
+        return 0.0, float(inside.mean())
+    return float(np.corrcoef(a, b)[0, 1]), float(inside.mean())
 
 
 def neighbour_correlation(region: np.ndarray) -> float:

@@ -26,6 +26,7 @@ from ohif import (
     ViewerUnavailable,
     back_to_list,
     browser,
+    display_correlation,
     error_notifications,
     image_region,
     neighbour_correlation,
@@ -102,7 +103,8 @@ def repo_viewer(
     cli = [str(Path(sys.executable).with_name("dicom-repo")), "--db", db_url]
     paths = [str(study.path) for study in studies]
     subprocess.run([*cli, "ingest", "-q", "--workers", "1", *paths], check=True, timeout=120)
-    with serve_repository(cli, ohif_dist, tmp_path / "serve.log") as base_url:
+    log = _artifact(f"serve-{db_url.split(':', 1)[0]}").with_suffix(".log")
+    with serve_repository(cli, ohif_dist, log) as base_url:
         yield base_url
 
 
@@ -126,6 +128,16 @@ def _assert_drawn(canvas: np.ndarray, where: str) -> None:
     assert region.std() > 10 and levels > 32, f"{where}: flat canvas ({levels} grey levels)"
     correlation = neighbour_correlation(region)
     assert correlation > 0.8, f"{where}: canvas looks like noise (r={correlation:.2f})"
+
+
+def _assert_shows(shown: np.ndarray, study: UploadedFile, where: str) -> None:
+    """The grey levels under the image's pixels follow the file's own pixel values."""
+    stored = pydicom.dcmread(study.path).pixel_array
+    assert shown.shape == stored.shape, f"{where}: {shown.shape} pixels shown, {stored.shape} stored"
+    correlation, fraction = display_correlation(stored, shown)
+    print(f"{where}: r={correlation:.3f} on {fraction:.0%} of the pixels")
+    assert fraction > 0.25, f"{where}: only {fraction:.0%} of the image is shown in grey levels"
+    assert correlation > 0.95, f"{where}: the canvas does not show the file's pixels (r={correlation:.2f})"
 
 
 def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name: str) -> Session:
@@ -157,6 +169,7 @@ def _walk_through(page: Any, base_url: str, studies: list[UploadedFile], name: s
         assert study.study in rendered.image_id and study.sop in rendered.image_id, where
         assert rendered.dimensions[:2] == [study.columns, study.rows], where
         _assert_drawn(rendered.canvas, where)
+        _assert_shows(rendered.under_pixels, study, where)
         assert not error_notifications(page), f"{where}: {error_notifications(page)}"
 
 

@@ -65,7 +65,7 @@ def serve_repository(cli: list[str], viewer_dir: Path, log: Path) -> Iterator[st
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine takes long to start two workers
         while not _answers(f"{base_url}/dicom-web/studies"):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"dicom-repo serve did not start:\n{log.read_text()[-3000:]}")
