@@ -60,7 +60,8 @@ class Exchange:
     content_type: str
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path} -> {self.status} [{self.content_type}] (Accept: {self.accept})"
+        answer = f"{self.status} [{self.content_type}]"
+        return f"{self.method} {self.path} -> {answer} (Accept: {self.accept})"
 
 
 @dataclass
@@ -170,7 +171,8 @@ _LOADED = """(studyUid) => {
 # The luminance of the viewport's on-screen canvas (what the user sees), as a flat list, and the
 # canvas luminance under the centre of every pixel of the displayed image (rows x columns).
 _CANVAS = """(viewportId) => {
-  const vp = window.cornerstone.getEnabledElements().find(e => e.viewport.id === viewportId).viewport;
+  const enabled = window.cornerstone.getEnabledElements();
+  const vp = enabled.find(e => e.viewport.id === viewportId).viewport;
   const canvas = vp.canvas;
   const {width, height} = canvas;
   const rgba = canvas.getContext('2d').getImageData(0, 0, width, height).data;
@@ -186,7 +188,9 @@ _CANVAS = """(viewportId) => {
     for (let i = 0; i < columns; i++) {
       const [x, y] = vp.worldToCanvas(image.imageData.indexToWorld([i, j, 0]));
       const cx = Math.floor(x * ratio), cy = Math.floor(y * ratio);
-      if (cx >= 0 && cy >= 0 && cx < width && cy < height) sampled[j * columns + i] = grey[cy * width + cx];
+      if (cx >= 0 && cy >= 0 && cx < width && cy < height) {
+        sampled[j * columns + i] = grey[cy * width + cx];
+      }
     }
   }
   return {width, height, grey, rows, columns, sampled};
@@ -204,7 +208,9 @@ class Rendered:
     """The canvas grey level under each image pixel's centre (-1 where off the canvas)."""
 
 
-def open_from_list(page: Any, row_text: str, study_uid: str, mode: str = "Basic Viewer") -> Rendered:
+def open_from_list(
+    page: Any, row_text: str, study_uid: str, mode: str = "Basic Viewer"
+) -> Rendered:
     """Select the study list row showing ``row_text``, launch ``mode``; wait for a drawn image.
 
     Navigation stays inside the single-page application, as a user's clicks do.

@@ -133,11 +133,13 @@ def _assert_drawn(canvas: np.ndarray, where: str) -> None:
 def _assert_shows(shown: np.ndarray, study: UploadedFile, where: str) -> None:
     """The grey levels under the image's pixels follow the file's own pixel values."""
     stored = pydicom.dcmread(study.path).pixel_array
-    assert shown.shape == stored.shape, f"{where}: {shown.shape} pixels shown, {stored.shape} stored"
+    assert shown.shape == stored.shape, (
+        f"{where}: {shown.shape} pixels shown, {stored.shape} stored"
+    )
     correlation, fraction = display_correlation(stored, shown)
     print(f"{where}: r={correlation:.3f} on {fraction:.0%} of the pixels")
     assert fraction > 0.25, f"{where}: only {fraction:.0%} of the image is shown in grey levels"
-    assert correlation > 0.95, f"{where}: the canvas does not show the file's pixels (r={correlation:.2f})"
+    assert correlation > 0.95, f"{where}: canvas unlike the file's pixels (r={correlation:.2f})"
 
 
 def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name: str) -> Session:

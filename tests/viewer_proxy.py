@@ -44,9 +44,9 @@ def proxy_app(viewer_dir: Path, upstream: str) -> Starlette:
         )
         answer = await client.send(outgoing, stream=True)
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-        kept.pop("content-encoding", None)  # httpx decodes gzip while streaming
+        kept.pop("content-encoding", None)  # aiter_bytes() decodes what the upstream compressed
         return StreamingResponse(
-            answer.aiter_raw() if "content-encoding" not in answer.headers else answer.aiter_bytes(),
+            answer.aiter_bytes(),
             status_code=answer.status_code,
             headers=kept,
             background=BackgroundTask(answer.aclose),
