@@ -61,22 +61,37 @@ def app_config(root: str = "/dicom-web") -> str:
 
 
 class _SinglePageFiles(StaticFiles):
-    """Static files with a fallback to ``index.html`` for paths that are not files."""
+    """Static files with a fallback to ``index.html`` for paths that are not files.
+
+    Paths under ``excluded`` prefixes (the DICOMweb root) keep their 404: a DICOMweb client
+    asking for a resource this server lacks must not receive the viewer's HTML with a 200.
+    """
+
+    def __init__(self, directory: Path, excluded: tuple[str, ...]) -> None:
+        super().__init__(directory=directory)
+        self.excluded = excluded
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         try:
             return await super().get_response(path, scope)
         except HTTPException as error:
-            if error.status_code != 404:
+            request_path = str(scope["path"])
+            if error.status_code != 404 or any(
+                request_path == prefix or request_path.startswith(prefix + "/")
+                for prefix in self.excluded
+            ):
                 raise
             return await super().get_response("index.html", scope)
 
 
-def routes(dist: Path) -> list[BaseRoute]:
-    """The routes serving ``dist`` at ``/`` and the generated ``/app-config.js``."""
+def routes(dist: Path, root: str = "/dicom-web") -> list[BaseRoute]:
+    """The routes serving ``dist`` at ``/`` and the generated ``/app-config.js``.
+
+    Unknown paths under ``root`` (the DICOMweb root) and ``/changes`` stay 404.
+    """
     if not (dist / "index.html").is_file():
         raise ValueError(f"{dist} is not a built OHIF Viewer (no index.html)")
-    config = app_config()
+    config = app_config(root)
 
     async def config_js(request: Request) -> Response:
         return Response(config, media_type="application/javascript")
@@ -87,5 +102,5 @@ def routes(dist: Path) -> list[BaseRoute]:
     return [
         Route("/app-config.js", config_js, methods=["GET"]),
         Route("/", index, methods=["GET"]),
-        Mount("/", app=_SinglePageFiles(directory=dist), name="viewer"),
+        Mount("/", app=_SinglePageFiles(dist, (root, "/changes")), name="viewer"),
     ]
