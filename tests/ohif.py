@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,16 @@ _CANVAS = """(viewportId) => {
 }"""
 
 
+# True once the viewport's canvas is no longer all black.
+_DRAWN = """(viewportId) => {
+  const enabled = window.cornerstone.getEnabledElements();
+  const canvas = enabled.find(e => e.viewport.id === viewportId).viewport.canvas;
+  const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 0; i < rgba.length; i += 4) if (rgba[i] + rgba[i + 1] + rgba[i + 2] > 0) return true;
+  return false;
+}"""
+
+
 @dataclass(frozen=True)
 class Rendered:
     """A loaded viewport: its current imageId, image dimensions and canvas grey levels."""
@@ -217,9 +227,15 @@ def open_from_list(
     """
     page.locator(STUDY_ROWS).filter(has_text=row_text).click()
     page.get_by_role("button", name=mode, exact=True).click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     loaded = page.wait_for_function(_LOADED, arg=study_uid, polling=250).json_value()
     page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(500)  # the canvas is drawn on the next animation frames
+    # Decoding (in a web worker) and drawing come after the image data is set; if the canvas
+    # stays black, the caller's assertions on it say what is wrong.
+    with suppress(PlaywrightTimeout):
+        page.wait_for_function(_DRAWN, arg=loaded["id"], polling=250, timeout=20_000)
+    page.wait_for_timeout(300)
     canvas = page.evaluate(_CANVAS, loaded["id"])
     grey = np.array(canvas["grey"], dtype=np.float64).reshape(canvas["height"], canvas["width"])
     under = np.array(canvas["sampled"], dtype=np.float64).reshape(canvas["rows"], canvas["columns"])

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,12 @@ from ohif import (
     viewer_page,
 )
 from orthanc import Orthanc, OrthancUnavailable, UploadedFile, find_orthanc, read_test_file
+from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 from viewer_proxy import proxy_app, serve_in_thread, serve_repository
 
 from repository.web import create_app
 
-FILES = ("CT_small.dcm", "MR_small.dcm")
 ARTIFACTS = Path(
     os.environ.get("DICOM_REPO_TEST_ARTIFACTS") or Path(__file__).parents[1] / "test-artifacts"
 )
@@ -73,15 +74,55 @@ def chromium() -> Iterator[Any]:
         _unavailable(error)
 
 
+@dataclass(frozen=True)
+class ViewerStudy:
+    """A one-image study the viewer must show, and the pixels it must show for it."""
+
+    file: UploadedFile
+    label: str
+    pixels: np.ndarray
+
+    @property
+    def listed_name(self) -> str:
+        """The patient's name as OHIF's study list writes it ("Family, Given")."""
+        name = pydicom.dcmread(self.file.path, stop_before_pixels=True).PatientName
+        return f"{name.family_name}, {name.given_name}"
+
+
+def _as_own_study(source: Path, target: Path, patient: str) -> Path:
+    """``source`` re-identified as a study of its own (new UIDs, patient), pixels untouched."""
+    ds = pydicom.dcmread(source)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(ds, keyword, generate_uid(entropy_srcs=[patient, keyword]))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName, ds.PatientID = f"CompressedSamples^{patient}", patient
+    ds.save_as(target)
+    return target
+
+
 @pytest.fixture(scope="session")
-def studies() -> list[UploadedFile]:
-    """The CT and the MR test files, as pydicom reads them."""
-    return [read_test_file(PYDICOM_FILES / name) for name in FILES]
+def studies(tmp_path_factory: pytest.TempPathFactory) -> list[ViewerStudy]:
+    """A CT, an MR and the same MR stored as JPEG 2000 (lossless) in a study of its own.
+
+    The compressed one reaches the viewer as encapsulated frames: it is drawn right only if
+    the frame part names its transfer syntax (OHIF decodes it as raw pixels otherwise).
+    """
+    ct, mr = PYDICOM_FILES / "CT_small.dcm", PYDICOM_FILES / "MR_small.dcm"
+    j2k = _as_own_study(
+        PYDICOM_FILES / "MR_small_jp2klossless.dcm",
+        tmp_path_factory.mktemp("ohif-files") / "MR_small_j2k.dcm",
+        "J2K1",
+    )
+    return [
+        ViewerStudy(read_test_file(ct), "CT", pydicom.dcmread(ct).pixel_array),
+        ViewerStudy(read_test_file(mr), "MR", pydicom.dcmread(mr).pixel_array),
+        ViewerStudy(read_test_file(j2k), "MR-J2K", pydicom.dcmread(mr).pixel_array),
+    ]
 
 
 @pytest.fixture(scope="session")
 def orthanc_viewer(
-    tmp_path_factory: pytest.TempPathFactory, ohif_dist: Path, studies: list[UploadedFile]
+    tmp_path_factory: pytest.TempPathFactory, ohif_dist: Path, studies: list[ViewerStudy]
 ) -> Iterator[str]:
     """OHIF in front of a real Orthanc holding the test files (through a same-origin proxy)."""
     try:
@@ -91,7 +132,7 @@ def orthanc_viewer(
     orthanc = Orthanc("ohif", tmp_path_factory.mktemp("orthanc-ohif"), *install).start()
     try:
         for study in studies:
-            assert orthanc.upload(study.path) == "Success"
+            assert orthanc.upload(study.file.path) == "Success"
         with serve_in_thread(proxy_app(ohif_dist, orthanc.dicomweb)) as base_url:
             yield base_url
     finally:
@@ -99,22 +140,14 @@ def orthanc_viewer(
 
 
 @pytest.fixture
-def repo_viewer(
-    db_url: str, tmp_path: Path, ohif_dist: Path, studies: list[UploadedFile]
-) -> Iterator[str]:
+def repo_viewer(db_url: str, ohif_dist: Path, studies: list[ViewerStudy]) -> Iterator[str]:
     """``dicom-repo serve`` (2 workers) with the viewer, on a database holding the test files."""
     cli = [str(Path(sys.executable).with_name("dicom-repo")), "--db", db_url]
-    paths = [str(study.path) for study in studies]
+    paths = [str(study.file.path) for study in studies]
     subprocess.run([*cli, "ingest", "-q", "--workers", "1", *paths], check=True, timeout=120)
     log = _artifact(f"serve-{db_url.split(':', 1)[0]}").with_suffix(".log")
     with serve_repository(cli, ohif_dist, log) as base_url:
         yield base_url
-
-
-def _listed_name(study: UploadedFile) -> str:
-    """The patient's name as OHIF's study list writes it ("Family, Given")."""
-    name = pydicom.dcmread(study.path, stop_before_pixels=True).PatientName
-    return f"{name.family_name}, {name.given_name}"
 
 
 def _artifact(name: str) -> Path:
@@ -133,19 +166,16 @@ def _assert_drawn(canvas: np.ndarray, where: str) -> None:
     assert correlation > 0.8, f"{where}: canvas looks like noise (r={correlation:.2f})"
 
 
-def _assert_shows(shown: np.ndarray, study: UploadedFile, where: str) -> None:
-    """The grey levels under the image's pixels follow the file's own pixel values."""
-    stored = pydicom.dcmread(study.path).pixel_array
-    assert shown.shape == stored.shape, (
-        f"{where}: {shown.shape} pixels shown, {stored.shape} stored"
-    )
+def _assert_shows(shown: np.ndarray, stored: np.ndarray, where: str) -> None:
+    """The grey levels under the image's pixels follow the stored pixel values."""
+    assert shown.shape == stored.shape, f"{where}: {shown.shape} shown, {stored.shape} stored"
     correlation, fraction = display_correlation(stored, shown)
     print(f"{where}: r={correlation:.3f} on {fraction:.0%} of the pixels")
     assert fraction > 0.25, f"{where}: only {fraction:.0%} of the image is shown in grey levels"
-    assert correlation > 0.95, f"{where}: canvas unlike the file's pixels (r={correlation:.2f})"
+    assert correlation > 0.95, f"{where}: canvas unlike the stored pixels (r={correlation:.2f})"
 
 
-def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name: str) -> Session:
+def check_viewer(chromium: Any, base_url: str, studies: list[ViewerStudy], name: str) -> Session:
     """Open the study list, then each study; assert what a user would see.
 
     A failure carries every DICOMweb exchange of the page and a screenshot of the moment.
@@ -160,26 +190,26 @@ def check_viewer(chromium: Any, base_url: str, studies: list[UploadedFile], name
         return session
 
 
-def _walk_through(page: Any, base_url: str, studies: list[UploadedFile], name: str) -> None:
+def _walk_through(page: Any, base_url: str, studies: list[ViewerStudy], name: str) -> None:
     rows = "\n".join(study_list_rows(page, base_url, len(studies)))
     page.screenshot(path=_artifact(f"{name}-study-list"))
     for study in studies:
-        assert _listed_name(study) in rows and study.modality in rows, rows
+        assert study.listed_name in rows and str(study.file.modality) in rows, rows
     for index, study in enumerate(studies):
-        where = f"{name} {study.modality} {study.study}"
+        uids, where = study.file, f"{name} {study.label} {study.file.study}"
         if index:
             back_to_list(page, len(studies))
-        rendered = open_from_list(page, _listed_name(study), study.study)
-        page.screenshot(path=_artifact(f"{name}-{study.modality}"))
-        assert study.study in rendered.image_id and study.sop in rendered.image_id, where
-        assert rendered.dimensions[:2] == [study.columns, study.rows], where
+        rendered = open_from_list(page, study.listed_name, uids.study)
+        page.screenshot(path=_artifact(f"{name}-{study.label}"))
+        assert uids.study in rendered.image_id and uids.sop in rendered.image_id, where
+        assert rendered.dimensions[:2] == [uids.columns, uids.rows], where
         _assert_drawn(rendered.canvas, where)
-        _assert_shows(rendered.under_pixels, study, where)
+        _assert_shows(rendered.under_pixels, study.pixels, where)
         assert not error_notifications(page), f"{where}: {error_notifications(page)}"
 
 
 def test_ohif_draws_repository_studies(
-    chromium: Any, repo_viewer: str, studies: list[UploadedFile], db_url: str
+    chromium: Any, repo_viewer: str, studies: list[ViewerStudy], db_url: str
 ) -> None:
     """OHIF served by ``dicom-repo serve`` shows the study list and draws the CT and the MR."""
     backend = db_url.split(":", 1)[0]
@@ -188,7 +218,7 @@ def test_ohif_draws_repository_studies(
 
 
 def test_ohif_draws_orthanc_studies(
-    chromium: Any, orthanc_viewer: str, studies: list[UploadedFile]
+    chromium: Any, orthanc_viewer: str, studies: list[ViewerStudy]
 ) -> None:
     """The harness itself: OHIF in front of Orthanc shows the study list and draws CT and MR."""
     session = check_viewer(chromium, orthanc_viewer, studies, "orthanc")
