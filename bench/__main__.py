@@ -148,6 +148,29 @@ def ingest_corpus(url: str, workers: int) -> None:
     }).decode())  # fmt: skip
 
 
+@main.command("serve")
+@DB
+@click.option(
+    "--size",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Instances in the database the QIDO-RS search runs over.",
+)
+@click.option(
+    "--orthanc",
+    "orthanc_url",
+    default=None,
+    metavar="URL",
+    help="An Orthanc (REST root, DICOMweb plugin at /dicom-web) to compare with.",
+)
+def serve_cmd(url: str, size: int, orthanc_url: str | None) -> None:
+    """dicom-repo serve: WADO-RS metadata, QIDO-RS p50, 2 workers vs 1, Orthanc."""
+    from . import serve
+
+    serve.run(url, size, orthanc_url)
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")
@@ -157,6 +180,17 @@ def writers_cmd(url: str, counts: str, series: int) -> None:
     from . import feed
 
     feed.writers(url, tuple(int(c) for c in counts.split(",")), series)
+
+
+@main.command("study-summaries")
+@click.option("--db", "url", required=True, help="Database URL to benchmark against.")
+@click.option("--studies", default=200, show_default=True, help="Studies of 5 series.")
+@click.option("--instances", default=40, show_default=True, help="Instances per series.")
+def study_summaries_cmd(url: str, studies: int, instances: int) -> None:
+    """The study list (one summary query) vs the bare query, and vs get_study per study."""
+    from . import summaries
+
+    summaries.run(url, studies, 5, instances)
 
 
 @main.command("event-latency")

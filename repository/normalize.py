@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -479,22 +480,30 @@ def pick(md: Mapping[str, Any], keywords: Iterable[str]) -> Metadata:
 # --------------------------------------------------------------------------- stored -> pydicom
 
 
+@lru_cache(maxsize=8192)
+def _json_key(key: str) -> tuple[str, str | None]:
+    """A stored key's DICOM JSON tag, and its VR for a keyword (None for a tag key)."""
+    if _TAG_KEY.match(key):
+        return key.upper(), None
+    tag = tag_for_keyword(key)
+    if tag is None:
+        raise InvalidValueError(f"{key!r} is not a DICOM keyword or tag")
+    return f"{tag:08X}", dictionary_VR(tag).split(" or ")[0]
+
+
 def to_dicom_json(md: Mapping[str, Any]) -> dict[str, Any]:
     """The stored form back as DICOM JSON (the inverse of :func:`naturalize_dicom_json`)."""
     out: dict[str, Any] = {}
     for key, value in md.items():
         if key in OHIF_EXTRA_KEYS:
             continue
-        if _TAG_KEY.match(key):
+        tag_key, vr = _json_key(key)
+        if vr is None:
             elem = dict(value)
             if elem.get("vr") == "SQ":
                 elem["Value"] = [to_dicom_json(item) for item in elem.get("Value", [])]
-            out[key.upper()] = elem
+            out[tag_key] = elem
             continue
-        tag = tag_for_keyword(key)
-        if tag is None:
-            raise InvalidValueError(f"{key!r} is not a DICOM keyword or tag")
-        vr = dictionary_VR(tag).split(" or ")[0]
         elem = {"vr": vr}
         if isinstance(value, Mapping) and ("BulkDataURI" in value or "InlineBinary" in value):
             elem.update(value)
@@ -502,7 +511,7 @@ def to_dicom_json(md: Mapping[str, Any]) -> dict[str, Any]:
             elem["Value"] = [to_dicom_json(item) for item in value or []]
         elif value is not None:
             elem["Value"] = value if isinstance(value, list) else [value]
-        out[f"{tag:08X}"] = elem
+        out[tag_key] = elem
     return out
 
 

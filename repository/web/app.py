@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from .. import connect
 from . import changes, metadata, qido, retrieve, stow, viewer
 from .errors import http_error, server_error
-from .security import BearerToken, BodyLimit, BodyTooLarge
+from .security import BearerToken, BodyLimit, BodyTooLarge, WorkerHeader
 from .settings import Settings
 
 ROOT = "/dicom-web"
@@ -66,7 +66,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    stack = [Middleware(BodyLimit, max_body=settings.max_body)]
+    stack = [Middleware(WorkerHeader), Middleware(BodyLimit, max_body=settings.max_body)]
     if settings.cors_origins:
         stack.append(
             Middleware(

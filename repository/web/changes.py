@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..cli_feed import event_json
+from ..cli.feed import event_json
 from ..events import Event
 from .errors import bad_request
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import RepositoryError
-from .settings import TOKEN_ENV, Settings
+from .settings import DEFAULT_MAX_BODY, TOKEN_ENV, Settings
 
 
 def _token(token_file: Path | None) -> str | None:
@@ -83,6 +83,13 @@ WORKER_HEALTHCHECK_SECONDS = 120
     help=f"File holding the bearer token every request must carry (else ${TOKEN_ENV}).",
 )
 @click.option(
+    "--max-body",
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest request body accepted, in bytes (413 beyond).",
+)
+@click.option(
     "--viewer",
     "viewer_dir",
     default=None,
@@ -92,10 +99,12 @@ WORKER_HEALTHCHECK_SECONDS = 120
 @click.pass_context
 def serve(ctx: click.Context, db_url: str | None, host: str, port: int, workers: int,
           storage: Path | None, read_only: bool, cors_origins: tuple[str, ...],
-          token_file: Path | None, viewer_dir: Path | None) -> None:  # fmt: skip
+          token_file: Path | None, max_body: int, viewer_dir: Path | None) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
+    if viewer_dir is not None and not (viewer_dir / "index.html").is_file():
+        raise click.BadParameter(f"{viewer_dir} has no index.html", param_hint="--viewer")
     url = db_url or (ctx.obj or {}).get("url")
     _check_database(url)
     token = _token(token_file)
@@ -107,6 +116,7 @@ def serve(ctx: click.Context, db_url: str | None, host: str, port: int, workers:
         read_only=read_only,
         cors_origins=cors_origins,
         token=token,
+        max_body=max_body,
         viewer_dir=viewer_dir.resolve() if viewer_dir else None,
     )
     os.environ.update(settings.to_env())

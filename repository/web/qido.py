@@ -27,6 +27,7 @@ from .negotiation import DICOM_JSON, json_media_type
 
 _CONTROL = frozenset({"includefield", "fuzzymatching", "limit", "offset"})
 _SCOPE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
+_SERVED = frozenset(COMPUTED) | {"ModalitiesInStudy"}  # computed here, never copied
 
 
 def _non_negative(name: str, value: str) -> int:
@@ -60,6 +61,7 @@ def parse(
     search.limit = min(search.limit, max_results)
     for key, uid in scope.items():
         search.filters.append((attribute(key), uid))
+    search.scope_depth = len(scope)
     return search, _return_keys(level, scope, search, include)
 
 
@@ -77,11 +79,13 @@ def _return_keys(
 ) -> list[str]:
     if "all" in include:
         return ["all"]
-    keys: list[str] = list(level.defaults)
-    if level.rank >= SERIES.rank and "StudyInstanceUID" not in scope:
-        keys += STUDY.defaults
-    if level is INSTANCE and "SeriesInstanceUID" not in scope:
-        keys += SERIES.defaults
+    keys: list[str] = []
+    for above in (STUDY, SERIES)[: level.rank]:
+        # The levels above are described too, even when the URL names them (as Orthanc does,
+        # and clients such as OHIF read them); their counts only when not named.
+        named = above.uid_keyword in scope
+        keys += [k for k in above.defaults if not (named and k in _SERVED)]
+    keys += level.defaults
     keys += ["StudyInstanceUID", "SeriesInstanceUID"][: level.rank]
     keys += [attr.key for attr, _ in search.filters]
     if search.modalities:
@@ -98,12 +102,12 @@ def _pick(keys: list[str], documents: list[dict[str, Any]]) -> dict[str, Any]:
     if keys == ["all"]:
         merged: dict[str, Any] = {}
         for doc in documents:
-            merged.update((k, v) for k, v in doc.items() if not _is_bulk(v))
+            merged.update((k, v) for k, v in doc.items() if not _is_bulk(v) and k not in _SERVED)
         return merged
     picked: dict[str, Any] = {}
     for key in keys:
         for doc in reversed(documents):  # the deepest level knows best
-            if key in doc and key not in COMPUTED and key != "ModalitiesInStudy":
+            if key in doc and key not in _SERVED:
                 picked[key] = doc[key]
                 break
     return picked
@@ -114,18 +118,23 @@ def _element(vr: str, value: Any) -> dict[str, Any]:
 
 
 def result(
-    match: qido_sql.Match, keys: list[str], computed: dict[str, int], root: str
+    match: qido_sql.Match, keys: list[str], computed: dict[str, int], root: str, top: int = 0
 ) -> dict[str, Any]:
-    """One QIDO-RS result as DICOM JSON (tags in order, empty attributes left out)."""
+    """One QIDO-RS result as DICOM JSON (tags in order, empty attributes left out).
+
+    ``top`` is the number of levels the URL names (``/studies/{s}/series``: 1): with
+    ``includefield=all`` the counts of the levels it names are left out (as Orthanc does).
+    """
+    everything = keys == ["all"]
     documents = [orjson.loads(text) for text in match.metadata]
     out = {k: v for k, v in to_dicom_json(_pick(keys, documents)).items() if len(v) > 1}
     wanted = set(keys)
-    everything = keys == ["all"]
     for name, count in computed.items():
-        if everything or name in wanted:
+        below = top == 0 or (name == "NumberOfSeriesRelatedInstances" and top == 1)
+        if (everything and below) or name in wanted:
             out[COMPUTED[name]] = _element("IS", count)
     modalities = [m for m in (match.modalities or "").split("\\") if m]
-    if modalities and (everything or "ModalitiesInStudy" in wanted):
+    if modalities and ((everything and top == 0) or "ModalitiesInStudy" in wanted):
         out["00080061"] = {"vr": "CS", "Value": modalities}
     path = "/".join(f"{part}/{uid}" for part, uid in
                     zip(("studies", "series", "instances"), match.uids, strict=False))  # fmt: skip
@@ -160,7 +169,8 @@ def _answer(
     with engine.connect() as conn:
         matches, more = qido_sql.run(conn, search)
     computed = _computed(engine, search.level, matches)
-    body = [result(m, keys, c, root) for m, c in zip(matches, computed, strict=True)]
+    top = search.scope_depth
+    body = [result(m, keys, c, root, top) for m, c in zip(matches, computed, strict=True)]
     return orjson.dumps(body), more
 
 

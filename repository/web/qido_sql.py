@@ -30,6 +30,7 @@ class Search:
     fuzzy: bool = False
     limit: int = 1000
     offset: int = 0
+    scope_depth: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ with 413 before the route reads past it.
 from __future__ import annotations
 
 import hmac
+import os
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,3 +83,22 @@ class BodyLimit:
             status_code=413,
         )
         await response(scope, receive, send)
+
+
+class WorkerHeader:
+    """Name the answering worker process (``X-Dicom-Repo-Worker: <pid>``) on every response.
+
+    Lets clients and tests see that several workers serve one database consistently.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-dicom-repo-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def add_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, add_header if scope["type"] == "http" else send)
