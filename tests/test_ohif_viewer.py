@@ -38,10 +38,7 @@ from ohif import (
 )
 from orthanc import Orthanc, OrthancUnavailable, UploadedFile, find_orthanc, read_test_file
 from pydicom.uid import generate_uid
-from starlette.testclient import TestClient
 from viewer_proxy import proxy_app, serve_in_thread, serve_repository
-
-from repository.web import create_app
 
 ARTIFACTS = Path(
     os.environ.get("DICOM_REPO_TEST_ARTIFACTS") or Path(__file__).parents[1] / "test-artifacts"
@@ -223,24 +220,3 @@ def test_ohif_draws_orthanc_studies(
     """The harness itself: OHIF in front of Orthanc shows the study list and draws CT and MR."""
     session = check_viewer(chromium, orthanc_viewer, studies, "orthanc")
     print(session.report())
-
-
-def test_viewer_routes_fall_back_to_index_but_dicomweb_paths_stay_404(
-    db_url: str, tmp_path: Path
-) -> None:
-    """The viewer's own paths get index.html; an unknown DICOMweb resource is a 404, not HTML."""
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    (dist / "index.html").write_text("<!doctype html><title>OHIF</title>")
-    app = create_app(url=db_url, viewer_dir=dist)
-    with TestClient(app) as client:
-        page = client.get("/viewer", params={"StudyInstanceUIDs": "1.2.3"})
-        assert page.status_code == 200 and "<title>OHIF</title>" in page.text
-        config = client.get("/app-config.js")
-        assert config.status_code == 200
-        assert "@ohif/extension-default.dataSourcesModule.dicomweb" in config.text
-        assert '"qidoRoot": "/dicom-web"' in config.text and '"modes": []' in config.text
-        assert client.get("/dicom-web/studies").status_code == 200
-        missing = client.get("/dicom-web/studies/1.2.3/rendered")
-        assert missing.status_code == 404
-        assert missing.headers["content-type"].startswith("application/json")
