@@ -2,10 +2,11 @@
 
 The same harness runs against Orthanc (proving the harness: what OHIF needs from a DICOMweb
 server it gets there) and against ``dicom-repo serve`` on SQLite and PostgreSQL. For each it
-opens the study list, then the CT and the MR study, and asserts that a cornerstone viewport
-holds the image and that its canvas shows the image's grey levels (not a flat or noisy canvas),
-with no error notification and every DICOMweb request answered 2xx. Screenshots are kept in
-``test-artifacts/ohif/`` (or ``$DICOM_REPO_TEST_ARTIFACTS``).
+opens the study list, then a CT, an MR and a JPEG 2000 MR study from it (as a user clicks),
+and asserts that a cornerstone viewport holds the image and that its canvas shows the file's
+grey levels under each image pixel (not a flat or noisy canvas, not another image), with no
+error notification and every DICOMweb request answered 2xx. Screenshots and the server's log
+are kept in ``test-artifacts/ohif/`` (or ``$DICOM_REPO_TEST_ARTIFACTS``).
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _walk_through(page: Any, base_url: str, studies: list[ViewerStudy], name: st
 def test_ohif_draws_repository_studies(
     chromium: Any, repo_viewer: str, studies: list[ViewerStudy], db_url: str
 ) -> None:
-    """OHIF served by ``dicom-repo serve`` shows the study list and draws the CT and the MR."""
+    """OHIF served by ``dicom-repo serve`` shows the study list and draws each study."""
     backend = db_url.split(":", 1)[0]
     session = check_viewer(chromium, repo_viewer, studies, f"repository-{backend}")
     print(session.report())
@@ -217,6 +218,6 @@ def test_ohif_draws_repository_studies(
 def test_ohif_draws_orthanc_studies(
     chromium: Any, orthanc_viewer: str, studies: list[ViewerStudy]
 ) -> None:
-    """The harness itself: OHIF in front of Orthanc shows the study list and draws CT and MR."""
+    """The harness itself: OHIF in front of Orthanc shows the study list and draws each study."""
     session = check_viewer(chromium, orthanc_viewer, studies, "orthanc")
     print(session.report())
