@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import signal
@@ -39,8 +40,17 @@ from repository.normalize import NormalizedInstance, to_dicom_json
 from repository.web import qido, qido_sql
 from repository.web.attributes import STUDY
 
-from .common import backend, create, emit, scoped_url
-from .corpus import TARGET_SERIES, TARGET_STUDY, normalized_instances, target_study, write_files
+from .common import backend, create, drop, emit, scoped_url
+from .corpus import (
+    ROOT,
+    TARGET_SERIES,
+    TARGET_STUDY,
+    SeriesShape,
+    _fill,
+    _template,
+    normalized_instances,
+    target_study,
+)
 from .reads import SERIES_SQL, _raw
 
 NO_GZIP = {"Accept-Encoding": "identity"}
@@ -69,30 +79,40 @@ def serving(url: str, workers: int = 1) -> Iterator[str]:
         process.wait(30)
 
 
-def _median_get(session: requests.Session, url: str, repeat: int) -> float:
-    session.get(url, headers=NO_GZIP).raise_for_status()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        answer = session.get(url, headers=NO_GZIP)
+def _get(session: requests.Session, url: str) -> int:
+    """GET ``url`` whole (read in 1 MiB chunks: the client's own overhead stays small)."""
+    with session.get(url, headers=NO_GZIP, stream=True) as answer:
         answer.raise_for_status()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return sum(len(chunk) for chunk in answer.iter_content(1 << 20))
+
+
+def _median_get(session: requests.Session, url: str, repeat: int) -> float:
+    _get(session, url)
+    return statistics.median(_timed(lambda: _get(session, url)) for _ in range(repeat))
 
 
 def _raw_metadata(query: Any, series: str) -> bytes:
+    """The rows read by the bare driver, each serialized as soon as decoded (nothing kept)."""
     rows = query(SERIES_SQL, (series,))
-    return orjson.dumps([to_dicom_json(orjson.loads(text)) for (text,) in rows])
+    return b"[" + b",".join(orjson.dumps(to_dicom_json(orjson.loads(t))) for (t,) in rows) + b"]"
+
+
+def raw_baseline(scoped: str, repeat: int) -> None:
+    """Print the median time of the raw read + DICOM JSON serialization of the target series."""
+    with _raw(scoped) as query:
+        _raw_metadata(query, TARGET_SERIES[0])
+        times = [_timed(lambda: _raw_metadata(query, TARGET_SERIES[0])) for _ in range(repeat)]
+    print(statistics.median(times))
 
 
 def metadata(url: str, scoped: str, repeat: int = 15) -> None:
     """WADO-RS series metadata of the 1000-instance target series vs raw read + serialization."""
     series_url = f"/studies/{TARGET_STUDY}/series/{TARGET_SERIES[0]}/metadata"
-    with _raw(scoped) as query:
-        _raw_metadata(query, TARGET_SERIES[0])
-        raw = statistics.median(
-            _timed(lambda: _raw_metadata(query, TARGET_SERIES[0])) for _ in range(repeat)
-        )
+    # The baseline runs in a fresh interpreter, as the server does: in this process, the objects
+    # left by filling the database make every garbage collection (and so the baseline) slower.
+    code = f"from bench.serve import raw_baseline; raw_baseline({scoped!r}, {repeat})"
+    raw = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                               text=True).stdout)  # fmt: skip
     with serving(scoped) as root, requests.Session() as session:
         served = _median_get(session, root + series_url, repeat)
         size = len(session.get(root + series_url, headers=NO_GZIP).content)
@@ -106,28 +126,41 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+def _series_files(folder: Path, count: int = 1000) -> tuple[str, str, list[Path]]:
+    """``count`` Part-10 files of one axial CT series (real pixel data); its UIDs and paths."""
+    study = f"{ROOT}.888888.{os.getpid()}"
+    series = f"{study}.1"
+    shape = SeriesShape("CT", count)
+    paths = []
+    for n in range(count):
+        ds = copy.deepcopy(_template("CT"))
+        _fill(ds, study, series, f"{series}.{n + 1}", shape, n, 1)
+        paths.append(folder / f"{n + 1}.dcm")
+        ds.save_as(paths[-1])
+    return study, series, paths
+
+
 def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
     """The same 1000 files in Orthanc and here: WADO-RS series metadata, Orthanc vs ours."""
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_files(Path(folder), 1000, seed=7)
-        series = {p.name.rsplit(".", 2)[0] for p in paths}
-        study_series = max(series, key=lambda s: sum(p.name.startswith(s + ".") for p in paths))
-        chosen = [p for p in paths if p.name.startswith(study_series + ".")]
+        study, series, paths = _series_files(Path(folder))
         upload = f"{orthanc_url}/instances"
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda p: requests.post(upload, data=p.read_bytes(), timeout=60),
-                          chosen))  # fmt: skip
+                          paths))  # fmt: skip
         name = f"bench_serve_orthanc_{os.getpid()}"
         scoped = create(url, name)
-        with repository.connect(scoped) as store:
-            ingest(store, chosen, workers=2)
-        study = study_series.rsplit(".", 1)[0]
-        path = f"/studies/{study}/series/{study_series}/metadata"
-        with requests.Session() as session:
-            theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
-            with serving(scoped) as root:
-                ours = _median_get(session, root + path, repeat)
-    emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(chosen),
+        try:
+            with repository.connect(scoped) as store:
+                ingest(store, paths, workers=2)
+            path = f"/studies/{study}/series/{series}/metadata"
+            with requests.Session() as session:
+                theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
+                with serving(scoped) as root:
+                    ours = _median_get(session, root + path, repeat)
+        finally:
+            drop(url, name)
+    emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(paths),
          target="ratio < 0.05")  # fmt: skip
 
 

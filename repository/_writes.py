@@ -1,4 +1,4 @@
-"""SQL for the write path: bulk upserts on natural keys, and change-log records.
+"""SQL for the write path: bulk upserts on natural keys.
 
 Every function takes an open Connection inside a transaction and never commits. Rows are written
 with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a row that exists is never
@@ -15,25 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import psycopg
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .changelog import append_lock_key
-from .errors import ConflictError
-from .events import EVENTS, Event
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
+from .errors import ConflictError, TransactionConflictError
 from .image_id import file_image_id, wadors_image_id
-from .normalize import (
-    SERIES_KEYWORDS,
-    STUDY_KEYWORDS,
-    Metadata,
-    NormalizedInstance,
-    as_int,
-    as_text,
-    parse_date,
-    pick,
+from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
+from .schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+    series_table,
+    study_table,
 )
-from .schema import ChangeRow, InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .unit_of_work import is_unique_violation, translate_errors
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
@@ -48,39 +46,17 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _fit(value: str | None, length: int) -> str | None:
-    """Typed columns are bounded; the JSON keeps the full value."""
-    return value[:length] if value is not None else None
+_MODALITIES = next(c for c in STUDY_COLUMNS if c.name == "modalities_in_study")
 
 
 def study_columns(md: Mapping[str, Any]) -> dict[str, Any]:
     """Typed study columns from study-level metadata."""
-    modalities = md.get("ModalitiesInStudy")
-    if isinstance(modalities, list):
-        modalities = "\\".join(sorted({str(m) for m in modalities if m}))
-    return {
-        "patient_id": _fit(as_text(md.get("PatientID")), 64),
-        "patient_name": as_text(md.get("PatientName")),
-        "patient_birth_date": parse_date(md.get("PatientBirthDate")),
-        "patient_sex": _fit(as_text(md.get("PatientSex")), 16),
-        "study_date": parse_date(md.get("StudyDate")),
-        "study_time": _fit(as_text(md.get("StudyTime")), 32),
-        "accession_number": _fit(as_text(md.get("AccessionNumber")), 64),
-        "study_description": as_text(md.get("StudyDescription")),
-        "modalities_in_study": _fit(as_text(modalities), 256),
-    }
+    return column_values(STUDY_COLUMNS, md)
 
 
 def series_columns(md: Mapping[str, Any]) -> dict[str, Any]:
     """Typed series columns from series-level metadata."""
-    return {
-        "modality": _fit(as_text(md.get("Modality")), 16),
-        "series_number": as_int(md.get("SeriesNumber")),
-        "series_description": as_text(md.get("SeriesDescription")),
-        "series_date": parse_date(md.get("SeriesDate")),
-        "series_time": _fit(as_text(md.get("SeriesTime")), 32),
-        "body_part_examined": _fit(as_text(md.get("BodyPartExamined")), 64),
-    }
+    return column_values(SERIES_COLUMNS, md)
 
 
 # --------------------------------------------------------------------------- studies
@@ -133,14 +109,14 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
     for chunk in _chunks(ids):
         found: dict[int, set[str]] = {i: set() for i in chunk}
         for study_id, modality in conn.execute(
-            select(SeriesListRow.study_id, SeriesRow.modality)
+            select(SeriesListRow.study_id, series_table.c.modality)
             .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-            .where(SeriesListRow.study_id.in_(chunk), SeriesRow.modality.is_not(None))
+            .where(SeriesListRow.study_id.in_(chunk), series_table.c.modality.is_not(None))
             .distinct()
         ):
             found[study_id].add(str(modality))
         for study_id, old_text, md in conn.execute(
-            select(StudyRow.id, StudyRow.modalities_in_study, StudyRow.metadata_)
+            select(StudyRow.id, study_table.c.modalities_in_study, StudyRow.metadata_)
             .where(StudyRow.id.in_(chunk))
             .order_by(StudyRow.study_instance_uid)
             .with_for_update()
@@ -152,7 +128,7 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
                     update(StudyRow)
                     .where(StudyRow.id == study_id)
                     .values(
-                        modalities_in_study=_fit(text, 256),
+                        modalities_in_study=_MODALITIES.value({"ModalitiesInStudy": modalities}),
                         metadata_={**md, "ModalitiesInStudy": modalities},
                         updated_at=func.now(),
                     )
@@ -282,8 +258,8 @@ def check_conflicts(
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
         found = conn.execute(
-            select(InstanceRow.series_id, InstanceRow.sop_instance_uid)
-            .where(InstanceRow.sop_instance_uid.in_(chunk))
+            select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
+            .where(instance_table.c.sop_instance_uid.in_(chunk))
         ).all()  # fmt: skip
         if not found:
             continue
@@ -337,20 +313,7 @@ def insert_instances(
                 inst.sop_instance_uid,
             )
         )
-        rows.append(
-            {
-                "series_id": series_id,
-                "sop_instance_uid": inst.sop_instance_uid,
-                "sop_class_uid": inst.sop_class_uid,
-                "instance_number": inst.instance_number,
-                "number_of_frames": inst.number_of_frames,
-                "rows": inst.rows,
-                "columns": inst.columns,
-                "transfer_syntax_uid": inst.transfer_syntax_uid,
-                "image_id": image_id,
-                "metadata_": inst.metadata,
-            }
-        )
+        rows.append(instance_row(series_id, inst, image_id))
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
@@ -360,7 +323,7 @@ def insert_instances(
         index_elements=["series_id", "sop_instance_uid"]
     )
     result = conn.execute(
-        stmt.returning(InstanceRow.series_id, InstanceRow.sop_instance_uid), _params(rows)
+        stmt.returning(InstanceRow.series_id, instance_table.c.sop_instance_uid), _params(rows)
     )
     return {(series_id, uid) for series_id, uid in result}
 
@@ -368,17 +331,12 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_COPY_COLUMNS = (
-    "series_id",
-    "sop_instance_uid",
-    "sop_class_uid",
-    "instance_number",
-    "number_of_frames",
-    "rows",
-    "columns",
-    "transfer_syntax_uid",
-    "image_id",
-)
+_COPY_COLUMNS = ("series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
+
+
+def instance_row(series_id: int, inst: NormalizedInstance, image_id: str) -> dict[str, Any]:
+    """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
+    return {"series_id": series_id, **inst.typed, "image_id": image_id, "metadata_": inst.metadata}
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
@@ -393,6 +351,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
     try:
         with (
+            translate_errors("COPY into instance failed"),
             conn.begin_nested(),
             driver.cursor() as cur,
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
@@ -400,7 +359,9 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             for row in rows:
                 metadata = orjson.dumps(row["metadata_"]).decode()
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
-    except psycopg.errors.UniqueViolation:
+    except TransactionConflictError as error:
+        if not is_unique_violation(error):
+            raise
         return False
     return True
 
@@ -413,51 +374,7 @@ def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-# --------------------------------------------------------------------------- change log
-
-
-@dataclass(frozen=True)
-class PendingChange:
-    """A change to record in the change log, in this transaction."""
-
-    kind: EVENTS
-    study_instance_uid: str
-    series_instance_uid: str | None
-    data_source: str
-    made_in_client: bool
-    payload: Metadata
-
-
-def record_changes(
-    conn: Connection, changes: Sequence[PendingChange], channel: str | None = None
-) -> list[Event]:
-    """Append ``changes`` to the change log; return them as events with their seq numbers.
-
-    Call it last, just before commit. On PostgreSQL it first takes the change-log advisory lock
-    of the schema whose NOTIFY channel is ``channel`` (held until commit), so seq order is
-    commit order, and queues a NOTIFY on ``channel`` (sent only if the transaction commits).
-    """
-    if not changes:
-        return []
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        conn.execute(select(func.pg_advisory_xact_lock(append_lock_key(channel))))
-    rows = [
-        {"kind": c.kind.value, "study_instance_uid": c.study_instance_uid,
-         "series_instance_uid": c.series_instance_uid, "data_source": c.data_source,
-         "made_in_client": c.made_in_client, "payload": c.payload}
-        for c in changes
-    ]  # fmt: skip
-    stmt = _insert(conn, ChangeRow.__table__).returning(ChangeRow.seq, sort_by_parameter_order=True)
-    seqs = [seq for (seq,) in conn.execute(stmt, rows)]
-    if postgres and channel:
-        conn.execute(select(func.pg_notify(channel, str(max(seqs)))))
-    return [
-        Event(kind=c.kind, seq=seq, study_instance_uid=c.study_instance_uid,
-              series_instance_uid=c.series_instance_uid, data_source=c.data_source,
-              made_in_client=c.made_in_client, payload={**c.payload, "seq": seq})
-        for c, seq in zip(changes, seqs, strict=True)
-    ]  # fmt: skip
+# --------------------------------------------------------------------------- metadata
 
 
 def study_metadata(md: Mapping[str, Any]) -> Metadata:

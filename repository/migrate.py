@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 
 from .errors import NotMigratedError, RepositoryError
 from .schema import Base
+from .unit_of_work import translate_errors
+from .validation import strip_credentials
 
 
 def migrations_dir() -> Path:
@@ -41,6 +43,7 @@ def head_revision() -> str:
     return head
 
 
+@translate_errors("cannot read the schema revision")
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an unmigrated database)."""
     with engine.connect() as conn:
@@ -65,18 +68,21 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@translate_errors("upgrade failed")
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``."""
     with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
+@translate_errors("downgrade failed")
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops everything)."""
     with _migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
 
 
+@translate_errors("cannot compare the schema")
 def model_differences(engine: Engine) -> list[object]:
     """Differences between the migrated database and the models (empty when they agree)."""
     with engine.connect() as conn:
@@ -84,6 +90,7 @@ def model_differences(engine: Engine) -> list[object]:
         return list(compare_metadata(context, Base.metadata))
 
 
+@translate_errors("cannot list the tables")
 def is_empty(engine: Engine) -> bool:
     """True when the database has none of our tables and no alembic version table."""
     names = set(inspect(engine).get_table_names())
@@ -94,7 +101,7 @@ def ensure_current(engine: Engine) -> None:
     """Raise :class:`NotMigratedError` unless the database is at this library's head."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        where = engine.url.render_as_string(hide_password=True)
+        where = strip_credentials(engine.url)
         state = "not migrated" if current is None else f"at revision {current}, not {head}"
         raise NotMigratedError(
             f"database {where} is {state}: run `dicom-repo --db '{where}' db upgrade`"

@@ -12,8 +12,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from orthanc import UploadedFile
 from pydicom.encaps import generate_frames
-from web_fixtures import read
-from web_server import WebServer
+from web_server import WebServer, read
 
 pytest_plugins = ("web_fixtures",)
 OHIF_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'

@@ -13,8 +13,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from orthanc import UploadedFile
 from pydicom.uid import generate_uid
-from web_fixtures import read
-from web_server import WebServer, start
+from web_server import WebServer, read, start
 
 pytest_plugins = ("web_fixtures",)
 TOKEN = "s3cret-token-for-tests"

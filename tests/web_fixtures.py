@@ -7,11 +7,8 @@ with 2 workers on it (STOW-RS writing to a temporary folder).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-import pydicom
 import pytest
 from conftest import postgres_schema_url
 from dicomweb_client.api import DICOMwebClient
@@ -69,10 +66,3 @@ def server(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[We
 def client(server: WebServer) -> DICOMwebClient:
     """dicomweb-client pointed at the server."""
     return DICOMwebClient(server.dicomweb)
-
-
-def read(path: Path, pixels: bool = False) -> pydicom.Dataset:
-    """A file as pydicom reads it (warnings about test files' flaws silenced)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)

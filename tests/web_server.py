@@ -11,10 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
 import requests
 from orthanc import free_port
 
@@ -91,3 +93,10 @@ def start(
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"dicom-repo serve did not start; its log:\n{log.read_text()[-3000:]}")
+
+
+def read(path: Path, pixels: bool = False) -> pydicom.Dataset:
+    """A file as pydicom reads it (warnings about test files' flaws silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)

@@ -14,8 +14,16 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from ..columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn
 from ..normalize import SERIES_KEYWORDS, STUDY_KEYWORDS
-from ..schema import InstanceRow, SeriesRow, StudyRow
+from ..schema import (
+    InstanceRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+    series_table,
+    study_table,
+)
 from .errors import bad_request
 
 COMPUTED = {
@@ -40,13 +48,15 @@ class Level:
     defaults: tuple[str, ...]
 
 
+def _typed(uid: tuple[str, Any], table: Any, columns: tuple[TypedColumn, ...]) -> dict[str, Any]:
+    """Keyword -> SQL column: the level's UID and its typed columns (from repository.columns)."""
+    typed = {c.keywords[0]: table.c[c.name] for c in columns if c.name != "modalities_in_study"}
+    return {uid[0]: uid[1], **typed}
+
+
 STUDY = Level(
     "study", 0, StudyRow, "StudyInstanceUID",
-    {"StudyInstanceUID": StudyRow.study_instance_uid, "PatientID": StudyRow.patient_id,
-     "PatientName": StudyRow.patient_name, "PatientBirthDate": StudyRow.patient_birth_date,
-     "PatientSex": StudyRow.patient_sex, "StudyDate": StudyRow.study_date,
-     "StudyTime": StudyRow.study_time, "AccessionNumber": StudyRow.accession_number,
-     "StudyDescription": StudyRow.study_description},
+    _typed(("StudyInstanceUID", StudyRow.study_instance_uid), study_table, STUDY_COLUMNS),
     ("SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
      "ReferringPhysicianName", "TimezoneOffsetFromUTC", "PatientName", "PatientID",
      "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
@@ -54,10 +64,7 @@ STUDY = Level(
 )  # fmt: skip
 SERIES = Level(
     "series", 1, SeriesRow, "SeriesInstanceUID",
-    {"SeriesInstanceUID": SeriesRow.series_instance_uid, "Modality": SeriesRow.modality,
-     "SeriesNumber": SeriesRow.series_number, "SeriesDescription": SeriesRow.series_description,
-     "SeriesDate": SeriesRow.series_date, "SeriesTime": SeriesRow.series_time,
-     "BodyPartExamined": SeriesRow.body_part_examined},
+    _typed(("SeriesInstanceUID", SeriesRow.series_instance_uid), series_table, SERIES_COLUMNS),
     ("SpecificCharacterSet", "Modality", "TimezoneOffsetFromUTC", "SeriesDescription",
      "SeriesInstanceUID", "SeriesNumber", "NumberOfSeriesRelatedInstances",
      "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
@@ -65,9 +72,8 @@ SERIES = Level(
 )  # fmt: skip
 INSTANCE = Level(
     "instance", 2, InstanceRow, "SOPInstanceUID",
-    {"SOPInstanceUID": InstanceRow.sop_instance_uid, "SOPClassUID": InstanceRow.sop_class_uid,
-     "InstanceNumber": InstanceRow.instance_number, "NumberOfFrames": InstanceRow.number_of_frames,
-     "Rows": InstanceRow.rows, "Columns": InstanceRow.columns},
+    _typed(("SOPInstanceUID", instance_table.c.sop_instance_uid), instance_table,
+           INSTANCE_COLUMNS),
     ("SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "TimezoneOffsetFromUTC",
      "InstanceNumber", "Rows", "Columns", "BitsAllocated", "NumberOfFrames"),
 )  # fmt: skip

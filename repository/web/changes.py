@@ -46,7 +46,7 @@ async def page(request: Request) -> Response:
 
 def _sse(event: Event) -> bytes:
     data = orjson.dumps(event_json(event)).decode()
-    return f"id: {event.seq}\nevent: {event.kind.value}\ndata: {data}\n\n".encode()
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
 async def stream(request: Request) -> Response:

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import normalize
+from .. import validation
 from ..errors import InvalidUIDError
 
 log = logging.getLogger("repository.web")
@@ -43,7 +43,7 @@ def not_acceptable(message: str) -> WebError:
 def check_uid(value: str, what: str) -> str:
     """``value`` if it is a valid DICOM UID (the store's own rule), else a 400 naming it."""
     try:
-        return normalize.check_uid(value, what)
+        return validation.check_uid(value, what)
     except InvalidUIDError as error:
         raise bad_request(str(error)) from None
 

@@ -18,7 +18,13 @@ import orjson
 from sqlalchemy import Engine, select
 
 from .._reads import json_text
-from ..schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from ..schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+)
 from .errors import not_found
 
 FILE_PREFIX = "dicomfile:"
@@ -60,14 +66,14 @@ class StoredInstance:
 def find_instance(engine: Engine, uids: list[str]) -> StoredInstance:
     """The stored instance under these study, series and SOP Instance UIDs, else 404."""
     stmt = (
-        select(InstanceRow.image_id, SeriesListRow.wado_root, InstanceRow.transfer_syntax_uid,
-               InstanceRow.number_of_frames, json_text(InstanceRow.metadata_))
+        select(InstanceRow.image_id, SeriesListRow.wado_root, instance_table.c.transfer_syntax_uid,
+               instance_table.c.number_of_frames, json_text(InstanceRow.metadata_))
         .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
         .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
         .where(StudyRow.study_instance_uid == uids[0],
                SeriesRow.series_instance_uid == uids[1],
-               InstanceRow.sop_instance_uid == uids[2])
+               instance_table.c.sop_instance_uid == uids[2])
     )  # fmt: skip
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()

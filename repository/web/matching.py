@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Date, Integer, and_, func, or_
 
-from ..normalize import parse_date
+from ..validation import parse_date
 from .attributes import Attribute
 from .errors import bad_request, check_uid
 

@@ -19,7 +19,13 @@ from starlette.responses import Response, StreamingResponse
 
 from .._reads import json_text
 from ..normalize import to_dicom_json
-from ..schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from ..schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+)
 from .errors import not_found, path_uids
 from .negotiation import json_media_type
 from .qido import dicomweb_root
@@ -32,7 +38,7 @@ def instances_statement(uids: list[str]) -> Any:
     """Study, series, SOP Instance UID and metadata text of the instances under ``uids``."""
     stmt = (
         select(StudyRow.study_instance_uid, SeriesRow.series_instance_uid,
-               InstanceRow.sop_instance_uid, json_text(InstanceRow.metadata_))
+               instance_table.c.sop_instance_uid, json_text(InstanceRow.metadata_))
         .select_from(InstanceRow)
         .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
@@ -42,10 +48,10 @@ def instances_statement(uids: list[str]) -> Any:
     if len(uids) > 1:
         stmt = stmt.where(SeriesRow.series_instance_uid == uids[1])
     if len(uids) > 2:
-        stmt = stmt.where(InstanceRow.sop_instance_uid == uids[2])
+        stmt = stmt.where(instance_table.c.sop_instance_uid == uids[2])
     return stmt.order_by(
-        SeriesRow.id, InstanceRow.instance_number.is_(None), InstanceRow.instance_number,
-        InstanceRow.sop_instance_uid,
+        SeriesRow.id, instance_table.c.instance_number.is_(None), instance_table.c.instance_number,
+        instance_table.c.sop_instance_uid,
     )  # fmt: skip
 
 

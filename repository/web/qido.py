@@ -25,7 +25,6 @@ from .attributes import COMPUTED, INSTANCE, RETRIEVE_URL, SERIES, STUDY, Attribu
 from .errors import bad_request, path_uids
 from .negotiation import DICOM_JSON, json_media_type
 
-_CONTROL = frozenset({"includefield", "fuzzymatching", "limit", "offset"})
 _SCOPE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
 _SERVED = frozenset(COMPUTED) | {"ModalitiesInStudy"}  # computed here, never copied
 

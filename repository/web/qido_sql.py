@@ -15,7 +15,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select
 
 from .._reads import json_text
-from ..schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from ..schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+    series_table,
+    study_table,
+)
 from .attributes import INSTANCE, SERIES, STUDY, Attribute, Level
 from .matching import condition
 
@@ -66,9 +74,9 @@ def _base(level: Level) -> Select[Any]:
         docs.append(json_text(SeriesRow.metadata_))
     if level.rank >= INSTANCE.rank:
         ids.append(InstanceRow.id)
-        uids.append(InstanceRow.sop_instance_uid)
+        uids.append(instance_table.c.sop_instance_uid)
         docs.append(json_text(InstanceRow.metadata_))
-    stmt = select(*ids, *uids, StudyRow.modalities_in_study, *docs)
+    stmt = select(*ids, *uids, study_table.c.modalities_in_study, *docs)
     if level.rank >= SERIES.rank:
         stmt = (
             stmt.select_from(SeriesRow)
@@ -114,14 +122,14 @@ def statement(search: Search, dialect: str) -> Select[Any]:
             deepest = max(deepest, attr.level.rank)
     if search.modalities:
         if level is STUDY:
-            below.append(SeriesRow.modality.in_(search.modalities))
+            below.append(series_table.c.modality.in_(search.modalities))
             deepest = max(deepest, SERIES.rank)
         else:
             here.append(
                 exists(select(1).select_from(SeriesRow).join(
                     SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id
                 ).where(SeriesListRow.study_id == StudyRow.id,
-                        SeriesRow.modality.in_(search.modalities)))
+                        series_table.c.modality.in_(search.modalities)))
             )  # fmt: skip
     if below:
         here.append(_below(level, below, deepest))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_ENV = "DICOM_REPO_TOKEN"
@@ -41,7 +41,6 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

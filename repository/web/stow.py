@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import ConflictError, InvalidInputError
 from ..ingest import read_file
-from ..normalize import check_uid
 from ..store import Store
+from ..validation import check_uid
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
@@ -34,7 +34,6 @@ from .qido import dicomweb_root
 CANNOT_UNDERSTAND = 0xC000
 STUDY_MISMATCH = 0xA900  # "data set does not match SOP class" is the closest PS3.4 reason
 DUPLICATE_SOP = 0x0111
-PROCESSING_FAILURE = 0x0110
 _SERIES = "SeriesInstanceUID"
 
 
