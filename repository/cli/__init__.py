@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "repository.cli.feed:changes",
     "repository.reporting.cli:sql",
     "repository.reporting.cli:report",
+    "repository.web.cli:serve",
 )
 """Every command of ``dicom-repo``, as ``module:attribute`` of a click command or group."""
 
