@@ -18,8 +18,10 @@ from .normalize import (
     NormalizedInstance,
     check_uid,
     file_bulk_uri,
+    naturalize_dataset,
     normalize_instance,
 )
+from .normalize_fast import naturalize_dataset_fast
 from .store import Store
 
 DEFAULT_BATCH_SIZE = 500
@@ -74,9 +76,14 @@ def _is_instance(path: Path) -> bool:
     return True
 
 
-def read_file(path: str | Path) -> NormalizedInstance:
-    """Parse one file (large values are not read) into stored form; errors name the file."""
+def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
+    """Parse one file (large values are not read) into stored form; errors name the file.
+
+    ``fast`` decodes common raw elements without pydicom's value classes (same result, see
+    :mod:`repository.normalize_fast`); ``fast=False`` has pydicom convert every element.
+    """
     path = Path(path)
+    naturalize = naturalize_dataset_fast if fast else naturalize_dataset
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -91,7 +98,8 @@ def read_file(path: str | Path) -> NormalizedInstance:
                     ) from None
             if len(ds) == 0:
                 raise NotDicomError(f"{path}: truncated: no data set after the file header")
-            return normalize_instance(ds, source=str(path), bulk=file_bulk_uri(path))
+            bulk = file_bulk_uri(path)
+            return normalize_instance(ds, source=str(path), bulk=bulk, naturalize=naturalize)
     except InvalidInputError:
         raise
     except OSError as error:

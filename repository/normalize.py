@@ -99,25 +99,35 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
 def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, and reads them)
         raw = ds.get_item(tag, keep_deferred=True)  # do not read deferred (large) values
-        if raw is None:
-            continue
-        vr = raw.VR or _dictionary_vr(BaseTag(tag))
-        if vr in BINARY_VRS and _is_bulk(raw):
-            key, kw = _key(BaseTag(tag))
-            ref = {"BulkDataURI": bulk(raw) if bulk else None}
-            out[key] = ref if kw else {"vr": vr, **ref}
-            continue
-        try:
-            elem = ds[tag]
-            key, kw = _key(elem.tag)
-            values = _element_values(elem, bulk)
-        except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
-            key, kw = f"{int(tag):08X}", None
-            values = _binary(raw.value if isinstance(raw.value, bytes) else b"", "UN")
-            vr = "UN"
-        else:
-            vr = elem.VR
-        out[key] = _natural_value(vr, values) if kw else _tagged_value(vr, values)
+        if raw is not None:
+            naturalize_element(out, ds, tag, raw, bulk)
+
+
+def naturalize_element(
+    out: Metadata,
+    ds: Dataset,
+    tag: int,
+    raw: DataElement | RawDataElement,
+    bulk: BulkDataURI | None,
+) -> None:
+    """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
+    vr = raw.VR or _dictionary_vr(BaseTag(tag))
+    if vr in BINARY_VRS and _is_bulk(raw):
+        key, kw = _key(BaseTag(tag))
+        ref = {"BulkDataURI": bulk(raw) if bulk else None}
+        out[key] = ref if kw else {"vr": vr, **ref}
+        return
+    try:
+        elem = ds[tag]
+        key, kw = _key(elem.tag)
+        values = _element_values(elem, bulk)
+    except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
+        key, kw = f"{int(tag):08X}", None
+        values = _binary(raw.value if isinstance(raw.value, bytes) else b"", "UN")
+        vr = "UN"
+    else:
+        vr = elem.VR
+    out[key] = _natural_value(vr, values) if kw else _tagged_value(vr, values)
 
 
 def _dictionary_vr(tag: BaseTag) -> str:
@@ -356,10 +366,18 @@ def _check_value(key: str, value: Any, where: str) -> Any:
 # --------------------------------------------------------------------------- instance
 
 
-def to_naturalized(obj: Dataset | Mapping[str, Any], bulk: BulkDataURI | None = None) -> Metadata:
+DatasetNaturalizer = Callable[[Dataset, BulkDataURI | None], Metadata]
+"""A function from a Dataset to its stored form (``naturalize_dataset`` or a faster equal one)."""
+
+
+def to_naturalized(
+    obj: Dataset | Mapping[str, Any],
+    bulk: BulkDataURI | None = None,
+    naturalize: DatasetNaturalizer = naturalize_dataset,
+) -> Metadata:
     """Any accepted input (Dataset, DICOM JSON, naturalized dict) in stored form."""
     if isinstance(obj, Dataset):
-        return naturalize_dataset(obj, bulk)
+        return naturalize(obj, bulk)
     if not isinstance(obj, Mapping):
         raise InvalidValueError(f"expected a pydicom Dataset or a dict, got {type(obj).__name__}")
     if is_dicom_json(obj):
@@ -368,11 +386,15 @@ def to_naturalized(obj: Dataset | Mapping[str, Any], bulk: BulkDataURI | None = 
 
 
 def normalize_instance(
-    obj: Dataset | Mapping[str, Any], *, source: str, bulk: BulkDataURI | None = None
+    obj: Dataset | Mapping[str, Any],
+    *,
+    source: str,
+    bulk: BulkDataURI | None = None,
+    naturalize: DatasetNaturalizer = naturalize_dataset,
 ) -> NormalizedInstance:
     """Validate one instance and extract its typed columns; errors name ``source``."""
     try:
-        md = to_naturalized(obj, bulk)
+        md = to_naturalized(obj, bulk, naturalize)
         extras = {k: md.pop(k) for k in OHIF_EXTRA_KEYS & md.keys()}
         sop_uid = require_uid(md, "SOPInstanceUID")
         return NormalizedInstance(
