@@ -14,12 +14,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import psycopg
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .changelog import append_lock_key
+from .engine import dumps
 from .errors import ConflictError
 from .events import EVENTS, Event
 from .image_id import file_image_id, wadors_image_id
@@ -388,6 +387,8 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     of them since, the COPY fails with a unique violation and is rolled back to its savepoint;
     the caller then inserts them with ``ON CONFLICT DO NOTHING``, as for small batches.
     """
+    import psycopg  # here: SQLite users never load the PostgreSQL driver
+
     driver = conn.connection.driver_connection
     assert driver is not None
     columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
@@ -398,7 +399,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
         ):
             for row in rows:
-                metadata = orjson.dumps(row["metadata_"]).decode()
+                metadata = dumps(row["metadata_"])
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except psycopg.errors.UniqueViolation:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from .normalize import (
     normalize_instance,
 )
 from .normalize_fast import naturalize_dataset_fast
+from .serialized import SerializedMetadata
 from .store import Store
 
 DEFAULT_BATCH_SIZE = 500
@@ -109,10 +111,12 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
 
 
 def _read_or_report(path: Path) -> tuple[str, NormalizedInstance | None, str | None]:
+    """In a worker: the instance, its metadata serialized here rather than by the writer."""
     try:
-        return str(path), read_file(path), None
+        inst = read_file(path)
     except InvalidInputError as error:
         return str(path), None, str(error)
+    return str(path), dataclasses.replace(inst, metadata=SerializedMetadata.of(inst.metadata)), None
 
 
 def ingest(

@@ -76,7 +76,7 @@ class NormalizedInstance:
     image_id: str | None
     wado_root: str | None
     wado_uri: str | None
-    metadata: Metadata
+    metadata: Mapping[str, Any]  # a dict, or SerializedMetadata coming from a parse worker
 
 
 # --------------------------------------------------------------------------- pydicom -> stored
