@@ -355,6 +355,8 @@ def insert_instances(
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD and _copy(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
+    if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
+        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
     )
@@ -403,6 +405,29 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except psycopg.errors.UniqueViolation:
         return False
+    return True
+
+
+def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
+    """SQLite: the driver's executemany, without RETURNING; False if a row was not inserted.
+
+    A SQLite writer holds the database's write lock (``BEGIN IMMEDIATE``) since before
+    ``check_conflicts``, so the rows are new; should the row count say otherwise, the insert is
+    rolled back to its savepoint and the caller inserts with RETURNING, as for PostgreSQL.
+    """
+    columns = (*_COPY_COLUMNS, "metadata")
+    names = ", ".join(f'"{c}"' for c in columns)
+    stmt = (
+        f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING"
+    )
+    params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
+    savepoint = conn.begin_nested()
+    result = conn.exec_driver_sql(stmt, params)
+    if result.rowcount != len(rows):
+        savepoint.rollback()
+        return False
+    savepoint.commit()
     return True
 
 

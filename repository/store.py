@@ -369,12 +369,12 @@ class Store:
         uri = wado_uri or next((i.wado_uri for i in unique if i.wado_uri), None)
         study_md: dict[str, dict[str, Any]] = {}
         series_md: dict[tuple[str, str], dict[str, Any]] = {}
-        for inst in unique:
-            study_md.setdefault(inst.study_instance_uid, _writes.study_metadata(inst.metadata))
-            series_md.setdefault(
-                (inst.study_instance_uid, inst.series_instance_uid),
-                _writes.series_metadata(inst.metadata),
-            )
+        for inst in unique:  # the first instance of each study and series describes it
+            if inst.study_instance_uid not in study_md:
+                study_md[inst.study_instance_uid] = _writes.study_metadata(inst.metadata)
+            key = (inst.study_instance_uid, inst.series_instance_uid)
+            if key not in series_md:
+                series_md[key] = _writes.series_metadata(inst.metadata)
 
         def work(uow: _UnitOfWork) -> AddResult:
             conn = uow.conn
