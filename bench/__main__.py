@@ -166,6 +166,17 @@ def writers_cmd(url: str, counts: str, series: int) -> None:
     feed.writers(url, tuple(int(c) for c in counts.split(",")), series)
 
 
+@main.command("study-summaries")
+@click.option("--db", "url", required=True, help="Database URL to benchmark against.")
+@click.option("--studies", default=200, show_default=True, help="Studies of 5 series.")
+@click.option("--instances", default=40, show_default=True, help="Instances per series.")
+def study_summaries_cmd(url: str, studies: int, instances: int) -> None:
+    """The study list (one summary query) vs the bare query, and vs get_study per study."""
+    from . import summaries
+
+    summaries.run(url, studies, 5, instances)
+
+
 @main.command("event-latency")
 @click.option("--db", "url", required=True, help="Database URL to benchmark against.")
 @click.option("--events", default=200, show_default=True, help="Commits to time.")

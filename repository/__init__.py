@@ -26,6 +26,7 @@ from .errors import (
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
+from .summaries import StudySummary
 
 __all__ = [
     "DEFAULT_URL",
@@ -47,6 +48,7 @@ __all__ = [
     "SeriesList",
     "Store",
     "Study",
+    "StudySummary",
     "Subscription",
     "TransactionConflictError",
     "connect",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -13,11 +16,12 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from .completeness import check_depth, truncation
 from .errors import InvalidInputError, NotDicomError
+from .models import AddResult
 from .normalize import (
     BULK_DATA_THRESHOLD,
     NormalizedInstance,
-    check_uid,
     file_bulk_uri,
     naturalize_dataset,
     normalize_instance,
@@ -27,20 +31,47 @@ from .serialized import SerializedMetadata
 from .store import Store
 
 DEFAULT_BATCH_SIZE = 500
+PARENT_POLL_SECONDS = 0.5
 
 
 @dataclass
 class IngestReport:
-    """What an ingest did: counts, and each skipped file with the reason."""
+    """What an ingest did, one count per file, and each skipped file with the reason.
+
+    Every file lands in exactly one count: ``ingested`` (its instance was new and is now
+    stored), ``already_present`` (the store held its instance before this ingest), ``duplicates``
+    (an earlier file of this ingest holds the same instance) or ``skipped``.
+    """
 
     ingested: int = 0
     already_present: int = 0
+    duplicates: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    _added: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
         """True if any file could not be ingested."""
         return bool(self.skipped)
+
+    def summary(self) -> str:
+        """``N ingested, N already present, N skipped`` (and duplicate files, if any)."""
+        line = (
+            f"{self.ingested} ingested, {self.already_present} already present, "
+            f"{len(self.skipped)} skipped"
+        )
+        return line + (f", {self.duplicates} duplicates" if self.duplicates else "")
+
+    def count(self, sop_uids: Iterable[str], result: AddResult) -> None:
+        """Count the files of one written batch (their SOP UIDs, in order) from its result."""
+        for uid in sop_uids:
+            if uid in self._added:
+                self.duplicates += 1
+            elif uid in result.already_present_uids:
+                self.already_present += 1
+            else:
+                self.ingested += 1
+                self._added.add(uid)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -58,22 +89,17 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 def sample_files() -> list[Path]:
     """The DICOM instances among the test files bundled with pydicom (never downloaded).
 
-    That folder also holds DICOMDIRs, text dumps and deliberately broken files; only files that
-    carry valid Study, Series and SOP Instance UIDs are part of the sample.
+    That folder also holds DICOMDIRs, text dumps and deliberately broken or truncated files;
+    only the files that ingest would store are part of the sample.
     """
     folder = Path(pydicom.__file__).parent / "data" / "test_files"
     return [p for p in sorted(folder.rglob("*")) if p.is_file() and _is_instance(p)]
 
 
 def _is_instance(path: Path) -> bool:
-    keywords = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=keywords, force=True)
-        for keyword in keywords:
-            check_uid(ds.get(keyword), keyword)
-    except Exception:
+        read_file(path)
+    except InvalidInputError:
         return False
     return True
 
@@ -86,6 +112,8 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
     """
     path = Path(path)
     naturalize = naturalize_dataset_fast if fast else naturalize_dataset
+    name = display_name(path)
+    _check_openable(path, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -96,27 +124,74 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
                 ds = pydicom.dcmread(path, defer_size=BULK_DATA_THRESHOLD, force=True)
                 if "SOPInstanceUID" not in ds:
                     raise NotDicomError(
-                        f"{path}: not a DICOM file (no DICM prefix, no SOPInstanceUID)"
+                        f"{name}: not a DICOM file (no DICM prefix, no SOPInstanceUID)"
                     ) from None
             if len(ds) == 0:
-                raise NotDicomError(f"{path}: truncated: no data set after the file header")
+                raise NotDicomError(f"{name}: truncated: no data set after the file header")
+            cut = truncation(ds, path.stat().st_size)
+            if cut:
+                raise NotDicomError(f"{name}: truncated: {cut}")
             bulk = file_bulk_uri(path)
-            return normalize_instance(ds, source=str(path), bulk=bulk, naturalize=naturalize)
+            inst = normalize_instance(ds, source=name, bulk=bulk, naturalize=naturalize)
     except InvalidInputError:
         raise
     except OSError as error:
-        raise NotDicomError(f"{path}: cannot read: {error.strerror or error}") from None
+        raise NotDicomError(f"{name}: cannot read: {error.strerror or error}") from None
+    except RecursionError:
+        raise NotDicomError(f"{name}: sequences nested too deep to read") from None
     except Exception as error:  # pydicom raises many types for damaged files
-        raise NotDicomError(f"{path}: not readable as DICOM ({error})") from None
+        raise NotDicomError(f"{name}: not readable as DICOM ({error})") from None
+    check_depth(inst.metadata, name)
+    return inst
+
+
+def display_name(path: Path) -> str:
+    """``path`` as printable text: bytes that are not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_openable(path: Path, name: str) -> None:
+    """Refuse what would hang or cannot be stored before opening it."""
+    if name != str(path):
+        raise NotDicomError(f"{name}: the file name is not valid UTF-8")
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise NotDicomError(f"{name}: cannot read: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        raise NotDicomError(f"{name}: not a regular file ({_file_kind(mode)})")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISDIR, "a directory"))  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
 
 
 def _read_or_report(path: Path) -> tuple[str, NormalizedInstance | None, str | None]:
-    """In a worker: the instance, its metadata serialized here rather than by the writer."""
+    """One file's outcome (in a worker: metadata serialized here, not by the writer);
+    nothing that goes wrong with one file ends the run."""
+    name = display_name(path)
     try:
         inst = read_file(path)
     except InvalidInputError as error:
-        return str(path), None, str(error)
-    return str(path), dataclasses.replace(inst, metadata=SerializedMetadata.of(inst.metadata)), None
+        return name, None, str(error)
+    except Exception as error:  # an unforeseen failure is that file's, not the run's
+        return name, None, f"{name}: unexpected {type(error).__name__}: {error}"
+    return name, dataclasses.replace(inst, metadata=SerializedMetadata.of(inst.metadata)), None
+
+
+def _watch_parent() -> None:
+    """Worker initializer: exit when the parent process dies (even by ``kill -9``)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def ingest(
@@ -137,7 +212,7 @@ def ingest(
         workers = os.cpu_count() or 1
     report = IngestReport()
     if workers > 1 and len(files) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
             results = pool.map(_read_or_report, files, chunksize=16)
             _write_all(store, results, data_source, batch_size, report, progress)
     else:
@@ -191,5 +266,4 @@ def _write_batch(
             except InvalidInputError as error:
                 report.skipped.append((item[0], str(error)))
         return
-    report.ingested += result.added
-    report.already_present += len(batch) - result.added
+    report.count((inst.sop_instance_uid for _, inst in batch), result)

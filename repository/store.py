@@ -44,6 +44,7 @@ from .retry import DEFAULT_ATTEMPTS, run_with_retries, translate
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
 from .sop_class_handlers.registry import HandlerLike
+from .summaries import StudySummary, study_summaries
 
 InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
 """What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
@@ -498,6 +499,11 @@ class Store:
         """All study UIDs, in the order they were added (OHIF ``getStudyInstanceUIDs``)."""
         with self._read() as conn:
             return _reads.study_instance_uids(conn)
+
+    def get_study_summaries(self) -> list[StudySummary]:
+        """Every study with its series and their instance counts, in one query (no instances)."""
+        with self._read() as conn:
+            return study_summaries(conn)
 
     def get_study(self, study_uid: str) -> Study | None:
         """The study with all its series lists, series and instances (OHIF ``getStudy``)."""

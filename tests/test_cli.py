@@ -512,3 +512,13 @@ def test_help_of_every_command_renders() -> None:
         result = CliRunner().invoke(main, [*words, "--help"], catch_exceptions=False)
         assert result.exit_code == 0, path
         assert "Usage:" in result.output
+
+
+def test_every_command_of_the_command_table_is_registered_once() -> None:
+    from repository.cli import COMMANDS, load_command
+
+    names = [load_command(spec).name for spec in COMMANDS]
+    assert len(names) == len(set(names))
+    assert set(names) == set(main.commands)
+    with pytest.raises(TypeError, match="not a click command"):
+        load_command("repository.cli._shared:print_json")

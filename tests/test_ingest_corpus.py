@@ -21,6 +21,7 @@ import data_store  # type: ignore[import-untyped]
 import orjson
 import pydicom
 from conftest import PYDICOM_FILES
+from pydicom.dataelem import RawDataElement
 from sqlalchemy import text
 
 from repository import Store
@@ -55,11 +56,21 @@ def _valid_uid(value: Any) -> str | None:
     return uid if uid and len(uid) <= 64 and UID.match(uid) else None
 
 
+def _cut_short(ds: pydicom.Dataset) -> bool:
+    """True if a value read holds fewer bytes than its header declares (a truncated file)."""
+    return any(
+        isinstance(elem, RawDataElement) and elem.value is not None
+        and elem.length != 0xFFFFFFFF and len(elem.value) < elem.length
+        for elem in ds._dict.values()
+    )  # fmt: skip
+
+
 def _facts(path: Path) -> FileFacts:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True)
+            whole = not _cut_short(ds)  # before any value is converted
             found = [
                 _valid_uid(ds.get(k))
                 for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -69,7 +80,7 @@ def _facts(path: Path) -> FileFacts:
     except Exception:
         return FileFacts(path, None, None, None, None)
     study, series, sop = found
-    uids = (study, series, sop) if study and series and sop else None
+    uids = (study, series, sop) if study and series and sop and whole else None
     return FileFacts(path, uids, rows, columns, pixel_data)
 
 
@@ -152,10 +163,12 @@ def test_every_unreadable_file_is_skipped_with_a_reason_naming_it(store: Store) 
 
 def test_report_counts_add_up_to_the_number_of_files(store: Store) -> None:
     report = ingest_corpus(store)
-    assert report.ingested + report.already_present + len(report.skipped) == len(corpus())
+    files = report.ingested + report.already_present + report.duplicates + len(report.skipped)
+    assert files == len(corpus())
     readable_files = readable()
     distinct = {f.uids[2] for f in readable_files if f.uids}
-    assert report.already_present == len(readable_files) - len(distinct)
+    assert (report.ingested, report.already_present) == (len(distinct), 0)
+    assert report.duplicates == len(readable_files) - len(distinct)
 
 
 def test_the_database_holds_one_instance_per_distinct_sop_uid(store: Store) -> None:
@@ -181,7 +194,8 @@ def test_ingesting_the_corpus_twice_adds_nothing(store: Store) -> None:
         after = conn.execute(text("SELECT count(*) FROM instance")).scalar_one()
     assert after == before
     assert second.ingested == 0
-    assert second.already_present == first.ingested + first.already_present
+    assert second.already_present == first.ingested + first.duplicates
+    assert second.duplicates == 0
     assert sorted(second.skipped) == sorted(first.skipped)
 
 

@@ -228,3 +228,17 @@ def test_ingest_through_the_fast_path_stores_the_pydicom_form(store: repository.
         assert got is not None
         stored = orjson.loads(orjson.dumps(dict(got.metadata)))
         assert stored == orjson.loads(orjson.dumps(expected))
+
+
+def test_fast_path_agrees_on_every_hostile_file(tmp_path: Path) -> None:
+    from hostile_corpus import cases
+
+    different = []
+    for case in cases():
+        try:
+            path = case.make(tmp_path)
+        except OSError:
+            continue  # a file kind this file system cannot hold
+        if path.is_file() and _outcome(path, fast=False) != _outcome(path, fast=True):
+            different.append(case.name)
+    assert different == []

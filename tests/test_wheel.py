@@ -89,7 +89,7 @@ def test_the_wheel_ships_the_migrations_inside_the_package(wheel: Path) -> None:
     in_checkout = {p.name for p in (CHECKOUT / "migrations" / "versions").glob("*.py")}
     assert shipped == in_checkout
     assert in_checkout, "no migration scripts in the checkout"
-    assert "repository/__init__.py" in names and "repository/cli.py" in names
+    assert "repository/__init__.py" in names and "repository/cli/__init__.py" in names
     assert not any(n.startswith(("tests/", "migrations/")) for n in names)
 
 

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -32,10 +31,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 from dicomweb_client import DICOMwebClient
 
-from ..errors import InvalidInputError, InvalidUIDError, RepositoryError
+from ..errors import InvalidInputError, InvalidUIDError
 from ..image_id import wadors_image_id
+from ..models import AddResult
 from ..normalize import check_uid
 from ..store import Store
+from .pull import PullError, PullProgress, PullReport, PullRun
 
 log = logging.getLogger(__name__)
 
@@ -51,44 +52,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RF
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*")
 
 DicomJson = dict[str, Any]
-
-
-class PullError(RepositoryError):
-    """A pull failed. The message names the server (without credentials) and what was asked
-    (study, series); ``report`` counts what had been committed before the failure."""
-
-    def __init__(self, message: str, report: PullReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass
-class PullReport:
-    """What a pull did: studies pulled completely, and series and instances committed."""
-
-    data_source: str
-    studies: int = 0
-    series: int = 0
-    instances_added: int = 0
-    instances_present: int = 0
-    failures: list[str] = field(default_factory=list)
-    """With ``keep_going``: the error message of each study or series that failed."""
-
-
-@dataclass(frozen=True)
-class PullProgress:
-    """A snapshot handed to the ``progress`` callback of :meth:`DicomWebSource.pull`.
-
-    ``series_total`` counts the series of the studies searched so far; it grows as the pull
-    reaches new studies.
-    """
-
-    studies_total: int
-    studies_done: int = 0
-    series_total: int = 0
-    series_done: int = 0
-    instances_added: int = 0
-    instances_present: int = 0
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -396,62 +359,13 @@ class DicomWebSource:
         """
         if studies is not None and query:
             raise ValueError("give either studies or a query, not both")
-        report = PullReport(self.name)
-        state = PullProgress(studies_total=0)
+        run = PullRun(self, store, progress=progress, keep_going=keep_going)
+        if studies is None:
+            return run.run(partial(self.search_studies, query), named=False)
+        return run.run(partial(_study_uids, studies), named=True)
 
-        def tell(**changes: int) -> None:
-            nonlocal state
-            state = replace(
-                state,
-                **changes,
-                instances_added=report.instances_added,
-                instances_present=report.instances_present,
-            )
-            if progress is not None:
-                progress(state)
-
-        def failed(error: PullError) -> None:
-            if not keep_going:
-                raise error
-            log.warning("%s", error)
-            report.failures.append(str(error))
-
-        try:
-            if studies is not None:
-                try:
-                    wanted = list(dict.fromkeys(check_uid(s, "StudyInstanceUID") for s in studies))
-                except InvalidUIDError as error:
-                    raise PullError(str(error)) from None
-            else:
-                wanted = self.search_studies(query)
-            tell(studies_total=len(wanted))
-            for study_uid in wanted:
-                complete = True
-                try:
-                    summaries = self.search_series(study_uid)
-                    if not summaries and studies is not None:
-                        raise PullError(f"{self.server} has no series of study {study_uid}")
-                except PullError as error:
-                    failed(error)
-                    summaries, complete = [], False
-                tell(series_total=state.series_total + len(summaries))
-                for summary in summaries:
-                    try:
-                        self._pull_series(store, study_uid, summary, report)
-                    except PullError as error:
-                        failed(error)
-                        complete = False
-                    tell(series_done=state.series_done + 1)
-                report.studies += complete
-                tell(studies_done=state.studies_done + 1)
-        except PullError as error:
-            error.report = report
-            raise
-        return report
-
-    def _pull_series(
-        self, store: Store, study_uid: str, summary: DicomJson, report: PullReport
-    ) -> None:
+    def store_series(self, store: Store, study_uid: str, summary: DicomJson) -> AddResult:
+        """Fetch one series' instances, then commit its summary and instances together."""
         series_uid = check_uid(_first(summary, SERIES_UID), "SeriesInstanceUID")
         instances = self.series_metadata(study_uid, series_uid)  # fetched before the transaction
         try:
@@ -469,9 +383,15 @@ class DicomWebSource:
             "%s: series %s of study %s: %d added, %d already present",
             self.server, series_uid, study_uid, result.added, result.already_present,
         )  # fmt: skip
-        report.series += 1
-        report.instances_added += result.added
-        report.instances_present += result.already_present
+        return result
+
+
+def _study_uids(studies: Iterable[str]) -> list[str]:
+    """The given Study Instance UIDs, checked, without repeats."""
+    try:
+        return list(dict.fromkeys(check_uid(s, "StudyInstanceUID") for s in studies))
+    except InvalidUIDError as error:
+        raise PullError(str(error)) from None
 
 
 def _absolute_bulk_data_uris(ds: DicomJson, series_url: str, wado_root: str) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import click
 import orjson
 
-from .errors import RepositoryError
-from .events import ALL_EVENTS, Event
-from .store import Store
+from ..events import ALL_EVENTS, Event
+from ..store import Store
+from ._shared import json_option, open_store
 
 PAGE = 1000
 _SAID_ELSEWHERE = {"StudyInstanceUID", "SeriesInstanceUID", "data_source", "madeInClient", "seq"}
@@ -49,7 +49,7 @@ def _echo(event: Event, as_json: bool) -> None:
               help="Print at most N changes (not with --follow).")  # fmt: skip
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing changes as any process commits them (Ctrl-C stops).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option(help="One JSON object per line.")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="With --follow: how often to read the change log "
               "unprompted (SQLite: 0.2; PostgreSQL, which is notified: 10).")  # fmt: skip
@@ -67,23 +67,13 @@ def changes(
     The change log is durable: a consumer that remembers the last seq it handled resumes with
     --since SEQ and misses nothing.
     """
-    from . import connect
-
     if follow and limit is not None:
         raise click.UsageError("--limit cannot be combined with --follow")
-    try:
-        store = connect(ctx.obj["url"], poll_interval=poll_interval)
-    except RepositoryError as error:
-        raise click.ClickException(str(error)) from None
-    try:
+    with open_store(ctx, poll_interval=poll_interval) as store:
         if follow:
             _follow(store, since, as_json)
         else:
             _print(store, since, limit, as_json)
-    except RepositoryError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        store.close()
 
 
 def _print(store: Store, since: int, limit: int | None, as_json: bool) -> None:

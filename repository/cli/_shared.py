@@ -1,0 +1,87 @@
+"""What every command shares: consoles, the --json option, JSON output, store and engine."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..engine import make_engine
+from ..errors import RepositoryError
+from ..store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
+console = Console(width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True)
+
+
+def json_option(help: str = "Print JSON instead of a table.") -> Callable[[F], F]:
+    """The ``--json`` flag of every command that prints data (passed as ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def quiet_option(function: F) -> F:
+    """The ``--quiet`` flag of the commands that show a progress bar."""
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="No progress bar; print only the summary."
+    )(function)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON."""
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+def progress_bar(quiet: bool, *columns: str | ProgressColumn) -> Progress:
+    """A progress bar on stderr, shown only on a terminal and without ``--quiet``."""
+    return Progress(*columns, console=err, disable=quiet or not err.is_terminal)
+
+
+def database_url(ctx: click.Context) -> str | None:
+    """The ``--db`` URL given to the group (None: the environment or the default)."""
+    url: str | None = ctx.find_root().obj["url"]
+    return url
+
+
+@contextmanager
+def open_store(ctx: click.Context, **options: Any) -> Iterator[Store]:
+    """The store at ``--db``; library errors become one-line messages, not tracebacks."""
+    from .. import connect
+
+    try:
+        store = connect(database_url(ctx), **options)
+    except RepositoryError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        yield store
+    except RepositoryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+
+
+@contextmanager
+def open_engine(ctx: click.Context) -> Iterator[Engine]:
+    """An engine for the db commands; failures become one-line errors, not tracebacks."""
+    try:
+        engine = make_engine(database_url(ctx))
+    except Exception as error:
+        raise click.ClickException(f"invalid database URL: {error}") from None
+    try:
+        yield engine
+    except (RepositoryError, SQLAlchemyError) as error:
+        where = engine.url.render_as_string(hide_password=True)
+        detail = getattr(error, "orig", None) or error
+        raise click.ClickException(f"database {where}: {detail}") from None
+    finally:
+        engine.dispose()

@@ -1,0 +1,167 @@
+"""Study summaries: every study with its series and instance counts, in one query.
+
+Listing studies needs their attributes and how many series and instances each holds, not the
+instances themselves; :func:`study_summaries` reads all of it in one statement (instances are
+only counted, per series, by the database) instead of loading every study's instances.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, RowMapping, Text, cast, func, select
+
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One series of a study summary: its attributes and how many instances it holds."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    data_source: str
+    modality: str | None
+    series_number: int | None
+    series_description: str | None
+    series_date: dt.date | None
+    series_time: str | None
+    body_part_examined: str | None
+    wado_root: str | None
+    number_of_instances: int
+    raw_metadata: str | bytes | Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The series-level attributes (naturalized), decoded on first use."""
+        raw = self.raw_metadata
+        return MappingProxyType(dict(raw) if isinstance(raw, Mapping) else orjson.loads(raw))
+
+
+@dataclass(frozen=True)
+class SeriesListSummary:
+    """The series one data source holds for a study."""
+
+    data_source: str
+    wado_root: str | None
+    wado_uri: str | None
+    series: tuple[SeriesSummary, ...]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """A study's attributes, its series lists and their series, without instances."""
+
+    study_instance_uid: str
+    patient_id: str | None
+    patient_name: str | None
+    patient_birth_date: dt.date | None
+    patient_sex: str | None
+    study_date: dt.date | None
+    study_time: str | None
+    accession_number: str | None
+    study_description: str | None
+    modalities_in_study: tuple[str, ...]
+    series_lists: tuple[SeriesListSummary, ...]
+
+    @property
+    def series(self) -> tuple[SeriesSummary, ...]:
+        """Every series of every data source."""
+        return tuple(s for sl in self.series_lists for s in sl.series)
+
+    @property
+    def number_of_series(self) -> int:
+        """Series held, counting a series once per data source that holds it."""
+        return len(self.series)
+
+    @property
+    def number_of_instances(self) -> int:
+        """Instances held, over every series of every data source."""
+        return sum(s.number_of_instances for s in self.series)
+
+    @property
+    def data_sources(self) -> tuple[str, ...]:
+        """The data sources holding series of this study, in the order they were added."""
+        return tuple(sl.data_source for sl in self.series_lists)
+
+
+_STUDY = (
+    StudyRow.study_instance_uid, StudyRow.patient_id, StudyRow.patient_name,
+    StudyRow.patient_birth_date, StudyRow.patient_sex, StudyRow.study_date, StudyRow.study_time,
+    StudyRow.accession_number, StudyRow.study_description,
+)  # fmt: skip
+_SERIES = (
+    SeriesRow.series_instance_uid, SeriesRow.modality, SeriesRow.series_number,
+    SeriesRow.series_description, SeriesRow.series_date, SeriesRow.series_time,
+    SeriesRow.body_part_examined,
+)  # fmt: skip
+
+
+def _query() -> Any:
+    counts = (
+        select(InstanceRow.series_id, func.count().label("number_of_instances"))
+        .group_by(InstanceRow.series_id)
+        .subquery()
+    )
+    return (
+        select(
+            StudyRow.id.label("study_id"), *_STUDY, StudyRow.modalities_in_study,
+            SeriesListRow.id.label("series_list_id"), SeriesListRow.data_source,
+            SeriesListRow.wado_root, SeriesListRow.wado_uri, SeriesRow.id.label("series_id"),
+            *_SERIES, cast(SeriesRow.metadata_, Text).label("series_metadata"),
+            func.coalesce(counts.c.number_of_instances, 0).label("number_of_instances"),
+        )
+        .outerjoin(SeriesListRow, SeriesListRow.study_id == StudyRow.id)
+        .outerjoin(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
+        .outerjoin(counts, counts.c.series_id == SeriesRow.id)
+        .order_by(StudyRow.id, SeriesListRow.id, SeriesRow.series_number.is_(None),
+                  SeriesRow.series_number, SeriesRow.id)
+    )  # fmt: skip
+
+
+def study_summaries(conn: Connection) -> list[StudySummary]:
+    """Every study, in the order they were added, with its series and their instance counts.
+
+    Series are ordered as :meth:`Store.get_study` orders them (by data source, then series
+    number); a series without instances counts zero.
+    """
+    rows = conn.execute(_query()).mappings().all()
+    studies: dict[int, list[RowMapping]] = {}
+    for row in rows:
+        studies.setdefault(row["study_id"], []).append(row)
+    return [_study(group) for group in studies.values()]
+
+
+def _study(rows: Sequence[RowMapping]) -> StudySummary:
+    lists: dict[int, list[RowMapping]] = {}
+    for row in rows:
+        if row["series_list_id"] is not None:
+            lists.setdefault(row["series_list_id"], []).append(row)
+    first = rows[0]
+    return StudySummary(
+        **{c.key: first[c.key] for c in _STUDY},
+        modalities_in_study=tuple(m for m in (first["modalities_in_study"] or "").split("\\") if m),
+        series_lists=tuple(_series_list(group) for group in lists.values()),
+    )
+
+
+def _series_list(rows: Sequence[RowMapping]) -> SeriesListSummary:
+    first = rows[0]
+    series = tuple(
+        SeriesSummary(
+            study_instance_uid=row["study_instance_uid"],
+            data_source=row["data_source"],
+            wado_root=row["wado_root"],
+            number_of_instances=row["number_of_instances"],
+            raw_metadata=row["series_metadata"],
+            **{c.key: row[c.key] for c in _SERIES},
+        )
+        for row in rows
+        if row["series_id"] is not None
+    )
+    return SeriesListSummary(first["data_source"], first["wado_root"], first["wado_uri"], series)
