@@ -27,10 +27,15 @@ from .normalize import (
     normalize_instance,
 )
 from .normalize_fast import naturalize_dataset_fast
+from .pipeline import BackgroundWriter, ordered_results
 from .serialized import SerializedMetadata
 from .store import Store
 
 DEFAULT_BATCH_SIZE = 500
+CHUNK = 16
+"""Files per worker task."""
+WINDOW = 4
+"""Worker tasks in flight per worker: enough to keep it busy, few enough to bound memory."""
 PARENT_POLL_SECONDS = 0.5
 
 
@@ -211,20 +216,29 @@ def ingest(
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()
+
+    def write(batch: list[tuple[str, NormalizedInstance]]) -> None:
+        _write_batch(store, batch, data_source, report)
+
     if workers > 1 and len(files) > 1:
         with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
-            results = pool.map(_read_or_report, files, chunksize=16)
-            _write_all(store, results, data_source, batch_size, report, progress)
+            results = ordered_results(
+                pool, _read_or_report, files, chunk=CHUNK, window=WINDOW * workers
+            )
+            # inside the caller's transaction, writes must stay in the caller's thread
+            if store.in_transaction:
+                _write_all(results, write, batch_size, report, progress)
+            else:
+                with BackgroundWriter(write) as writer:
+                    _write_all(results, writer.put, batch_size, report, progress)
     else:
-        results_iter = map(_read_or_report, files)
-        _write_all(store, results_iter, data_source, batch_size, report, progress)
+        _write_all(map(_read_or_report, files), write, batch_size, report, progress)
     return report
 
 
 def _write_all(
-    store: Store,
     results: Iterable[tuple[str, NormalizedInstance | None, str | None]],
-    data_source: str,
+    write: Callable[[list[tuple[str, NormalizedInstance]]], object],
     batch_size: int,
     report: IngestReport,
     progress: Callable[[int], object] | None,
@@ -236,12 +250,12 @@ def _write_all(
         else:
             batch.append((path, inst))
         if len(batch) >= batch_size:
-            _write_batch(store, batch, data_source, report)
+            write(batch)
             batch = []
         if progress:
             progress(1)
     if batch:
-        _write_batch(store, batch, data_source, report)
+        write(batch)
 
 
 def _write_batch(

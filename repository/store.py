@@ -96,6 +96,11 @@ class Store:
 
     # ------------------------------------------------------------------ transactions
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``with store.transaction():`` in the calling thread."""
+        return getattr(self._local, "uow", None) is not None
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group several adds into one commit; events are delivered after it, or never.
