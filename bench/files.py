@@ -99,7 +99,9 @@ def ingest_files(url: str, count: int, kind: str = "small", repeat: int = 1) -> 
     workers = os.cpu_count() or 1
     naive = _pool(baselines.naive_loop, files, workers)
     to_json = _pool(baselines.to_json_dict, files, workers)
-    took, base, json_base = [], [], []
+    took, base, json_base, startup = [], [], [], []
+    empty = FILES_ROOT / "empty"
+    empty.mkdir(parents=True, exist_ok=True)
     for _ in range(repeat):
         base.append(timed(naive))
         json_base.append(timed(to_json))
@@ -107,6 +109,7 @@ def ingest_files(url: str, count: int, kind: str = "small", repeat: int = 1) -> 
             took.append(timed(lambda s=scoped: _cli_ingest(s, files[0].parent, workers)))
             stored = _count_instances(scoped)
             assert stored == count, f"{stored} of {count} files stored"
+            startup.append(timed(lambda s=scoped: _cli_ingest(s, empty, workers)))
     return emit(
         f"ingest-files-{kind}",
         url,
@@ -117,6 +120,8 @@ def ingest_files(url: str, count: int, kind: str = "small", repeat: int = 1) -> 
         baseline_is="naive pydicom loop (dcmread, .value to JSON types, orjson)",
         to_json_dict=round(count / min(json_base), 1),
         ratio_vs_to_json_dict=round(min(json_base) / min(took), 3),
+        cli_startup_s=round(min(startup), 3),  # the same command on an empty folder
+        ratio_without_startup=round(min(base) / (min(took) - min(startup)), 3),
         files=count,
         workers=workers,
     )
@@ -146,9 +151,10 @@ def _tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int]:
+def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int, float]:
     cli = "from repository.cli import main; main()"
     cmd = [sys.executable, "-c", cli, "--db", url, "ingest", str(folder), "--quiet"]
+    start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     peak = [0, 0]
     done = threading.Event()
@@ -162,21 +168,23 @@ def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     code = proc.wait()
+    took = time.perf_counter() - start
     done.set()
     sampler.join()
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {code}")
-    return peak[0], peak[1]
+    return peak[0], peak[1], took
 
 
 def memory(url: str, count: int) -> dict[str, Any]:
-    """Peak RSS and PSS (process tree) of ingesting ``count`` files vs a tenth of them."""
+    """Peak RSS and PSS (process tree) of ingesting ``count`` files vs a tenth of them, and
+    the throughput of both runs (files/s, start-up included): flat means it scales."""
     files = corpus_files(count)
     small = corpus_files(max(1, count // 10))
     with scratch(url, "bench_mem_small") as scoped:
-        baseline, baseline_pss = _peak_memory_of_ingest(scoped, small[0].parent)
+        baseline, baseline_pss, small_took = _peak_memory_of_ingest(scoped, small[0].parent)
     with scratch(url, "bench_mem") as scoped:
-        peak, peak_pss = _peak_memory_of_ingest(scoped, files[0].parent)
+        peak, peak_pss, took = _peak_memory_of_ingest(scoped, files[0].parent)
     mb = 1024 * 1024
     return emit(
         "memory",
@@ -190,4 +198,7 @@ def memory(url: str, count: int) -> dict[str, Any]:
         pss_mb=round(peak_pss / mb, 1),
         baseline_pss_mb=round(baseline_pss / mb, 1),
         target_mb=400,
+        files_per_s=round(count / took, 1),
+        baseline_files_per_s=round(len(small) / small_took, 1),
+        throughput_ratio=round((count / took) / (len(small) / small_took), 3),
     )
