@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, tuple_, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .changelog import append_lock_key
@@ -277,12 +277,13 @@ def check_conflicts(
     """
     present: set[tuple[int, str]] = set()
     wanted = {i.sop_instance_uid: i for i in instances}
-    for chunk in _chunks(list(wanted)):
+    postgres = conn.dialect.name == "postgresql"
+    for chunk in [list(wanted)] if postgres else _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
         found = conn.execute(
             select(InstanceRow.series_id, InstanceRow.sop_instance_uid)
-            .where(InstanceRow.sop_instance_uid.in_(chunk))
+            .where(_one_of(InstanceRow.sop_instance_uid, chunk, postgres))
         ).all()  # fmt: skip
         if not found:
             continue
@@ -309,6 +310,14 @@ def check_conflicts(
                 )
             present.add((series_id, sop))
     return present
+
+
+def _one_of(column: Any, values: Sequence[str], postgres: bool) -> Any:
+    """``column IN (...)``; on PostgreSQL ``= ANY(array)``, one parameter however many values
+    (a statement with thousands of parameters costs more to build and parse than to run)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)
 
 
 def insert_instances(
