@@ -12,6 +12,7 @@ from .config import DEFAULT_URL, resolve_url
 from .engine import make_engine
 from .errors import (
     ConflictError,
+    ConnectionLostError,
     DatabaseError,
     InvalidInputError,
     InvalidUIDError,
@@ -33,6 +34,7 @@ __all__ = [
     "EVENTS",
     "AddResult",
     "ConflictError",
+    "ConnectionLostError",
     "DatabaseError",
     "Event",
     "Instance",

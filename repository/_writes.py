@@ -1,4 +1,4 @@
-"""SQL for the write path: bulk upserts on natural keys, and change-log records.
+"""SQL for the write path: bulk upserts on natural keys.
 
 Every function takes an open Connection inside a transaction and never commits. Rows are written
 with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a row that exists is never
@@ -17,10 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .changelog import append_lock_key
 from .engine import dumps
-from .errors import ConflictError
-from .events import EVENTS, Event
+from .errors import ConflictError, TransactionConflictError
 from .image_id import file_image_id, wadors_image_id
 from .normalize import (
     SERIES_KEYWORDS,
@@ -32,7 +30,8 @@ from .normalize import (
     parse_date,
     pick,
 )
-from .schema import ChangeRow, InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .unit_of_work import is_unique_violation, translate_errors
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
@@ -398,13 +397,13 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     of them since, the COPY fails with a unique violation and is rolled back to its savepoint;
     the caller then inserts them with ``ON CONFLICT DO NOTHING``, as for small batches.
     """
-    import psycopg  # here: SQLite users never load the PostgreSQL driver
 
     driver = conn.connection.driver_connection
     assert driver is not None
     columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
     try:
         with (
+            translate_errors("COPY into instance failed"),
             conn.begin_nested(),
             driver.cursor() as cur,
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
@@ -412,7 +411,9 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             for row in rows:
                 metadata = dumps(row["metadata_"])
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
-    except psycopg.errors.UniqueViolation:
+    except TransactionConflictError as error:
+        if not is_unique_violation(error):
+            raise
         return False
     return True
 
@@ -448,51 +449,7 @@ def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-# --------------------------------------------------------------------------- change log
-
-
-@dataclass(frozen=True)
-class PendingChange:
-    """A change to record in the change log, in this transaction."""
-
-    kind: EVENTS
-    study_instance_uid: str
-    series_instance_uid: str | None
-    data_source: str
-    made_in_client: bool
-    payload: Metadata
-
-
-def record_changes(
-    conn: Connection, changes: Sequence[PendingChange], channel: str | None = None
-) -> list[Event]:
-    """Append ``changes`` to the change log; return them as events with their seq numbers.
-
-    Call it last, just before commit. On PostgreSQL it first takes the change-log advisory lock
-    of the schema whose NOTIFY channel is ``channel`` (held until commit), so seq order is
-    commit order, and queues a NOTIFY on ``channel`` (sent only if the transaction commits).
-    """
-    if not changes:
-        return []
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        conn.execute(select(func.pg_advisory_xact_lock(append_lock_key(channel))))
-    rows = [
-        {"kind": c.kind.value, "study_instance_uid": c.study_instance_uid,
-         "series_instance_uid": c.series_instance_uid, "data_source": c.data_source,
-         "made_in_client": c.made_in_client, "payload": c.payload}
-        for c in changes
-    ]  # fmt: skip
-    stmt = _insert(conn, ChangeRow.__table__).returning(ChangeRow.seq, sort_by_parameter_order=True)
-    seqs = [seq for (seq,) in conn.execute(stmt, rows)]
-    if postgres and channel:
-        conn.execute(select(func.pg_notify(channel, str(max(seqs)))))
-    return [
-        Event(kind=c.kind, seq=seq, study_instance_uid=c.study_instance_uid,
-              series_instance_uid=c.series_instance_uid, data_source=c.data_source,
-              made_in_client=c.made_in_client, payload={**c.payload, "seq": seq})
-        for c, seq in zip(changes, seqs, strict=True)
-    ]  # fmt: skip
+# --------------------------------------------------------------------------- metadata
 
 
 def study_metadata(md: Mapping[str, Any]) -> Metadata:

@@ -12,10 +12,11 @@ Hierarchy::
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
     └── DatabaseError
-        └── TransactionConflictError
+        ├── TransactionConflictError
+        └── ConnectionLostError
 
-Database driver exceptions are translated at the store boundary (``raise ... from exc``), so a
-caller only needs to catch these classes.
+Database driver exceptions are translated in one place, :func:`repository.unit_of_work.translate`
+(``raise ... from exc``), so a caller only needs to catch these classes.
 """
 
 from __future__ import annotations
@@ -68,4 +69,14 @@ class TransactionConflictError(DatabaseError):
     Single ``add_*`` calls retry such failures by themselves; this reaches the caller from inside
     an explicit :meth:`Store.transaction` block (which cannot be replayed: use
     :meth:`Store.run_in_transaction`), or when the retries are exhausted.
+    """
+
+
+class ConnectionLostError(DatabaseError):
+    """Raised when the database connection was lost (server restart, terminated backend) and
+    the transaction on it was abandoned.
+
+    Like :class:`TransactionConflictError`, single ``add_*`` calls and
+    :meth:`Store.run_in_transaction` run the whole transaction again on a new connection; this
+    reaches the caller from inside an explicit :meth:`Store.transaction` block.
     """

@@ -1,13 +1,25 @@
-"""Store events and subscriptions; each subscription remembers the last seq it was handed."""
+"""Store events: their kinds, one payload constructor per kind, and subscriptions.
+
+Writers build each change with the constructor of its kind (:func:`study_added`,
+:func:`series_added`, :func:`instances_added`, :func:`series_updated`); the change log stores it
+and :func:`parse_change` reads it back. Payload keys are OHIF's (``StudyInstanceUID``,
+``SeriesInstanceUID``, ``seriesSummaryMetadata``, ``madeInClient``), plus ours (``data_source``,
+``seq``, and per kind ``SeriesInstanceUIDs``, ``count``, ``keys``).
+
+A change log shared with a newer version may hold kinds this version does not know: they are
+read as events whose ``kind`` is a plain string, delivered to ``"*"`` subscribers only.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from .errors import InvalidValueError
 
 log = logging.getLogger("repository.events")
 
@@ -20,12 +32,49 @@ class EVENTS(StrEnum):
     INSTANCES_ADDED = "INSTANCES_ADDED"
     SERIES_UPDATED = "SERIES_UPDATED"
 
+    @property
+    def ohif_name(self) -> str:
+        """The event string OHIF's DicomMetadataStore broadcasts for this kind."""
+        return OHIF_EVENT_NAMES[self]
+
+
+OHIF_EVENT_NAMES = {
+    EVENTS.STUDY_ADDED: "event::dicomMetadataStore:studyAdded",
+    EVENTS.SERIES_ADDED: "event::dicomMetadataStore:seriesAdded",
+    EVENTS.INSTANCES_ADDED: "event::dicomMetadataStore:instancesAdded",
+    EVENTS.SERIES_UPDATED: "event::dicomMetadataStore:seriesUpdated",
+}
+"""OHIF v3's event strings (``DicomMetadataStore.EVENTS`` values); ``subscribe`` accepts them."""
+
+ALL_EVENTS = "*"
+"""Subscribe to this to get every event kind through one subscription (one seq order)."""
+
+
+def event_kind(name: str) -> EVENTS | None:
+    """The kind a subscriber names: ours (``"SERIES_ADDED"``), OHIF's event string, or None
+    for ``"*"``. Raises :class:`InvalidValueError` for anything else.
+    """
+    if name == ALL_EVENTS:
+        return None
+    for kind, ohif in OHIF_EVENT_NAMES.items():
+        if name in (kind.value, ohif):
+            return kind
+    known = ", ".join(EVENTS)
+    raise InvalidValueError(
+        f"unknown event {name!r}; the store fires {known} (or their OHIF names, such as "
+        f"{EVENTS.SERIES_ADDED.ohif_name!r}; {ALL_EVENTS!r} for all)"
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One committed change, as delivered to subscribers and recorded in the change log."""
+    """One committed change, as delivered to subscribers and recorded in the change log.
 
-    kind: EVENTS
+    ``kind`` is an :class:`EVENTS` member, or a plain string for a kind written by a newer
+    version of this library (see :attr:`known`).
+    """
+
+    kind: EVENTS | str
     seq: int
     study_instance_uid: str
     series_instance_uid: str | None
@@ -33,11 +82,120 @@ class Event:
     made_in_client: bool
     payload: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def known(self) -> bool:
+        """False for a change kind this version of the library does not know."""
+        return isinstance(self.kind, EVENTS)
+
+
+# --------------------------------------------------------------------------- constructors
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A change made in the open transaction, to be appended to the change log at commit."""
+
+    kind: EVENTS
+    study_instance_uid: str
+    series_instance_uid: str | None
+    data_source: str
+    made_in_client: bool
+    payload: Mapping[str, Any]
+
+    def committed(self, seq: int) -> Event:
+        """The event this change became when the change log gave it ``seq``."""
+        payload = {**self.payload, "seq": seq}
+        return Event(self.kind, seq, self.study_instance_uid, self.series_instance_uid,
+                     self.data_source, self.made_in_client, payload)  # fmt: skip
+
+
+def study_added(study_uid: str, data_source: str, made_in_client: bool) -> PendingChange:
+    """STUDY_ADDED: ``{StudyInstanceUID, madeInClient, data_source}``."""
+    payload = {"StudyInstanceUID": study_uid, "madeInClient": made_in_client,
+               "data_source": data_source}  # fmt: skip
+    return PendingChange(EVENTS.STUDY_ADDED, study_uid, None, data_source, made_in_client, payload)
+
+
+def series_added(
+    study_uid: str,
+    summaries: Iterable[Mapping[str, Any]],
+    data_source: str,
+    made_in_client: bool,
+) -> PendingChange:
+    """SERIES_ADDED: ``{StudyInstanceUID, seriesSummaryMetadata, madeInClient}``, plus
+    ``SeriesInstanceUIDs`` (of the summaries) and ``data_source``.
+
+    ``summaries`` are the series summaries of the study that were added or changed, as given.
+    """
+    listed = [dict(summary) for summary in summaries]
+    payload = {"StudyInstanceUID": study_uid, "seriesSummaryMetadata": listed,
+               "madeInClient": made_in_client,
+               "SeriesInstanceUIDs": [s["SeriesInstanceUID"] for s in listed],
+               "data_source": data_source}  # fmt: skip
+    return PendingChange(EVENTS.SERIES_ADDED, study_uid, None, data_source, made_in_client, payload)
+
+
+def instances_added(
+    study_uid: str, series_uid: str, count: int, data_source: str, made_in_client: bool
+) -> PendingChange:
+    """INSTANCES_ADDED: ``{StudyInstanceUID, SeriesInstanceUID, madeInClient}``, plus ``count``
+    (instances the series gained) and ``data_source``."""
+    payload = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+               "madeInClient": made_in_client, "count": count,
+               "data_source": data_source}  # fmt: skip
+    return PendingChange(
+        EVENTS.INSTANCES_ADDED, study_uid, series_uid, data_source, made_in_client, payload
+    )
+
+
+def series_updated(
+    study_uid: str, series_uid: str, keys: Iterable[str], data_source: str
+) -> PendingChange:
+    """SERIES_UPDATED: ``{StudyInstanceUID, SeriesInstanceUID, madeInClient}``, plus ``keys``
+    (the attributes changed, sorted) and ``data_source``.
+
+    ``madeInClient`` is False: the update is stored, and subscribers get it by default.
+    """
+    payload = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+               "madeInClient": False, "keys": sorted(keys), "data_source": data_source}  # fmt: skip
+    return PendingChange(EVENTS.SERIES_UPDATED, study_uid, series_uid, data_source, False, payload)
+
+
+_unknown_kinds: set[str] = set()
+_unknown_lock = threading.Lock()
+
+
+def parse_change(
+    seq: int,
+    kind: str,
+    study: str,
+    series: str | None,
+    data_source: str | None,
+    made_in_client: bool,
+    payload: Mapping[str, Any] | None,
+) -> Event:
+    """The event a change-log row holds; an unknown kind is kept as a plain string (logged
+    once per kind), so readers pass over it instead of failing.
+    """
+    try:
+        parsed: EVENTS | str = EVENTS(kind)
+    except ValueError:
+        parsed = str(kind)
+        with _unknown_lock:
+            first = parsed not in _unknown_kinds
+            _unknown_kinds.add(parsed)
+        if first:
+            log.warning(
+                "the change log holds change kind %r (seq %d), unknown to this version "
+                "(written by a newer one?): only '*' subscribers get it",
+                parsed,
+                seq,
+            )
+    return Event(parsed, seq, study, series, data_source or "", bool(made_in_client),
+                 {**(payload or {}), "seq": seq})  # fmt: skip
+
 
 Callback = Callable[[Event], object]
-
-ALL_EVENTS = "*"
-"""Subscribe to this to get every event kind through one subscription (one seq order)."""
 
 
 class Subscription:
@@ -83,19 +241,13 @@ class EventHub:
     def add(
         self, kind: str, callback: Callback, include_made_in_client: bool, last_seq: int
     ) -> Subscription:
-        """Register ``callback`` for ``kind`` (or every kind: ``"*"``), for changes after
-        ``last_seq``. Raises ValueError for an unknown event name.
+        """Register ``callback`` for ``kind`` (see :func:`event_kind`), for changes after
+        ``last_seq``. Raises :class:`InvalidValueError` (a ValueError) for an unknown name.
         """
-        try:
-            event_kind = None if kind == ALL_EVENTS else EVENTS(kind)
-        except ValueError:
-            known = ", ".join(EVENTS)
-            raise ValueError(
-                f"unknown event {kind!r}; the store fires {known} (or {ALL_EVENTS!r} for all)"
-            ) from None
+        wanted = event_kind(kind)
         if not callable(callback):
             raise TypeError("callback must be callable")
-        sub = Subscription(self, event_kind, callback, include_made_in_client, last_seq)
+        sub = Subscription(self, wanted, callback, include_made_in_client, last_seq)
         with self._lock:
             self._subscriptions.append(sub)
         return sub

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 from . import changelog
 from .events import Callback, Event, EventHub, Subscription
+from .unit_of_work import translate_errors
 
 log = logging.getLogger("repository.feed")
 
@@ -91,12 +92,12 @@ class Feed:
 
     def read(self, after: int, limit: int) -> list[Event]:
         """Committed changes after seq ``after``, oldest first."""
-        with self.engine.connect() as conn:
+        with translate_errors("reading the change log failed"), self.engine.connect() as conn:
             return changelog.read_changes(conn, after, limit)
 
     def max_seq(self) -> int:
         """The newest committed seq."""
-        with self.engine.connect() as conn:
+        with translate_errors("reading the change log failed"), self.engine.connect() as conn:
             return changelog.max_seq(conn)
 
     def deliver(self) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 
 from .errors import NotMigratedError, RepositoryError
 from .schema import Base
+from .unit_of_work import translate_errors
 
 
 def migrations_dir() -> Path:
@@ -41,6 +42,7 @@ def head_revision() -> str:
     return head
 
 
+@translate_errors("cannot read the schema revision")
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an unmigrated database)."""
     with engine.connect() as conn:
@@ -65,18 +67,21 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@translate_errors("upgrade failed")
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``."""
     with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
+@translate_errors("downgrade failed")
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops everything)."""
     with _migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
 
 
+@translate_errors("cannot compare the schema")
 def model_differences(engine: Engine) -> list[object]:
     """Differences between the migrated database and the models (empty when they agree)."""
     with engine.connect() as conn:
@@ -84,6 +89,7 @@ def model_differences(engine: Engine) -> list[object]:
         return list(compare_metadata(context, Base.metadata))
 
 
+@translate_errors("cannot list the tables")
 def is_empty(engine: Engine) -> bool:
     """True when the database has none of our tables and no alembic version table."""
     names = set(inspect(engine).get_table_names())

@@ -21,6 +21,8 @@ import repository
 from repository import migrate
 from repository.engine import make_engine
 
+pytest_plugins = ["pytester"]
+
 PG_URL = os.environ.get(
     "DICOM_REPO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -698,20 +698,32 @@ def test_keep_going_records_the_failure_and_pulls_the_rest(
     assert "HTTP 500" in failure and SERIES[1] in failure
 
 
-def test_cli_reports_what_was_committed_before_the_error(db_url: str, scripted: Scripted) -> None:
+def test_cli_with_fail_fast_reports_what_was_committed_before_the_error(
+    db_url: str, scripted: Scripted
+) -> None:
     scripted.reply(metadata_path(SERIES[2]), {"error": "boom"}, 500)
-    result = CliRunner().invoke(main, ["--db", db_url, "pull", scripted.url, "-q"])
+    result = CliRunner().invoke(main, ["--db", db_url, "pull", scripted.url, "-q", "--fail-fast"])
     assert result.exit_code == 1
     assert "before the error: 0 studies, 2 series" in result.output
     assert (
         f"HTTP 500 Internal Server Error to the WADO-RS metadata request of series {SERIES[2]}"
         in (result.output)
     )
-    keep_going = CliRunner().invoke(
-        main, ["--db", db_url, "pull", scripted.url, "-q", "--keep-going"]
-    )
-    assert keep_going.exit_code == 1
-    assert "failed: " in keep_going.output and "1 failed" in keep_going.output
+
+
+def test_cli_goes_on_past_a_failed_series_and_reports_it_with_the_servers_answer(
+    db_url: str, scripted: Scripted
+) -> None:
+    scripted.reply(metadata_path(SERIES[1]), {"error": "boom"}, 500)
+    result = CliRunner().invoke(main, ["--db", db_url, "pull", scripted.url, "-q"])
+    assert result.exit_code == 1
+    assert "failed: " in result.output and "HTTP 500" in result.output
+    assert SERIES[1] in result.output and "1 failed" in result.output
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        pulled = {row[0] for row in conn.execute(text("SELECT series_instance_uid FROM series"))}
+    engine.dispose()
+    assert {SERIES[0], SERIES[2]} <= pulled
 
 
 def test_series_results_without_study_uid_are_filed_under_the_study_asked_for(

@@ -12,7 +12,6 @@ import orjson
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..engine import make_engine
 from ..errors import RepositoryError
@@ -79,9 +78,8 @@ def open_engine(ctx: click.Context) -> Iterator[Engine]:
         raise click.ClickException(f"invalid database URL: {error}") from None
     try:
         yield engine
-    except (RepositoryError, SQLAlchemyError) as error:
+    except RepositoryError as error:  # migrate translates driver errors (unit_of_work)
         where = engine.url.render_as_string(hide_password=True)
-        detail = getattr(error, "orig", None) or error
-        raise click.ClickException(f"database {where}: {detail}") from None
+        raise click.ClickException(f"database {where}: {error}") from None
     finally:
         engine.dispose()

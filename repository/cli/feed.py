@@ -14,13 +14,14 @@ from ._shared import json_option, open_store
 
 PAGE = 1000
 _SAID_ELSEWHERE = {"StudyInstanceUID", "SeriesInstanceUID", "data_source", "madeInClient", "seq"}
+_TOO_LONG = {"seriesSummaryMetadata"}  # one line per change: --json prints the summaries
 
 
 def event_json(event: Event) -> dict[str, Any]:
     """One change as the JSON object ``changes --json`` prints."""
     return {
         "seq": event.seq,
-        "kind": event.kind.value,
+        "kind": str(event.kind),
         "study_instance_uid": event.study_instance_uid,
         "series_instance_uid": event.series_instance_uid,
         "data_source": event.data_source,
@@ -33,9 +34,9 @@ def _echo(event: Event, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(event_json(event)).decode())
         return
-    detail = {k: v for k, v in event.payload.items() if k not in _SAID_ELSEWHERE}
+    detail = {k: v for k, v in event.payload.items() if k not in _SAID_ELSEWHERE | _TOO_LONG}
     click.echo(
-        f"{event.seq}\t{event.kind.value}\t{event.study_instance_uid}\t"
+        f"{event.seq}\t{event.kind}\t{event.study_instance_uid}\t"
         f"{event.series_instance_uid or '-'}\t{event.data_source}"
         f"{' (made in client)' if event.made_in_client else ''}\t"
         f"{orjson.dumps(detail).decode() if detail else ''}"

@@ -48,7 +48,10 @@ if TYPE_CHECKING:
     "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
     help="Seconds to wait for each request.",
 )  # fmt: skip
-@click.option("--keep-going", is_flag=True, help="Go on after a failed study or series.")
+@click.option(
+    "--fail-fast", is_flag=True,
+    help="Stop at the first failed study or series (default: go on, report each at the end).",
+)  # fmt: skip
 @quiet_option
 @click.pass_context
 def pull(
@@ -60,15 +63,16 @@ def pull(
     wado_root: str | None,
     headers: tuple[str, ...],
     timeout: float,
-    keep_going: bool,
+    fail_fast: bool,
     quiet: bool,
 ) -> None:
     """Pull studies from the DICOMweb server at URL (its QIDO-RS/WADO-RS root).
 
     Pulls the given --study UIDs, else every study matching the --query filters, else every
     study. Each series is committed on its own; running the same pull again adds only what is
-    missing. Credentials (in URL or headers) are sent to the server only: never stored, never
-    printed.
+    missing. A study or series the server cannot serve is reported at the end (exit status 1)
+    and the pull goes on, unless --fail-fast. Credentials (in URL or headers) are sent to the
+    server only: never stored, never printed.
     """
     if studies and queries:
         raise click.UsageError("give --study or --query, not both")
@@ -82,7 +86,7 @@ def pull(
     with open_store(ctx) as store, source, progress:
         report = _run(progress, lambda: source.pull(
             store, studies=studies or None, query=query or None, progress=show,
-            keep_going=keep_going,
+            keep_going=not fail_fast,
         ))  # fmt: skip
     for failure in report.failures:
         click.echo(f"failed: {failure}", err=True)

@@ -1,0 +1,340 @@
+"""The store's write commands: validate the input, then return the work to run in a transaction.
+
+Each command checks and normalizes its input first (outside any transaction, so bad input
+fails before the database is touched) and returns a function of a
+:class:`~repository.unit_of_work.Transaction`, which the unit of work runs under a savepoint:
+it writes the rows (with :mod:`repository._writes`) and appends the changes it made, built by
+the constructors of :mod:`repository.events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, func, select, update
+
+from . import _writes, events
+from .errors import ConflictError, InvalidValueError, NotFoundError
+from .models import AddResult
+from .normalize import (
+    NormalizedInstance,
+    as_int,
+    check_uid,
+    file_bulk_uri,
+    normalize_instance,
+    require_uid,
+    to_naturalized,
+)
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .unit_of_work import Transaction
+
+T = TypeVar("T")
+Work = Callable[[Transaction], T]
+"""What a command returns: the writes to run in a transaction."""
+
+InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
+"""What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
+
+DEFAULT_DATA_SOURCE = "default"
+
+
+def check_data_source(data_source: str) -> str:
+    """Return ``data_source`` if it is a usable data-source name, else raise InvalidValueError."""
+    if not isinstance(data_source, str) or not data_source.strip() or len(data_source) > 64:
+        raise InvalidValueError(f"data_source {data_source!r} must be a name of 1-64 characters")
+    return data_source
+
+
+# --------------------------------------------------------------------------- studies, series
+
+
+def add_study(
+    study: Dataset | Mapping[str, Any],
+    data_source: str,
+    wado_root: str | None,
+    wado_uri: str | None,
+) -> Work[bool]:
+    """OHIF ``addStudy``: create the study (and its series list) if new; True if created."""
+    check_data_source(data_source)
+    md = _writes.study_metadata(to_naturalized(study))
+    uid = require_uid(md, "StudyInstanceUID")
+
+    def work(tx: Transaction) -> bool:
+        ids, created = _writes.upsert_studies(tx.conn, {uid: md})
+        _writes.upsert_series_lists(tx.conn, ids.values(), data_source, wado_root, wado_uri)
+        tx.changes.extend(events.study_added(new, data_source, False) for new in created)
+        return bool(created)
+
+    return work
+
+
+def _group_summaries(
+    items: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Series summaries by study and series UID, and each study's metadata."""
+    by_study: dict[str, dict[str, dict[str, Any]]] = {}
+    study_md: dict[str, dict[str, Any]] = {}
+    for index, summary in enumerate(items):
+        md = to_naturalized(summary)
+        md.pop("imageId", None)
+        try:
+            study_uid = require_uid(md, "StudyInstanceUID")
+            series_uid = require_uid(md, "SeriesInstanceUID")
+        except InvalidValueError as error:
+            raise type(error)(f"series summary #{index}: {error}") from None
+        by_study.setdefault(study_uid, {})[series_uid] = md
+        study_md.setdefault(study_uid, _writes.study_metadata(md))
+    for study_uid, series in by_study.items():
+        study_md[study_uid].setdefault("NumberOfStudyRelatedSeries", len(series))
+    return by_study, study_md
+
+
+def add_series_metadata(
+    summaries: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+    data_source: str,
+    made_in_client: bool,
+    wado_root: str | None,
+    wado_uri: str | None,
+) -> Work[None]:
+    """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed."""
+    check_data_source(data_source)
+    items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
+    by_study, study_md = _group_summaries(items)
+
+    def work(tx: Transaction) -> None:
+        ids, created = _writes.upsert_studies(tx.conn, study_md)
+        lists = _writes.upsert_series_lists(tx.conn, ids.values(), data_source, wado_root, wado_uri)
+        list_of = {study: lists[ids[study]][0] for study in by_study}
+        wanted = {
+            (list_of[study], uid): md
+            for study, series in by_study.items()
+            for uid, md in series.items()
+        }
+        result = _writes.upsert_series(tx.conn, wanted, incoming_wins=True)
+        _writes.refresh_modalities(tx.conn, ids.values())
+        touched = set(result.created) | set(result.changed)
+        tx.changes.extend(events.study_added(s, data_source, made_in_client) for s in created)
+        for study, series in by_study.items():
+            added = [md for uid, md in series.items() if (list_of[study], uid) in touched]
+            if added:
+                tx.changes.append(events.series_added(study, added, data_source, made_in_client))
+
+    return work
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def normalize_inputs(
+    instances: Iterable[InstanceInput],
+) -> tuple[list[NormalizedInstance], dict[str, str]]:
+    """Normalize each input (naming it by file or position in errors); also return the file
+    each SOP instance was read from, for ``dicomfile:`` imageIds."""
+    normalized: list[NormalizedInstance] = []
+    paths: dict[str, str] = {}
+    for index, item in enumerate(instances):
+        if isinstance(item, NormalizedInstance):
+            normalized.append(item)
+            continue
+        filename = getattr(item, "filename", None) if isinstance(item, Dataset) else None
+        bulk = file_bulk_uri(filename) if isinstance(filename, str) else None
+        inst = normalize_instance(item, source=filename or f"instance #{index}", bulk=bulk)
+        if isinstance(filename, str):
+            paths.setdefault(inst.sop_instance_uid, filename)
+        normalized.append(inst)
+    return normalized, paths
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Instances to add (one copy of each), and where they go."""
+
+    instances: list[NormalizedInstance]
+    data_source: str
+    made_in_client: bool
+    wado_root: str | None
+    wado_uri: str | None
+    paths: Mapping[str, str]
+
+    def series_keys(self) -> dict[tuple[str, str], NormalizedInstance]:
+        """(study UID, series UID) -> the first instance of that series in the batch."""
+        keys: dict[tuple[str, str], NormalizedInstance] = {}
+        for inst in self.instances:
+            keys.setdefault((inst.study_instance_uid, inst.series_instance_uid), inst)
+        return keys
+
+
+@dataclass(frozen=True)
+class _Parents:
+    """The rows a batch's instances hang under, once created or found."""
+
+    created_studies: list[str]
+    series_id: dict[tuple[str, str], int]
+    wado_roots: dict[int, str | None]
+
+
+def add_normalized(
+    instances: list[NormalizedInstance],
+    data_source: str,
+    made_in_client: bool,
+    wado_root: str | None,
+    wado_uri: str | None,
+    paths: Mapping[str, str] | None,
+) -> Work[AddResult] | None:
+    """OHIF ``addInstances`` for normalized instances; None when there is nothing to add."""
+    check_data_source(data_source)
+    unique = _dedupe(instances)
+    if not unique:
+        return None
+    root = wado_root or next((i.wado_root for i in unique if i.wado_root), None)
+    uri = wado_uri or next((i.wado_uri for i in unique if i.wado_uri), None)
+    batch = _Batch(unique, data_source, made_in_client, root, uri, paths or {})
+
+    def work(tx: Transaction) -> AddResult:
+        parents = _upsert_parents(tx.conn, batch)
+        present = _writes.check_conflicts(tx.conn, batch.instances, data_source)
+        rows = [
+            (parents.series_id[(i.study_instance_uid, i.series_instance_uid)], i,
+             batch.paths.get(i.sop_instance_uid))
+            for i in batch.instances
+        ]  # fmt: skip
+        inserted = _writes.insert_instances(tx.conn, rows, parents.wado_roots, present)
+        already = frozenset(
+            i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
+            not in inserted
+        )  # fmt: skip
+        tx.changes.extend(_instance_changes(batch, parents, inserted))
+        return AddResult(len(inserted), len(already), already, tuple(parents.created_studies))
+
+    return work
+
+
+def _upsert_parents(conn: Connection, batch: _Batch) -> _Parents:
+    """Create or find the studies, series lists and series of ``batch``."""
+    firsts = batch.series_keys()
+    study_md: dict[str, dict[str, Any]] = {}
+    for (study, _), inst in firsts.items():  # the study's first instance wins
+        study_md.setdefault(study, _writes.study_metadata(inst.metadata))
+    ids, created = _writes.upsert_studies(conn, study_md)
+    lists = _writes.upsert_series_lists(
+        conn, ids.values(), batch.data_source, batch.wado_root, batch.wado_uri
+    )
+    list_of = {study: lists[study_id][0] for study, study_id in ids.items()}
+    wanted = {(list_of[st], se): _writes.series_metadata(i.metadata)
+              for (st, se), i in firsts.items()}  # fmt: skip
+    series = _writes.upsert_series(conn, wanted, incoming_wins=False)
+    if series.created:
+        _writes.refresh_modalities(conn, ids.values())
+    series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in firsts}
+    roots = {series_id[key]: lists[ids[key[0]]][1] for key in firsts}
+    return _Parents(created, series_id, roots)
+
+
+def _instance_changes(
+    batch: _Batch, parents: _Parents, inserted: set[tuple[int, str]]
+) -> list[events.PendingChange]:
+    """STUDY_ADDED per new study, then INSTANCES_ADDED per series that gained instances."""
+    changes = [
+        events.study_added(study, batch.data_source, batch.made_in_client)
+        for study in parents.created_studies
+    ]
+    counts: dict[tuple[str, str], int] = {}
+    for inst in batch.instances:
+        key = (inst.study_instance_uid, inst.series_instance_uid)
+        if (parents.series_id[key], inst.sop_instance_uid) in inserted:
+            counts[key] = counts.get(key, 0) + 1
+    changes += [
+        events.instances_added(study, series, count, batch.data_source, batch.made_in_client)
+        for (study, series), count in counts.items()
+    ]
+    return changes
+
+
+def _dedupe(instances: Iterable[NormalizedInstance]) -> list[NormalizedInstance]:
+    """First copy of each SOP instance wins; one SOP UID in two series is a conflict."""
+    seen: dict[str, NormalizedInstance] = {}
+    for inst in instances:
+        first = seen.setdefault(inst.sop_instance_uid, inst)
+        if first is not inst and (first.study_instance_uid, first.series_instance_uid) != (
+            inst.study_instance_uid,
+            inst.series_instance_uid,
+        ):
+            raise ConflictError(
+                f"SOPInstanceUID {inst.sop_instance_uid} appears in series "
+                f"{first.series_instance_uid} and {inst.series_instance_uid} of one batch"
+            )
+    return list(seen.values())
+
+
+# --------------------------------------------------------------------------- series updates
+
+
+def update_metadata_for_series(
+    study_uid: str, series_uid: str, metadata: Mapping[str, Any]
+) -> Work[None]:
+    """OHIF ``updateMetadataForSeries``: merge ``metadata`` into every instance of the series,
+    in every data source; the work raises NotFoundError if the series is not stored."""
+    check_uid(study_uid, "StudyInstanceUID")
+    check_uid(series_uid, "SeriesInstanceUID")
+    patch = to_naturalized(metadata)
+    for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "imageId"):
+        if key in patch:
+            raise InvalidValueError(f"update_metadata_for_series cannot change {key}")
+
+    def work(tx: Transaction) -> None:
+        targets = tx.conn.execute(
+            select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source)
+            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+            .where(StudyRow.study_instance_uid == study_uid,
+                   SeriesRow.series_instance_uid == series_uid)
+            .order_by(SeriesRow.id)
+            .with_for_update()
+        ).all()  # fmt: skip
+        if not targets:
+            raise NotFoundError(f"series {series_uid} of study {study_uid} is not stored")
+        for series_id, series_md, source in targets:
+            _patch_series(tx.conn, series_id, series_md, patch)
+            tx.changes.append(events.series_updated(study_uid, series_uid, patch, source))
+
+    return work
+
+
+def _patch_series(
+    conn: Connection, series_id: int, series_md: Mapping[str, Any], patch: Mapping[str, Any]
+) -> None:
+    """Merge ``patch`` into the instances of one series row, and into the series itself."""
+    rows = conn.execute(
+        select(InstanceRow.id, InstanceRow.metadata_)
+        .where(InstanceRow.series_id == series_id)
+        .order_by(InstanceRow.id)
+        .with_for_update()
+    ).all()
+    for instance_id, md in rows:
+        merged = {**md, **patch}
+        conn.execute(
+            update(InstanceRow)
+            .where(InstanceRow.id == instance_id)
+            .values(metadata_=merged, **_instance_columns(merged))
+        )
+    series_patch = _writes.series_metadata(patch)
+    if series_patch:
+        merged_series = {**series_md, **series_patch}
+        conn.execute(
+            update(SeriesRow)
+            .where(SeriesRow.id == series_id)
+            .values(**_writes.series_columns(merged_series),
+                    metadata_=merged_series, updated_at=func.now())
+        )  # fmt: skip
+
+
+def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "instance_number": as_int(md.get("InstanceNumber")),
+        "number_of_frames": as_int(md.get("NumberOfFrames")),
+        "rows": as_int(md.get("Rows")),
+        "columns": as_int(md.get("Columns")),
+    }

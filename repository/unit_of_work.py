@@ -1,0 +1,289 @@
+"""The unit of work: connection, transaction, retry, driver-error mapping, event publication.
+
+A :class:`UnitOfWork` (one per store) owns the connection of the current thread's transaction.
+Writes run in it under a savepoint (so a failed write inside a caller's transaction can be
+caught and the transaction goes on); the changes they make are appended to the change log last,
+just before commit, and published (handed to the feed) only after the commit returned; a
+rollback discards them.
+
+Driver exceptions are translated here and nowhere else: :func:`translate_errors` maps any
+SQLAlchemy, psycopg or sqlite3 error to the hierarchy in :mod:`repository.errors`.
+
+Concurrent writers on PostgreSQL can fail with a serialization failure (SQLSTATE 40001), a
+deadlock (40P01) or a unique violation on a key another transaction inserted meanwhile (23505);
+SQLite reports "database is locked/busy" when its busy timeout runs out. None of these is the
+caller's fault, and all of them go away when the whole transaction is run again: they become
+:class:`TransactionConflictError`. A lost connection (a restarted server, a terminated backend)
+becomes :class:`ConnectionLostError`. A transaction the unit of work started itself is run
+again, with backoff, on either; one the caller opened cannot be replayed from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+from sqlalchemy import Connection, Engine, RootTransaction, exc
+
+from . import changelog
+from .errors import ConnectionLostError, DatabaseError, RepositoryError, TransactionConflictError
+from .events import PendingChange
+
+log = logging.getLogger("repository.unit_of_work")
+
+T = TypeVar("T")
+
+RETRYABLE_SQLSTATES = {
+    "40001": "serialization failure",
+    "40P01": "deadlock detected",
+    "23505": "unique violation",
+}
+LOST_CONNECTION_SQLSTATES = {
+    "57P01": "terminated by an administrator",
+    "57P02": "server crash",
+    "57P03": "server cannot accept connections now",
+}
+"""SQLSTATEs (besides class 08, connection exceptions) of a connection the server dropped."""
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
+"""What :func:`translate_errors` turns into our exceptions."""
+RETRYABLE_ERRORS = (TransactionConflictError, ConnectionLostError)
+"""Our exceptions after which running the whole transaction again may succeed."""
+
+DEFAULT_ATTEMPTS = 10
+BASE_DELAY = 0.01
+MAX_DELAY = 1.0
+
+# --------------------------------------------------------------------------- error mapping
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    orig = error.orig if isinstance(error, exc.DBAPIError) else None
+    return orig if isinstance(orig, BaseException) else error
+
+
+def conflict_reason(error: BaseException) -> str | None:
+    """Why ``error`` is a transient conflict between writers, or None if it is not one."""
+    orig = _driver_error(error)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate in RETRYABLE_SQLSTATES:
+        return f"{RETRYABLE_SQLSTATES[sqlstate]} ({sqlstate})"
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        text = str(orig).lower()
+        if (isinstance(code, int) and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)) or (
+            "database is locked" in text or "database is busy" in text
+        ):
+            return f"SQLite busy ({orig})"
+    return None
+
+
+def lost_connection_reason(error: BaseException) -> str | None:
+    """Why ``error`` means the database connection is gone, or None if it does not."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return "connection invalidated"
+    orig = _driver_error(error)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate in LOST_CONNECTION_SQLSTATES:
+        return f"{LOST_CONNECTION_SQLSTATES[sqlstate]} ({sqlstate})"
+    if isinstance(sqlstate, str) and sqlstate.startswith("08"):
+        return f"connection exception ({sqlstate})"
+    if isinstance(orig, psycopg.OperationalError):
+        text = str(orig).lower()
+        if "connection" in text and any(w in text for w in ("closed", "terminat", "lost")):
+            return "connection closed"
+    return None
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """True if ``error`` (one of ours, or a driver error) comes from a unique violation."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(_driver_error(seen), "sqlstate", None) == "23505":
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def translate(error: BaseException, what: str = "database error") -> RepositoryError:
+    """Our exception for a driver error (see the module docstring for the mapping)."""
+    detail = str(_driver_error(error)).strip() or type(error).__name__
+    reason = conflict_reason(error)
+    if reason is not None:
+        return TransactionConflictError(
+            f"the transaction conflicted with a concurrent writer and was rolled back: {reason}: "
+            f"{detail}; run it again (Store.run_in_transaction retries automatically)"
+        )
+    reason = lost_connection_reason(error)
+    if reason is not None:
+        return ConnectionLostError(
+            f"the database connection was lost ({reason}) and the transaction abandoned: "
+            f"{detail}; run it again (Store.run_in_transaction retries automatically)"
+        )
+    return DatabaseError(f"{what}: {detail}")
+
+
+@contextmanager
+def translate_errors(what: str = "database error") -> Iterator[None]:
+    """Raise our exception (:func:`translate`) for any driver error raised in the block."""
+    try:
+        yield
+    except DRIVER_ERRORS as error:
+        raise translate(error, what) from error
+
+
+# --------------------------------------------------------------------------- retry
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, jittered."""
+    ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def run_with_retries(fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+    """Call ``fn`` (which must run one whole transaction) until it succeeds.
+
+    ``fn`` is run again after :data:`RETRYABLE_ERRORS`; after ``attempts`` tries the last one
+    is raised (same type), saying how many attempts were made.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except RETRYABLE_ERRORS as error:
+            if attempt == attempts:
+                raise type(error)(f"gave up after {attempts} attempts: {error}") from error
+            delay = backoff_delay(attempt)
+            log.info("retrying a failed transaction in %.3fs (attempt %d): %s",
+                     delay, attempt + 1, error)  # fmt: skip
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- unit of work
+
+
+@dataclass
+class Transaction:
+    """One open transaction: its connection and the changes it will append to the change log."""
+
+    conn: Connection
+    changes: list[PendingChange] = field(default_factory=list)
+
+
+class UnitOfWork:
+    """Transactions of one store: one per thread, retried, published after commit.
+
+    ``publish`` is called (in the committing thread) after each commit that recorded changes.
+    """
+
+    def __init__(self, engine: Engine, publish: Callable[[], None]) -> None:
+        self.engine = engine
+        self._publish = publish
+        self._local = threading.local()
+        self._channel: str | None = None
+
+    @property
+    def current(self) -> Transaction | None:
+        """This thread's open transaction, if any."""
+        tx: Transaction | None = getattr(self._local, "tx", None)
+        return tx
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Open a transaction (or join this thread's); commit it, then publish its changes."""
+        joined = self.current
+        if joined is not None:
+            yield joined
+            return
+        with translate_errors("cannot connect to the database"):
+            conn = self.engine.connect().execution_options(dicom_repo_write=True)
+        tx = Transaction(conn)
+        self._local.tx = tx
+        try:
+            with translate_errors("cannot begin a transaction"):
+                trans = conn.begin()
+            try:
+                with translate_errors():
+                    yield tx
+                    self._record(tx)  # last, so the change-log lock is held only until commit
+            except BaseException:
+                _rollback(trans)
+                raise
+            with translate_errors("commit failed"):
+                trans.commit()
+        finally:
+            self._local.tx = None
+            with contextlib.suppress(*DRIVER_ERRORS):  # a lost connection cannot be closed
+                conn.close()
+        if tx.changes:
+            self._publish()
+
+    def run(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+        """Run ``fn()`` in one transaction, again if it conflicts or loses its connection.
+
+        Inside this thread's open transaction ``fn`` just joins it (no retry).
+        """
+        if self.current is not None:
+            return fn()
+
+        def attempt() -> T:
+            with self.transaction():
+                return fn()
+
+        return run_with_retries(attempt, attempts=attempts)
+
+    def write(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` under a savepoint of the current transaction, or in a new one (retried).
+
+        If ``work`` fails, what it did, changes included, is rolled back to the savepoint.
+        """
+        if self.current is None:
+            return run_with_retries(lambda: self._write(work))
+        return self._write(work)
+
+    def _write(self, work: Callable[[Transaction], T]) -> T:
+        with self.transaction() as tx:
+            mark = len(tx.changes)
+            try:
+                with translate_errors(), tx.conn.begin_nested():
+                    return work(tx)
+            except BaseException:
+                del tx.changes[mark:]
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection to read with: this thread's transaction's (read your own writes)."""
+        tx = self.current
+        with translate_errors("query failed"):
+            if tx is not None:
+                yield tx.conn
+                return
+            with self.engine.connect() as conn:
+                yield conn
+
+    def _record(self, tx: Transaction) -> None:
+        if not tx.changes:
+            return
+        if self._channel is None and tx.conn.dialect.name == "postgresql":
+            self._channel = changelog.current_channel(tx.conn)
+        changelog.record_changes(tx.conn, tx.changes, self._channel)
+
+
+def _rollback(trans: RootTransaction) -> None:
+    # A connection that is gone cannot roll back; the server already discarded the work.
+    with contextlib.suppress(*DRIVER_ERRORS):
+        trans.rollback()
