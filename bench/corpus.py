@@ -20,7 +20,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
-from repository.normalize import NormalizedInstance, naturalize_dataset
+from repository.normalize import NormalizedInstance, instance_from_metadata, naturalize_dataset
 
 ROOT = "1.2.826.0.1.3680043.10.1011.9"
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -149,21 +149,8 @@ def normalized_instances(total: int, seed: int = 0) -> Iterator[NormalizedInstan
 
 
 def _normalized(md: dict[str, Any]) -> NormalizedInstance:
-    return NormalizedInstance(
-        study_instance_uid=md["StudyInstanceUID"],
-        series_instance_uid=md["SeriesInstanceUID"],
-        sop_instance_uid=md["SOPInstanceUID"],
-        sop_class_uid=md["SOPClassUID"],
-        instance_number=md["InstanceNumber"],
-        number_of_frames=None,
-        rows=md.get("Rows"),
-        columns=md.get("Columns"),
-        transfer_syntax_uid=md.get("TransferSyntaxUID"),
-        image_id=None,
-        wado_root=None,
-        wado_uri=None,
-        metadata=md,
-    )
+    # the typed columns come from the column table, as for any input
+    return instance_from_metadata(md)
 
 
 def write_files(folder: Path, total: int, seed: int = 0) -> list[Path]:

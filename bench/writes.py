@@ -12,6 +12,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 import repository
+from repository.columns import INSTANCE_COLUMNS
 from repository.image_id import wadors_image_id
 from repository.normalize import NormalizedInstance
 
@@ -36,24 +37,15 @@ def _instance_row(series_id: int, inst: NormalizedInstance) -> tuple[Any, ...]:
     image_id = inst.image_id or wadors_image_id(
         None, inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid
     )
-    return (
-        series_id,
-        inst.sop_instance_uid,
-        inst.sop_class_uid,
-        inst.instance_number,
-        inst.number_of_frames,
-        inst.rows,
-        inst.columns,
-        inst.transfer_syntax_uid,
-        image_id,
-        orjson.dumps(inst.metadata).decode(),
-    )
+    typed = [inst.typed[c.name] for c in INSTANCE_COLUMNS]
+    return (series_id, *typed, image_id, orjson.dumps(inst.metadata).decode())
 
 
-_INSTANCE_COLUMNS = (
-    "series_id, sop_instance_uid, sop_class_uid, instance_number, "
-    "number_of_frames, rows, columns, transfer_syntax_uid, image_id, metadata"
-)
+_INSTANCE_NAMES = ["series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "metadata"]
+_INSTANCE_COLUMNS = ", ".join(_INSTANCE_NAMES)
+_PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
+_PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
+"""The instance columns the raw writers fill, in :func:`_instance_row`'s order."""
 
 
 def raw_postgres(url: str, instances: Sequence[NormalizedInstance]) -> None:
@@ -117,7 +109,7 @@ def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
                 series_id = cur.lastrowid or 0
                 rows.extend(_instance_row(series_id, inst) for inst in members)
         cur.executemany(
-            f"INSERT INTO instance ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO instance ({_INSTANCE_COLUMNS}) VALUES ({_PLACEHOLDERS})",
             rows,
         )
         conn.commit()

@@ -28,6 +28,7 @@ from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
 from .summaries import StudySummary
+from .validation import strip_credentials
 
 __all__ = [
     "DEFAULT_URL",
@@ -73,7 +74,9 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
     try:
         engine = make_engine(resolve_url(url))
     except Exception as error:
-        raise DatabaseError(f"invalid database URL {url!r}: {error}") from error
+        raise DatabaseError(
+            f"invalid database URL {url and strip_credentials(url)!r}: {error}"
+        ) from error
     try:
         if engine.dialect.name == "sqlite" and migrate.is_empty(engine):
             migrate.upgrade(engine)
@@ -83,6 +86,6 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
         raise
     except Exception as error:
         engine.dispose()
-        where = engine.url.render_as_string(hide_password=True)
+        where = strip_credentials(engine.url)
         raise DatabaseError(f"cannot open database {where}: {error}") from error
     return Store(engine, poll_interval=poll_interval)

@@ -1,16 +1,30 @@
-"""SQL for the read path: a fixed number of queries per call, whatever the study size."""
+"""SQL for the read path: a fixed number of queries per call, whatever the study size.
+
+Read models are built from the selected rows by column label, never by position.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Text, bindparam, cast, select
+from sqlalchemy import ColumnElement, Connection, Row, Table, Text, bindparam, cast, select
 
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn, loaded
 from .image_id import lookup_keys
 from .models import Instance, Series, SeriesList, Study
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+    series_list_table,
+    series_table,
+    study_table,
+)
 
 
 def json_text(column: Any) -> ColumnElement[str]:
@@ -18,50 +32,54 @@ def json_text(column: Any) -> ColumnElement[str]:
     return cast(column, Text)
 
 
-_INSTANCE_COLUMNS = (
-    StudyRow.study_instance_uid,
-    SeriesRow.series_instance_uid,
-    InstanceRow.sop_instance_uid,
-    InstanceRow.sop_class_uid,
-    InstanceRow.instance_number,
-    InstanceRow.number_of_frames,
-    InstanceRow.rows,
-    InstanceRow.columns,
-    InstanceRow.transfer_syntax_uid,
-    InstanceRow.image_id,
-    SeriesListRow.data_source,
-    SeriesListRow.wado_root,
-    SeriesListRow.wado_uri,
-    json_text(InstanceRow.metadata_),
-)
+def instance_columns(
+    instance: Table = instance_table, columns: Iterable[TypedColumn] = INSTANCE_COLUMNS
+) -> list[Any]:
+    """The labelled columns an :class:`Instance` is built from, by name."""
+    return [
+        study_table.c.study_instance_uid,
+        series_table.c.series_instance_uid,
+        *(instance.c[c.name] for c in columns),
+        instance.c.image_id,
+        series_list_table.c.data_source,
+        series_list_table.c.wado_root,
+        series_list_table.c.wado_uri,
+        json_text(instance.c.metadata).label("raw_metadata"),
+    ]
+
 
 _SERIES_COLUMNS = (
-    SeriesRow.id,
-    StudyRow.study_instance_uid,
-    SeriesRow.series_instance_uid,
-    SeriesListRow.data_source,
-    SeriesRow.modality,
-    SeriesRow.series_number,
-    SeriesRow.series_description,
-    SeriesRow.series_date,
-    SeriesRow.series_time,
-    SeriesRow.body_part_examined,
-    SeriesListRow.wado_root,
-    json_text(SeriesRow.metadata_),
+    series_table.c.id.label("series_id"),
+    study_table.c.study_instance_uid,
+    series_table.c.series_instance_uid,
+    series_list_table.c.data_source,
+    *(series_table.c[c.name] for c in SERIES_COLUMNS),
+    series_list_table.c.wado_root,
+    json_text(series_table.c.metadata).label("raw_metadata"),
 )
+
+_STUDY_COLUMNS = (
+    study_table.c.id,
+    study_table.c.study_instance_uid,
+    *(study_table.c[c.name] for c in STUDY_COLUMNS),
+    json_text(study_table.c.metadata).label("raw_metadata"),
+)
+
+_INSTANCE_FIELDS = frozenset(f.name for f in fields(Instance))
+_SERIES_FIELDS = frozenset(f.name for f in fields(Series)) - {"instances"}
 
 
 def _instances_query() -> Any:
     return (
-        select(InstanceRow.series_id, *_INSTANCE_COLUMNS)
+        select(InstanceRow.series_id, *instance_columns())
         .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
         .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
         .order_by(
             InstanceRow.series_id,
-            InstanceRow.instance_number.is_(None),
-            InstanceRow.instance_number,
-            InstanceRow.sop_instance_uid,
+            instance_table.c.instance_number.is_(None),
+            instance_table.c.instance_number,
+            instance_table.c.sop_instance_uid,
         )
     )
 
@@ -71,21 +89,19 @@ def _series_query() -> Any:
         select(*_SERIES_COLUMNS)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
         .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        .order_by(SeriesListRow.id, SeriesRow.series_number.is_(None), SeriesRow.series_number,
-                  SeriesRow.id)
+        .order_by(SeriesListRow.id, series_table.c.series_number.is_(None),
+                  series_table.c.series_number, SeriesRow.id)
     )  # fmt: skip
 
 
-def _instance(row: Sequence[Any]) -> Instance:
-    values: tuple[Any, ...] = tuple(row)
-    return Instance(*values[1:])
+def _instance(row: Row[Any]) -> Instance:
+    values = row._mapping
+    return Instance(**{name: values[name] for name in _INSTANCE_FIELDS})
 
 
-def _series(row: Sequence[Any], instances: Sequence[Instance]) -> Series:
-    (_id, study, uid, source, modality, number, description, date, time, body_part, root,
-     raw) = tuple(row)  # fmt: skip
-    return Series(study, uid, source, modality, number, description, date, time, body_part, root,
-                  tuple(instances), raw)  # fmt: skip
+def _series(row: Row[Any], instances: Sequence[Instance]) -> Series:
+    values = row._mapping
+    return Series(**{name: values[name] for name in _SERIES_FIELDS}, instances=tuple(instances))
 
 
 def study_instance_uids(conn: Connection) -> list[str]:
@@ -96,16 +112,11 @@ def study_instance_uids(conn: Connection) -> list[str]:
 def get_study(conn: Connection, study_uid: str, data_source: str | None = None) -> Study | None:
     """The study with all series lists, series and instances (three queries)."""
     row = conn.execute(
-        select(StudyRow.id, StudyRow.study_instance_uid, StudyRow.patient_id,
-               StudyRow.patient_name, StudyRow.patient_birth_date, StudyRow.patient_sex,
-               StudyRow.study_date, StudyRow.study_time, StudyRow.accession_number,
-               StudyRow.study_description, StudyRow.modalities_in_study,
-               json_text(StudyRow.metadata_))
-        .where(StudyRow.study_instance_uid == study_uid)
-    ).first()  # fmt: skip
+        select(*_STUDY_COLUMNS).where(StudyRow.study_instance_uid == study_uid)
+    ).first()
     if row is None:
         return None
-    study_id = row[0]
+    study_id = row.id
     lists = conn.execute(
         select(SeriesListRow.id, SeriesListRow.data_source, SeriesListRow.wado_root,
                SeriesListRow.wado_uri)
@@ -116,16 +127,21 @@ def get_study(conn: Connection, study_uid: str, data_source: str | None = None) 
     list_ids = [r[0] for r in lists]
     by_series: dict[int, list[Instance]] = defaultdict(list)
     for inst in conn.execute(_instances_query().where(SeriesRow.series_list_id.in_(list_ids))):
-        by_series[inst[0]].append(_instance(inst))
+        by_series[inst.series_id].append(_instance(inst))
     series_by_list: dict[str, list[Series]] = defaultdict(list)
     for s in conn.execute(_series_query().where(SeriesRow.series_list_id.in_(list_ids))):
-        series_by_list[s.data_source].append(_series(s, by_series[s[0]]))
+        series_by_list[s.data_source].append(_series(s, by_series[s.series_id]))
     series_lists = tuple(
         SeriesList(source, root, uri, tuple(series_by_list[source]))
         for _id, source, root, uri in lists
     )
-    modalities = tuple(m for m in (row[10] or "").split("\\") if m)
-    return Study(*row[1:10], modalities, series_lists, row[11])
+    values = row._mapping
+    return Study(
+        study_instance_uid=row.study_instance_uid,
+        **loaded(STUDY_COLUMNS, values),
+        series_lists=series_lists,
+        raw_metadata=row.raw_metadata,
+    )
 
 
 def get_series(
@@ -137,13 +153,12 @@ def get_series(
         query = query.where(StudyRow.study_instance_uid == study_uid)
     if data_source is not None:
         query = query.where(SeriesListRow.data_source == data_source)
-    found = min(conn.execute(query.add_columns(SeriesListRow.id).order_by(None)).all(),
-                key=lambda r: r[-1], default=None)  # fmt: skip
-    if found is None:
+    found = conn.execute(query.add_columns(SeriesListRow.id.label("list_id")).order_by(None))
+    row = min(found, key=lambda r: r.list_id, default=None)
+    if row is None:
         return None
-    row: tuple[Any, ...] = tuple(found)[:-1]
     instances = [_instance(r) for r in conn.execute(_instances_query().where(
-        InstanceRow.series_id == row[0]))]  # fmt: skip
+        InstanceRow.series_id == row.series_id))]  # fmt: skip
     return _series(row, instances)
 
 
@@ -159,12 +174,12 @@ def get_instance(
     if not ids:
         return None
     rows = [
-        tuple(r)
+        r
         for r in conn.execute(_BY_IDS, {"ids": ids})
         if (r.study_instance_uid, r.series_instance_uid) == (study_uid, series_uid)
         and (data_source is None or r.data_source == data_source)
     ]
-    return _instance(min(rows, key=lambda r: r[-1])[:-2]) if rows else None
+    return _instance(min(rows, key=lambda r: r.list_id)) if rows else None
 
 
 def get_instance_from_image_id(conn: Connection, image_id: str) -> Instance | None:
@@ -172,21 +187,23 @@ def get_instance_from_image_id(conn: Connection, image_id: str) -> Instance | No
     ids = conn.scalars(_IDS_BY_IMAGE_ID, {"keys": lookup_keys(image_id)}).all()
     if not ids:
         return None
-    rows = [tuple(r) for r in conn.execute(_BY_IDS, {"ids": ids})]
-    return _instance(min(rows, key=lambda r: r[-2])[:-2]) if rows else None
+    rows = conn.execute(_BY_IDS, {"ids": ids}).all()
+    return _instance(min(rows, key=lambda r: r.instance_id)) if rows else None
 
 
 # Lookups find instance ids through the looked-up column's own index first, then join by
 # primary key: a plan that stays an index lookup at any table size, with or without planner
 # statistics (one joined query with ORDER BY ... LIMIT 1 let PostgreSQL walk the whole primary
 # key for recently added rows). The statements are built once; values are bound per call.
-_IDS_BY_SOP_UID = select(InstanceRow.id).where(InstanceRow.sop_instance_uid == bindparam("uid"))
+_IDS_BY_SOP_UID = select(InstanceRow.id).where(
+    instance_table.c.sop_instance_uid == bindparam("uid")
+)
 _IDS_BY_IMAGE_ID = select(InstanceRow.id).where(
     InstanceRow.image_id.in_(bindparam("keys", expanding=True))
 )
 _BY_IDS = (
     _instances_query()
-    .add_columns(InstanceRow.id, SeriesListRow.id)  # appended: [-2] instance, [-1] series list
+    .add_columns(InstanceRow.id.label("instance_id"), SeriesListRow.id.label("list_id"))
     .where(InstanceRow.id.in_(bindparam("ids", expanding=True)))
     .order_by(None)
 )

@@ -17,20 +17,20 @@ from typing import Any
 from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .engine import dumps
 from .errors import ConflictError, TransactionConflictError
 from .image_id import file_image_id, wadors_image_id
-from .normalize import (
-    SERIES_KEYWORDS,
-    STUDY_KEYWORDS,
-    Metadata,
-    NormalizedInstance,
-    as_int,
-    as_text,
-    parse_date,
-    pick,
+from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
+from .schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    instance_table,
+    series_table,
+    study_table,
 )
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import is_unique_violation, translate_errors
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
@@ -46,39 +46,17 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _fit(value: str | None, length: int) -> str | None:
-    """Typed columns are bounded; the JSON keeps the full value."""
-    return value[:length] if value is not None else None
+_MODALITIES = next(c for c in STUDY_COLUMNS if c.name == "modalities_in_study")
 
 
 def study_columns(md: Mapping[str, Any]) -> dict[str, Any]:
     """Typed study columns from study-level metadata."""
-    modalities = md.get("ModalitiesInStudy")
-    if isinstance(modalities, list):
-        modalities = "\\".join(sorted({str(m) for m in modalities if m}))
-    return {
-        "patient_id": _fit(as_text(md.get("PatientID")), 64),
-        "patient_name": as_text(md.get("PatientName")),
-        "patient_birth_date": parse_date(md.get("PatientBirthDate")),
-        "patient_sex": _fit(as_text(md.get("PatientSex")), 16),
-        "study_date": parse_date(md.get("StudyDate")),
-        "study_time": _fit(as_text(md.get("StudyTime")), 32),
-        "accession_number": _fit(as_text(md.get("AccessionNumber")), 64),
-        "study_description": as_text(md.get("StudyDescription")),
-        "modalities_in_study": _fit(as_text(modalities), 256),
-    }
+    return column_values(STUDY_COLUMNS, md)
 
 
 def series_columns(md: Mapping[str, Any]) -> dict[str, Any]:
     """Typed series columns from series-level metadata."""
-    return {
-        "modality": _fit(as_text(md.get("Modality")), 16),
-        "series_number": as_int(md.get("SeriesNumber")),
-        "series_description": as_text(md.get("SeriesDescription")),
-        "series_date": parse_date(md.get("SeriesDate")),
-        "series_time": _fit(as_text(md.get("SeriesTime")), 32),
-        "body_part_examined": _fit(as_text(md.get("BodyPartExamined")), 64),
-    }
+    return column_values(SERIES_COLUMNS, md)
 
 
 # --------------------------------------------------------------------------- studies
@@ -131,14 +109,14 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
     for chunk in _chunks(ids):
         found: dict[int, set[str]] = {i: set() for i in chunk}
         for study_id, modality in conn.execute(
-            select(SeriesListRow.study_id, SeriesRow.modality)
+            select(SeriesListRow.study_id, series_table.c.modality)
             .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-            .where(SeriesListRow.study_id.in_(chunk), SeriesRow.modality.is_not(None))
+            .where(SeriesListRow.study_id.in_(chunk), series_table.c.modality.is_not(None))
             .distinct()
         ):
             found[study_id].add(str(modality))
         for study_id, old_text, md in conn.execute(
-            select(StudyRow.id, StudyRow.modalities_in_study, StudyRow.metadata_)
+            select(StudyRow.id, study_table.c.modalities_in_study, StudyRow.metadata_)
             .where(StudyRow.id.in_(chunk))
             .order_by(StudyRow.study_instance_uid)
             .with_for_update()
@@ -150,7 +128,7 @@ def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
                     update(StudyRow)
                     .where(StudyRow.id == study_id)
                     .values(
-                        modalities_in_study=_fit(text, 256),
+                        modalities_in_study=_MODALITIES.value({"ModalitiesInStudy": modalities}),
                         metadata_={**md, "ModalitiesInStudy": modalities},
                         updated_at=func.now(),
                     )
@@ -281,8 +259,8 @@ def check_conflicts(
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
         found = conn.execute(
-            select(InstanceRow.series_id, InstanceRow.sop_instance_uid)
-            .where(_one_of(InstanceRow.sop_instance_uid, chunk, postgres))
+            select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
+            .where(_one_of(instance_table.c.sop_instance_uid, chunk, postgres))
         ).all()  # fmt: skip
         if not found:
             continue
@@ -344,20 +322,7 @@ def insert_instances(
                 inst.sop_instance_uid,
             )
         )
-        rows.append(
-            {
-                "series_id": series_id,
-                "sop_instance_uid": inst.sop_instance_uid,
-                "sop_class_uid": inst.sop_class_uid,
-                "instance_number": inst.instance_number,
-                "number_of_frames": inst.number_of_frames,
-                "rows": inst.rows,
-                "columns": inst.columns,
-                "transfer_syntax_uid": inst.transfer_syntax_uid,
-                "image_id": image_id,
-                "metadata_": inst.metadata,
-            }
-        )
+        rows.append(instance_row(series_id, inst, image_id))
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
@@ -369,7 +334,7 @@ def insert_instances(
         index_elements=["series_id", "sop_instance_uid"]
     )
     result = conn.execute(
-        stmt.returning(InstanceRow.series_id, InstanceRow.sop_instance_uid), _params(rows)
+        stmt.returning(InstanceRow.series_id, instance_table.c.sop_instance_uid), _params(rows)
     )
     return {(series_id, uid) for series_id, uid in result}
 
@@ -377,17 +342,12 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_COPY_COLUMNS = (
-    "series_id",
-    "sop_instance_uid",
-    "sop_class_uid",
-    "instance_number",
-    "number_of_frames",
-    "rows",
-    "columns",
-    "transfer_syntax_uid",
-    "image_id",
-)
+_COPY_COLUMNS = ("series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
+
+
+def instance_row(series_id: int, inst: NormalizedInstance, image_id: str) -> dict[str, Any]:
+    """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
+    return {"series_id": series_id, **inst.typed, "image_id": image_id, "metadata_": inst.metadata}
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:

@@ -17,19 +17,13 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Connection, func, select, update
 
 from . import _writes, events
+from .columns import INSTANCE_COLUMNS, column_values
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .models import AddResult
-from .normalize import (
-    NormalizedInstance,
-    as_int,
-    check_uid,
-    file_bulk_uri,
-    normalize_instance,
-    require_uid,
-    to_naturalized,
-)
+from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
+from .validation import check_data_source, check_uid, require_uid
 
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
@@ -39,13 +33,6 @@ InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
 """What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
 
 DEFAULT_DATA_SOURCE = "default"
-
-
-def check_data_source(data_source: str) -> str:
-    """Return ``data_source`` if it is a usable data-source name, else raise InvalidValueError."""
-    if not isinstance(data_source, str) or not data_source.strip() or len(data_source) > 64:
-        raise InvalidValueError(f"data_source {data_source!r} must be a name of 1-64 characters")
-    return data_source
 
 
 # --------------------------------------------------------------------------- studies, series
@@ -318,7 +305,7 @@ def _patch_series(
         conn.execute(
             update(InstanceRow)
             .where(InstanceRow.id == instance_id)
-            .values(metadata_=merged, **_instance_columns(merged))
+            .values(metadata_=merged, **column_values(INSTANCE_COLUMNS, merged))
         )
     series_patch = _writes.series_metadata(patch)
     if series_patch:
@@ -329,12 +316,3 @@ def _patch_series(
             .values(**_writes.series_columns(merged_series),
                     metadata_=merged_series, updated_at=func.now())
         )  # fmt: skip
-
-
-def _instance_columns(md: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "instance_number": as_int(md.get("InstanceNumber")),
-        "number_of_frames": as_int(md.get("NumberOfFrames")),
-        "rows": as_int(md.get("Rows")),
-        "columns": as_int(md.get("Columns")),
-    }

@@ -26,7 +26,7 @@ from .normalize import (
     naturalize_dataset,
     normalize_instance,
 )
-from .normalize_fast import naturalize_dataset_fast
+from .normalize.fast import naturalize_dataset_fast
 from .pipeline import BackgroundWriter, ordered_results
 from .serialized import SerializedMetadata
 from .store import Store
@@ -113,7 +113,7 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
     """Parse one file (large values are not read) into stored form; errors name the file.
 
     ``fast`` decodes common raw elements without pydicom's value classes (same result, see
-    :mod:`repository.normalize_fast`); ``fast=False`` has pydicom convert every element.
+    :mod:`repository.normalize.fast`); ``fast=False`` has pydicom convert every element.
     """
     path = Path(path)
     naturalize = naturalize_dataset_fast if fast else naturalize_dataset

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 from .errors import NotMigratedError, RepositoryError
 from .schema import Base
 from .unit_of_work import translate_errors
+from .validation import strip_credentials
 
 
 def migrations_dir() -> Path:
@@ -100,7 +101,7 @@ def ensure_current(engine: Engine) -> None:
     """Raise :class:`NotMigratedError` unless the database is at this library's head."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        where = engine.url.render_as_string(hide_password=True)
+        where = strip_credentials(engine.url)
         state = "not migrated" if current is None else f"at revision {current}, not {head}"
         raise NotMigratedError(
             f"database {where} is {state}: run `dicom-repo --db '{where}' db upgrade`"

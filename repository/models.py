@@ -1,5 +1,6 @@
 """Immutable, typed read models returned by the store.
 
+The fields holding typed columns are derived, by name, from :mod:`repository.columns`.
 Instance metadata is fetched as JSON text and decoded on first access (decoding is most of the
 cost of a read), so listing a big study is cheap until its metadata is used.
 """
@@ -7,15 +8,16 @@ cost of a read), so listing a big study is cheap until its metadata is used.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, make_dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydicom.dataset import Dataset
 
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn
 from .normalize import to_dataset
 
 
@@ -27,19 +29,29 @@ def _decode(raw: str | bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(orjson.loads(raw))
 
 
+def read_model(
+    name: str, base: type, columns: Iterable[TypedColumn], module: str = __name__
+) -> type:
+    """A frozen dataclass: ``base``'s fields, then one field per typed column (by name).
+
+    ``module`` is where the class is bound under ``name``, so that pickle finds it.
+    """
+    fields = [(c.name, c.python_type) for c in columns]
+    model = make_dataclass(name, fields, bases=(base,), frozen=True)
+    model.__module__ = module
+    model.__doc__ = base.__doc__
+    return model
+
+
 @dataclass(frozen=True)
-class Instance:
-    """One SOP instance; ``metadata`` maps DICOM keywords (or tags) to naturalized values."""
+class InstanceBase:
+    """One SOP instance; ``metadata`` maps DICOM keywords (or tags) to naturalized values.
+
+    Besides these fields it has one per typed instance column (:data:`INSTANCE_COLUMNS`).
+    """
 
     study_instance_uid: str
     series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str | None
-    instance_number: int | None
-    number_of_frames: int | None
-    rows: int | None
-    columns: int | None
-    transfer_syntax_uid: str | None
     image_id: str
     data_source: str
     wado_root: str | None
@@ -57,18 +69,15 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class Series:
-    """One series of one data source, with its instances ordered by InstanceNumber."""
+class SeriesBase:
+    """One series of one data source, with its instances ordered by InstanceNumber.
+
+    Besides these fields it has one per typed series column (:data:`SERIES_COLUMNS`).
+    """
 
     study_instance_uid: str
     series_instance_uid: str
     data_source: str
-    modality: str | None
-    series_number: int | None
-    series_description: str | None
-    series_date: dt.date | None
-    series_time: str | None
-    body_part_examined: str | None
     wado_root: str | None
     instances: tuple[Instance, ...]
     raw_metadata: str | bytes | Mapping[str, Any] = field(repr=False, compare=False)
@@ -90,19 +99,13 @@ class SeriesList:
 
 
 @dataclass(frozen=True)
-class Study:
-    """One study with one series list per data source."""
+class StudyBase:
+    """One study with one series list per data source.
+
+    Besides these fields it has one per typed study column (:data:`STUDY_COLUMNS`).
+    """
 
     study_instance_uid: str
-    patient_id: str | None
-    patient_name: str | None
-    patient_birth_date: dt.date | None
-    patient_sex: str | None
-    study_date: dt.date | None
-    study_time: str | None
-    accession_number: str | None
-    study_description: str | None
-    modalities_in_study: tuple[str, ...]
     series_lists: tuple[SeriesList, ...]
     raw_metadata: str | bytes | Mapping[str, Any] = field(repr=False, compare=False)
 
@@ -115,6 +118,54 @@ class Study:
     def metadata(self) -> Mapping[str, Any]:
         """Study-level metadata (read-only)."""
         return _decode(self.raw_metadata)
+
+
+if TYPE_CHECKING:
+    # What mypy sees: the typed-column attributes spelled out for precise types (shared with the
+    # summaries). At run time the classes are built from repository.columns, so a new column
+    # needs no edit here until typed code wants a precise type for it.
+
+    class InstanceColumns:
+        sop_instance_uid: str
+        sop_class_uid: str | None
+        instance_number: int | None
+        number_of_frames: int | None
+        rows: int | None
+        columns: int | None
+        transfer_syntax_uid: str | None
+
+    class SeriesColumns:
+        modality: str | None
+        series_number: int | None
+        series_description: str | None
+        series_date: dt.date | None
+        series_time: str | None
+        body_part_examined: str | None
+
+    class StudyColumns:
+        patient_id: str | None
+        patient_name: str | None
+        patient_birth_date: dt.date | None
+        patient_sex: str | None
+        study_date: dt.date | None
+        study_time: str | None
+        accession_number: str | None
+        study_description: str | None
+        modalities_in_study: tuple[str, ...]
+
+    @dataclass(frozen=True)
+    class Instance(InstanceBase, InstanceColumns): ...
+
+    @dataclass(frozen=True)
+    class Series(SeriesBase, SeriesColumns): ...
+
+    @dataclass(frozen=True)
+    class Study(StudyBase, StudyColumns): ...
+
+else:
+    Instance = read_model("Instance", InstanceBase, INSTANCE_COLUMNS)
+    Series = read_model("Series", SeriesBase, SERIES_COLUMNS)
+    Study = read_model("Study", StudyBase, STUDY_COLUMNS)
 
 
 @dataclass(frozen=True)

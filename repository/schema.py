@@ -1,6 +1,7 @@
 """The relational schema: study, series_list, series, instance and the change log.
 
-Typed columns hold what reports filter and sort on; the ``metadata`` column holds the full
+Typed columns hold what reports filter and sort on (they are declared once, in
+:mod:`repository.columns`, and added here by name); the ``metadata`` column holds the full
 naturalized metadata as JSONB on PostgreSQL and JSON text on SQLite. Alembic migrations in
 ``migrations/`` create exactly these tables (a test compares them).
 """
@@ -8,25 +9,27 @@ naturalized metadata as JSONB on PostgreSQL and JSON text on SQLite. Alembic mig
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, UID, sql_columns
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,8 +44,6 @@ JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key; INTEGER on SQLite so that it aliases the rowid and autoincrements."""
-
-UID = String(64)
 
 
 def _now() -> Any:
@@ -62,20 +63,11 @@ class StudyRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
-    patient_id: Mapped[str | None] = mapped_column(String(64))
-    patient_name: Mapped[str | None] = mapped_column(Text)
-    patient_birth_date: Mapped[dt.date | None] = mapped_column(Date)
-    patient_sex: Mapped[str | None] = mapped_column(String(16))
-    study_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
-    study_time: Mapped[str | None] = mapped_column(String(32))
-    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
-    study_description: Mapped[str | None] = mapped_column(Text)
-    modalities_in_study: Mapped[str | None] = mapped_column(String(256))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
-    __table_args__ = (Index(None, "patient_id"),)
+    __table_args__ = tuple(sql_columns(STUDY_COLUMNS))
 
 
 class SeriesListRow(Base):
@@ -101,17 +93,14 @@ class SeriesRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     series_list_id: Mapped[int] = mapped_column(ForeignKey("series_list.id", ondelete="CASCADE"))
     series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
-    modality: Mapped[str | None] = mapped_column(String(16))
-    series_number: Mapped[int | None] = mapped_column(Integer)
-    series_description: Mapped[str | None] = mapped_column(Text)
-    series_date: Mapped[dt.date | None] = mapped_column(Date)
-    series_time: Mapped[str | None] = mapped_column(String(32))
-    body_part_examined: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
-    __table_args__ = (UniqueConstraint("series_list_id", "series_instance_uid"),)
+    __table_args__ = (
+        *sql_columns(SERIES_COLUMNS),
+        UniqueConstraint("series_list_id", "series_instance_uid"),
+    )
 
 
 class InstanceRow(Base):
@@ -121,18 +110,12 @@ class InstanceRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
-    sop_instance_uid: Mapped[str] = mapped_column(UID, index=True)
-    sop_class_uid: Mapped[str | None] = mapped_column(UID)
-    instance_number: Mapped[int | None] = mapped_column(Integer)
-    number_of_frames: Mapped[int | None] = mapped_column(Integer)
-    rows: Mapped[int | None] = mapped_column(Integer)
-    columns: Mapped[int | None] = mapped_column(Integer)
-    transfer_syntax_uid: Mapped[str | None] = mapped_column(UID)
     image_id: Mapped[str] = mapped_column(Text, index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
     __table_args__ = (
+        *sql_columns(INSTANCE_COLUMNS),
         UniqueConstraint("series_id", "sop_instance_uid"),
         # Display sets group a series' instances by SOP class: this index answers that alone.
         Index(None, "series_id", "sop_class_uid", "instance_number"),
@@ -152,3 +135,10 @@ class ChangeRow(Base):
     made_in_client: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+study_table = cast(Table, StudyRow.__table__)
+series_list_table = cast(Table, SeriesListRow.__table__)
+series_table = cast(Table, SeriesRow.__table__)
+instance_table = cast(Table, InstanceRow.__table__)
+"""The tables, for access to their typed columns by name (``instance_table.c.rows``)."""

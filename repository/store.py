@@ -25,6 +25,7 @@ from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets,
 from .sop_class_handlers.registry import HandlerLike
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
+from .validation import check_data_source
 
 __all__ = ["DEFAULT_DATA_SOURCE", "InstanceInput", "Store"]
 
@@ -162,7 +163,7 @@ class Store:
         source) is left as it is and counted as already present. Fires STUDY_ADDED for new
         studies and INSTANCES_ADDED once per series that gained instances.
         """
-        commands.check_data_source(data_source)
+        check_data_source(data_source)
         normalized, paths = commands.normalize_inputs(instances)
         return self.add_normalized(normalized, data_source=data_source,
                                    made_in_client=made_in_client, wado_root=wado_root,

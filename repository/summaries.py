@@ -1,5 +1,7 @@
 """Study summaries: every study with its series and instance counts, in one query.
 
+Their typed attributes, like the read models', are derived by name from :mod:`repository.columns`.
+
 Listing studies needs their attributes and how many series and instances each holds, not the
 instances themselves; :func:`study_summaries` reads all of it in one statement (instances are
 only counted, per series, by the database) instead of loading every study's instances.
@@ -7,31 +9,29 @@ only counted, per series, by the database) instead of loading every study's inst
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, RowMapping, Text, cast, func, select
 
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .columns import SERIES_COLUMNS, STUDY_COLUMNS, loaded
+from .models import read_model
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, series_table, study_table
 
 
 @dataclass(frozen=True)
-class SeriesSummary:
-    """One series of a study summary: its attributes and how many instances it holds."""
+class SeriesSummaryBase:
+    """One series of a study summary: its attributes and how many instances it holds.
+
+    Besides these fields it has one per typed series column (:data:`SERIES_COLUMNS`).
+    """
 
     study_instance_uid: str
     series_instance_uid: str
     data_source: str
-    modality: str | None
-    series_number: int | None
-    series_description: str | None
-    series_date: dt.date | None
-    series_time: str | None
-    body_part_examined: str | None
     wado_root: str | None
     number_of_instances: int
     raw_metadata: str | bytes | Mapping[str, Any] = field(repr=False, compare=False)
@@ -54,19 +54,13 @@ class SeriesListSummary:
 
 
 @dataclass(frozen=True)
-class StudySummary:
-    """A study's attributes, its series lists and their series, without instances."""
+class StudySummaryBase:
+    """A study's attributes, its series lists and their series, without instances.
+
+    Besides these fields it has one per typed study column (:data:`STUDY_COLUMNS`).
+    """
 
     study_instance_uid: str
-    patient_id: str | None
-    patient_name: str | None
-    patient_birth_date: dt.date | None
-    patient_sex: str | None
-    study_date: dt.date | None
-    study_time: str | None
-    accession_number: str | None
-    study_description: str | None
-    modalities_in_study: tuple[str, ...]
     series_lists: tuple[SeriesListSummary, ...]
 
     @property
@@ -90,16 +84,25 @@ class StudySummary:
         return tuple(sl.data_source for sl in self.series_lists)
 
 
-_STUDY = (
-    StudyRow.study_instance_uid, StudyRow.patient_id, StudyRow.patient_name,
-    StudyRow.patient_birth_date, StudyRow.patient_sex, StudyRow.study_date, StudyRow.study_time,
-    StudyRow.accession_number, StudyRow.study_description,
-)  # fmt: skip
+if TYPE_CHECKING:
+    from .models import SeriesColumns, StudyColumns
+
+    @dataclass(frozen=True)
+    class SeriesSummary(SeriesSummaryBase, SeriesColumns): ...
+
+    @dataclass(frozen=True)
+    class StudySummary(StudySummaryBase, StudyColumns): ...
+
+else:
+    SeriesSummary = read_model("SeriesSummary", SeriesSummaryBase, SERIES_COLUMNS, __name__)
+    StudySummary = read_model("StudySummary", StudySummaryBase, STUDY_COLUMNS, __name__)
+
+
+_STUDY = (study_table.c.study_instance_uid, *(study_table.c[c.name] for c in STUDY_COLUMNS))
 _SERIES = (
-    SeriesRow.series_instance_uid, SeriesRow.modality, SeriesRow.series_number,
-    SeriesRow.series_description, SeriesRow.series_date, SeriesRow.series_time,
-    SeriesRow.body_part_examined,
-)  # fmt: skip
+    series_table.c.series_instance_uid,
+    *(series_table.c[c.name] for c in SERIES_COLUMNS),
+)
 
 
 def _query() -> Any:
@@ -110,7 +113,7 @@ def _query() -> Any:
     )
     return (
         select(
-            StudyRow.id.label("study_id"), *_STUDY, StudyRow.modalities_in_study,
+            StudyRow.id.label("study_id"), *_STUDY,
             SeriesListRow.id.label("series_list_id"), SeriesListRow.data_source,
             SeriesListRow.wado_root, SeriesListRow.wado_uri, SeriesRow.id.label("series_id"),
             *_SERIES, cast(SeriesRow.metadata_, Text).label("series_metadata"),
@@ -119,8 +122,8 @@ def _query() -> Any:
         .outerjoin(SeriesListRow, SeriesListRow.study_id == StudyRow.id)
         .outerjoin(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
         .outerjoin(counts, counts.c.series_id == SeriesRow.id)
-        .order_by(StudyRow.id, SeriesListRow.id, SeriesRow.series_number.is_(None),
-                  SeriesRow.series_number, SeriesRow.id)
+        .order_by(StudyRow.id, SeriesListRow.id, series_table.c.series_number.is_(None),
+                  series_table.c.series_number, SeriesRow.id)
     )  # fmt: skip
 
 
@@ -144,8 +147,8 @@ def _study(rows: Sequence[RowMapping]) -> StudySummary:
             lists.setdefault(row["series_list_id"], []).append(row)
     first = rows[0]
     return StudySummary(
-        **{c.key: first[c.key] for c in _STUDY},
-        modalities_in_study=tuple(m for m in (first["modalities_in_study"] or "").split("\\") if m),
+        study_instance_uid=first["study_instance_uid"],
+        **loaded(STUDY_COLUMNS, first),
         series_lists=tuple(_series_list(group) for group in lists.values()),
     )
 
@@ -159,7 +162,8 @@ def _series_list(rows: Sequence[RowMapping]) -> SeriesListSummary:
             wado_root=row["wado_root"],
             number_of_instances=row["number_of_instances"],
             raw_metadata=row["series_metadata"],
-            **{c.key: row[c.key] for c in _SERIES},
+            series_instance_uid=row["series_instance_uid"],
+            **loaded(SERIES_COLUMNS, row),
         )
         for row in rows
         if row["series_id"] is not None

@@ -19,6 +19,7 @@ from dicom_factory import (
     presentation_state,
     projection,
     secondary_capture,
+    sequence,
     sr_3d,
     video,
     whole_slide_level,
@@ -83,27 +84,32 @@ def test_real_files_give_the_display_sets_a_radiologist_expects(store: Store) ->
     [us] = sets_of("us_multi")
     assert us.is_multi_frame and us.num_image_frames == read["us_multi"].NumberOfFrames
 
-    [sr] = sets_of("sr")
-    assert (sr.sop_class_handler_id, sr.plugin) == ("sr", "html")
-    assert sr.is_derived_display_set and sr.num_image_frames == 0
+    [sr] = sets_of("sr")  # OHIF's dicom-sr: derived, no frame count, no referenced series
+    assert (sr.sop_class_handler_id, sr.plugin, sr.modality) == ("sr", "dicom-sr", "SR")
+    assert sr.is_derived_display_set and sr.num_image_frames is None
 
     [seg] = sets_of("seg")
     assert seg.sop_class_handler_id == "seg" and seg.is_derived_display_set
     expected = read["seg"].ReferencedSeriesSequence[0].SeriesInstanceUID
     assert seg.referenced_series_instance_uid == expected
 
-    [rt] = sets_of("rtstruct")  # no ReferencedSeriesSequence: found through the RT tree
+    # no ReferencedSeriesSequence and no ContourImageSequence: OHIF's dicom-rt throws
+    # (_deriveReferencedSeriesSequenceFromFrameOfReferenceSequence); we show it unsupported
+    [rt] = sets_of("rtstruct")
     assert "ReferencedSeriesSequence" not in read["rtstruct"]
-    frame_of_ref = read["rtstruct"].ReferencedFrameOfReferenceSequence[0]
-    rt_study = frame_of_ref.RTReferencedStudySequence[0]
-    rt_series = rt_study.RTReferencedSeriesSequence[0].SeriesInstanceUID
-    assert rt.sop_class_handler_id == "rtstruct" and rt.referenced_series_instance_uid == rt_series
+    assert rt.is_unsupported and "has no ContourImageSequence" in rt.extras["reason"]
+    assert "'rtstruct' failed" in rt.extras["reason"]
 
     [dose] = sets_of("dose")
     assert dose.sop_class_handler_id == "stack" and dose.modality == "RTDOSE"
 
-    [ecg] = sets_of("ecg")
-    assert ecg.is_unsupported and "12-lead ECG Waveform Storage" in ecg.extras["reason"]
+    [ecg] = sets_of("ecg")  # OHIF's DicomEcgSopClassHandler
+    assert (ecg.sop_class_handler_id, ecg.num_image_frames, ecg.is_derived_display_set) == (
+        "ecg",
+        0,
+        False,
+    )
+    assert ecg.extras["ecg"]["number_of_waveform_channels"] == 12
 
 
 def test_enhanced_ct_and_sr_from_pydicom_data(store: Store) -> None:
@@ -115,7 +121,7 @@ def test_enhanced_ct_and_sr_from_pydicom_data(store: Store) -> None:
     assert ds.is_multi_frame and ds.num_image_frames == ect.NumberOfFrames
     sr = pydicom.dcmread(paths[1], stop_before_pixels=True)
     [report] = store.get_display_sets(sr.StudyInstanceUID)
-    assert report.plugin == "html" and report.sop_instance_uid == sr.SOPInstanceUID
+    assert report.plugin == "dicom-sr" and report.sop_instance_uid == sr.SOPInstanceUID
 
 
 # ----------------------------------------------------------------------------- stack
@@ -147,11 +153,19 @@ def test_a_gap_makes_a_stack_not_reconstructable_and_keeps_instance_order(
 
 
 def test_enhanced_multiframe_volume_is_reconstructable(store: Store, tmp_path: Path) -> None:
-    even, gappy = generate_uid(), generate_uid()
-    add(store, [enhanced_ct(even, [0, 1, 2, 3]), enhanced_ct(gappy, [0, 1, 5])], tmp_path)
+    # OHIF's processMultiframe (isDisplaySetReconstructable.js) checks that pixel measures,
+    # orientation and position are present, not the spacing ("TODO - check spacing")
+    even, gappy, no_measures = generate_uid(), generate_uid(), generate_uid()
+    volumes = [enhanced_ct(even, [0, 1, 2, 3]), enhanced_ct(gappy, [0, 1, 5])]
+    for ds in volumes:
+        ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence = sequence(
+            {"PixelSpacing": [1, 1], "SliceThickness": 1}
+        )
+    add(store, [*volumes, enhanced_ct(no_measures, [0, 1, 2])], tmp_path)
     sets = store.get_display_sets(STUDY)
     assert only(sets, even).is_reconstructable and only(sets, even).num_image_frames == 4
-    assert not only(sets, gappy).is_reconstructable
+    assert only(sets, gappy).is_reconstructable
+    assert not only(sets, no_measures).is_reconstructable
 
 
 @pytest.mark.parametrize("modality", ["CR", "DX", "MG"])
@@ -193,8 +207,10 @@ def test_video_handler_takes_videos_before_the_stack(store: Store, tmp_path: Pat
     add(store, [video(series, 1), h264_sc, long_sc, still, short], tmp_path)
     sets = by_series(store.get_display_sets(STUDY), series)
     handlers = [(ds.sop_class_handler_id, ds.instances[0].instance_number) for ds in sets]
-    assert handlers == [("video", 1), ("video", 2), ("video", 3), ("stack", 4), ("stack", 5)]
-    assert {ds.plugin for ds in sets[:3]} == {"dicom-video"}
+    # split by SOP class first (DisplaySetService); OHIF's video handler takes H.264 and
+    # secondary captures (.7, .7.4) with >= 90 frames; a multi-frame grayscale SC goes to stack
+    assert handlers == [("video", 1), ("video", 2), ("stack", 4), ("stack", 3), ("stack", 5)]
+    assert {ds.plugin for ds in sets[:2]} == {"dicom-video"}
     assert sets[0].extras["transfer_syntax_uid"] == uid.MPEG4HP41
 
 
@@ -202,10 +218,9 @@ def test_pdf_is_one_display_set_with_its_document_uri(store: Store, tmp_path: Pa
     series = generate_uid()
     add(store, [pdf(series, 1, "Referral"), pdf(series, 2, "Report")], tmp_path)
     sets = by_series(store.get_display_sets(STUDY), series)
-    assert [(ds.plugin, ds.label) for ds in sets] == [
-        ("dicom-pdf", "Referral"),
-        ("dicom-pdf", "Report"),
-    ]
+    # OHIF's dicom-pdf labels a document with its SeriesDescription, "PDF" when absent
+    assert [(ds.plugin, ds.label) for ds in sets] == [("dicom-pdf", "PDF"), ("dicom-pdf", "PDF")]
+    assert [ds.extras["document_title"] for ds in sets] == ["Referral", "Report"]
     uri = sets[0].extras["document_uri"]
     assert uri.startswith("file://") and "offset=" in uri
     assert sets[0].extras["mime_type"] == "application/pdf"
@@ -217,8 +232,9 @@ def test_whole_slide_levels_are_one_display_set(store: Store, tmp_path: Path) ->
     add(store, levels, tmp_path)
     ds = only(store.get_display_sets(STUDY), series)
     assert ds.plugin == "dicom-microscopy" and len(ds.instances) == 3
-    assert ds.sop_instance_uid == levels[1].SOPInstanceUID  # the base (largest) level
-    assert ds.extras["levels"] == 3
+    # OHIF's DicomMicroscopySopClassHandler: the first instance represents the series
+    assert ds.sop_instance_uid == levels[1].SOPInstanceUID  # instance number 1
+    assert (ds.modality, ds.num_image_frames) == ("SM", 0)
 
 
 def test_derived_objects_reference_their_series(store: Store, tmp_path: Path) -> None:
@@ -229,9 +245,10 @@ def test_derived_objects_reference_their_series(store: Store, tmp_path: Path) ->
     derived = [
         key_objects(ko_series, ct, sops[:1]),
         presentation_state(pr_series, ct),
-        parametric_map(pm_series, sops),  # referenced only through its source images
+        parametric_map(pm_series, sops),  # OHIF reads its ReferencedSeriesSequence
         sr_3d(sr_series, ct),
     ]
+    derived[2].ReferencedSeriesSequence = sequence({"SeriesInstanceUID": ct})
     add(store, slices + derived, tmp_path)
     sets = store.get_display_sets(STUDY)
     expected = {
@@ -243,7 +260,9 @@ def test_derived_objects_reference_their_series(store: Store, tmp_path: Path) ->
     for series, (handler, plugin) in expected.items():
         ds = only(sets, series)
         assert (ds.sop_class_handler_id, ds.plugin) == (handler, plugin)
-        assert ds.is_derived_display_set and ds.referenced_series_instance_uid == ct
+        # OHIF's SR display set names no referenced series until the report is loaded
+        referenced = None if handler == "sr-3d" else ct
+        assert ds.is_derived_display_set and ds.referenced_series_instance_uid == referenced
     assert not only(sets, ct).is_derived_display_set
 
 
@@ -257,8 +276,9 @@ def test_sr_series_is_one_display_set_represented_by_the_newest(
         ds.ContentTime = time
     add(store, reports, tmp_path)
     ds = only(store.get_display_sets(STUDY), series)
-    assert ds.plugin == "html" and len(ds.instances) == 3
-    assert ds.sop_instance_uid == reports[1].SOPInstanceUID
+    assert ds.plugin == "dicom-sr" and len(ds.instances) == 3
+    # OHIF's dicom-sr: the last by InstanceNumber (sortStudyInstances) is the newest
+    assert ds.sop_instance_uid == reports[2].SOPInstanceUID
 
 
 # ----------------------------------------------------------------------------- mixed, unsupported
@@ -274,7 +294,7 @@ def test_mixed_series_is_split_by_sop_class(store: Store, tmp_path: Path) -> Non
     sets = by_series(store.get_display_sets(STUDY), series)
     assert [ds.sop_class_handler_id for ds in sets] == [
         "stack",
-        "encapsulated-document",
+        "pdf",
         "video",
         "unsupported",
     ]

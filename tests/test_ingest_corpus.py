@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from sqlalchemy import text
 from repository import Store
 from repository.ingest import IngestReport, ingest
 from repository.normalize import BULK_DATA_THRESHOLD
+from repository.validation import is_uid
 
 PYDICOM_DATA = Path(data_store.__file__).parent / "data"
 CORPUS = (PYDICOM_FILES, PYDICOM_DATA)
-UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_METADATA_BYTES = 200_000
 
 
@@ -53,7 +52,7 @@ def _valid_uid(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     uid = value.rstrip("\x00 ")
-    return uid if uid and len(uid) <= 64 and UID.match(uid) else None
+    return uid if is_uid(uid) else None
 
 
 def _cut_short(ds: pydicom.Dataset) -> bool:

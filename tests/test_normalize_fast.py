@@ -21,13 +21,9 @@ import pytest
 import repository
 from repository.errors import InvalidInputError
 from repository.ingest import ingest, read_file
-from repository.normalize import (
-    BULK_DATA_THRESHOLD,
-    file_bulk_uri,
-    naturalize_dataset,
-    naturalize_element,
-)
-from repository.normalize_fast import naturalize_dataset_fast
+from repository.normalize import BULK_DATA_THRESHOLD, file_bulk_uri, naturalize_dataset
+from repository.normalize.dataset import naturalize_element
+from repository.normalize.fast import naturalize_dataset_fast
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -180,7 +176,7 @@ def test_fast_path_matches_on_hand_encoded_edge_cases(
 
 
 def test_fast_path_decodes_the_common_elements_itself(monkeypatch: pytest.MonkeyPatch) -> None:
-    import repository.normalize_fast as fast_module
+    import repository.normalize.fast as fast_module
 
     left_to_pydicom: list[int] = []
 

@@ -3,6 +3,7 @@ entry-point plug-ins, invalid handlers, deterministic ids and a fixed number of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -74,7 +75,7 @@ def test_declined_by_every_handler_is_unsupported_with_the_reason(
     [ds] = store.get_display_sets(STUDY, handlers=[never])
     assert ds.is_unsupported
     assert ds.extras["reason"] == (
-        f"SOP class {uid.CTImageStorage} (CT Image Storage) was declined by never"
+        f"SOP class {uid.CTImageStorage} (CT Image Storage) was declined by 'never'"
     )
 
 
@@ -87,12 +88,12 @@ def test_a_failing_handler_is_logged_and_its_instances_go_on(
         raise RuntimeError("plug-in bug")
 
     def stray(instances: Sequence[Instance], context: HandlerContext) -> list[DisplaySet]:
-        other = Instance(**{**instances[0].__dict__, "sop_instance_uid": "9.9.9"})
+        other = dataclasses.replace(instances[0], sop_instance_uid="9.9.9")
         return [context.display_set([other], plugin="x")]
 
     handlers = [SopClassHandler("broken", [uid.CTImageStorage], broken),
                 SopClassHandler("stray", [uid.CTImageStorage], stray), "stack"]  # fmt: skip
-    with caplog.at_level(logging.ERROR, logger="repository.sop_class_handlers"):
+    with caplog.at_level(logging.WARNING, logger="repository.sop_class_handlers"):
         [ds] = store.get_display_sets(STUDY, handlers=handlers)
     assert ds.sop_class_handler_id == "stack" and len(ds.instances) == 2
     assert "handler 'broken'" in caplog.text and "plug-in bug" in caplog.text
@@ -200,9 +201,12 @@ def test_duplicate_ids_and_unknown_ids_are_clear_errors(store: Store) -> None:
         store.get_display_sets(STUDY, handlers=["stack", "stack"])
 
 
-def test_builtin_order_puts_video_before_stack(store: Store) -> None:
-    ids = store.handlers.ids
-    assert ids[0] == "video" and ids[-1] == "stack"
+def test_builtin_order_is_ohifs_basic_viewer_order(store: Store) -> None:
+    # modes/basic/src/index.tsx sopClassHandlers (used by @ohif/mode-longitudinal), then ours
+    assert store.handlers.ids == [
+        "video", "ecg", "seg", "parametric-map", "stack", "whole-slide-microscopy", "pdf",
+        "sr-3d", "sr", "rtstruct", "key-object-selection", "presentation-state",
+    ]  # fmt: skip
 
 
 PLUGIN_MODULE = """

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from ..engine import make_engine
 from ..errors import RepositoryError
 from ..store import Store
+from ..validation import strip_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +80,7 @@ def open_engine(ctx: click.Context) -> Iterator[Engine]:
     try:
         yield engine
     except RepositoryError as error:  # migrate translates driver errors (unit_of_work)
-        where = engine.url.render_as_string(hide_password=True)
+        where = strip_credentials(engine.url)
         raise click.ClickException(f"database {where}: {error}") from None
     finally:
         engine.dispose()

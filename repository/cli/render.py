@@ -111,9 +111,13 @@ def display_sets_table(display_sets: list[DisplaySet]) -> Table:
     for ds in display_sets:
         table.add_row(ds.display_set_instance_uid, ds.sop_class_handler_id, ds.plugin,
                       ds.modality or "", str(ds.series_number or ""), ds.label,
-                      str(len(ds.instances)), str(ds.num_image_frames),
+                      str(len(ds.instances)), _frames(ds),
                       "; ".join(_notes(ds)))  # fmt: skip
     return table
+
+
+def _frames(ds: DisplaySet) -> str:
+    return "" if ds.num_image_frames is None else str(ds.num_image_frames)
 
 
 def _notes(ds: DisplaySet) -> list[str]:

@@ -43,7 +43,10 @@ class DisplaySet:
     ``plugin`` names the viewer that shows it (``"cornerstone"``, ``"html"``, ...). ``instances``
     are in display order and ``sop_instance_uid`` is the representative instance.
     ``authorization_headers`` are the caller's, copied here at call time; they are never stored
-    and are left out of ``repr`` and :meth:`to_json`.
+    and are left out of ``repr`` and :meth:`to_json`. ``num_image_frames`` is None where OHIF's
+    handler sets no frame count (SEG, RTSTRUCT, SR, parametric map, unsupported).
+    ``reconstructable_from_reference`` says ``is_reconstructable`` was taken from the display set
+    this one references (OHIF's SEG and RTSTRUCT handlers).
     """
 
     display_set_instance_uid: str
@@ -61,7 +64,7 @@ class DisplaySet:
     wado_uri: str | None
     data_source: str
     instances: tuple[Instance, ...] = field(repr=False)
-    num_image_frames: int
+    num_image_frames: int | None
     is_multi_frame: bool
     is_reconstructable: bool
     is_derived_display_set: bool
@@ -69,6 +72,7 @@ class DisplaySet:
     label: str
     extras: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     authorization_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    reconstructable_from_reference: bool = field(default=False, repr=False)
 
     @property
     def sop_instance_uids(self) -> tuple[str, ...]:

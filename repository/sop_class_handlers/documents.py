@@ -1,4 +1,8 @@
-"""The encapsulated document handler: PDF, CDA and 3D model documents, one display set each."""
+"""The encapsulated PDF handler (OHIF's ``dicom-pdf``): one derived display set per document.
+
+Follows OHIF 3.13.2 ``extensions/dicom-pdf/src/getSopClassHandlerModule.js``, which claims
+Encapsulated PDF only. ``extras`` has the MIME type, title and bulk data URI of the document.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from ..models import Instance
 from . import sop_classes
 from .display_set import DisplaySet
 from .handler import HandlerContext, SopClassHandler
+from .labels import series_label, text
 
 
 def _document_uri(md: Mapping[str, Any]) -> str | None:
@@ -19,24 +24,24 @@ def _document_uri(md: Mapping[str, Any]) -> str | None:
     return None
 
 
-def document_display_sets(
-    instances: Sequence[Instance], context: HandlerContext
-) -> list[DisplaySet]:
-    """One display set per document; ``extras`` has its MIME type, title and bulk data URI."""
+def pdf_display_sets(instances: Sequence[Instance], context: HandlerContext) -> list[DisplaySet]:
+    """One display set per PDF, labelled with the series description (default "PDF")."""
     sets = []
     for inst in instances:
         md = inst.metadata
-        mime = md.get("MIMETypeOfEncapsulatedDocument") or None
-        title = md.get("DocumentTitle") or None
+        description = md.get("SeriesDescription", "PDF")  # OHIF's destructuring default
         sets.append(
             context.display_set(
                 [inst],
-                plugin="dicom-pdf" if mime in (None, "application/pdf") else "dicom-document",
-                modality=context.series.modality or "DOC",
-                label=title if isinstance(title, str) else None,
+                plugin="dicom-pdf",
+                modality=text(md.get("Modality")),
+                label=series_label({**md, "SeriesDescription": description}, md.get("Modality")),
+                is_derived=True,
+                num_image_frames=0,
+                is_multi_frame=False,
                 extras={
-                    "mime_type": mime,
-                    "document_title": title,
+                    "mime_type": md.get("MIMETypeOfEncapsulatedDocument") or "application/pdf",
+                    "document_title": text(md.get("DocumentTitle")),
                     "document_uri": _document_uri(md),
                 },
             )
@@ -44,7 +49,5 @@ def document_display_sets(
     return sets
 
 
-HANDLER = SopClassHandler(
-    "encapsulated-document", sop_classes.ENCAPSULATED_DOCUMENTS, document_display_sets
-)
-"""The built-in encapsulated document handler."""
+HANDLER = SopClassHandler("pdf", sop_classes.PDF, pdf_display_sets)
+"""The built-in PDF handler (OHIF's ``@ohif/extension-dicom-pdf...dicom-pdf``)."""

@@ -1,32 +1,29 @@
-"""The SOP class handler interface, the context handlers build display sets with, and adapters.
+"""The SOP class handler interface and the context handlers build display sets with.
 
 A handler is an ``id``, the ``sop_class_uids`` it claims and a function
 ``get_display_sets_from_series(instances, context)`` that receives the instances of one series
 having those SOP classes (in display order) and returns display sets; returning none declines,
 and the instances go on to later handlers (OHIF v3). The seed's v2 form,
 ``get_display_set_from_series(series, study, dicom_web_client, authorization_headers)`` returning
-one display set as a dict, is adapted to the same pipeline by :func:`as_handler`.
+one display set as a dict, is adapted to the same pipeline by :func:`.adapters.as_handler`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import EllipsisType, MappingProxyType
 from typing import Any
 
 from ..errors import InvalidValueError
 from ..models import Instance, Series, Study
-from ..normalize import as_int
+from ..validation import as_int, is_uid
 from .display_set import DisplaySet, display_set_uid
 
 HandlerFunction = Callable[[Sequence[Instance], "HandlerContext"], Iterable[DisplaySet] | None]
 """``get_display_sets_from_series(instances, context) -> display sets`` (empty: declined)."""
-
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 class InvalidHandlerError(InvalidValueError):
@@ -59,7 +56,7 @@ class SopClassHandler:
         if not uids:
             raise InvalidHandlerError(f"handler {self.id!r} claims no SOP class UIDs")
         for u in uids:
-            if len(u) > 64 or not _UID.match(u):
+            if not is_uid(u):
                 raise InvalidHandlerError(f"handler {self.id!r}: {u!r} is not a valid UID")
         if not callable(self.get_display_sets_from_series):
             raise InvalidHandlerError(
@@ -93,6 +90,11 @@ class HandlerContext:
         self.dicom_web_client = dicom_web_client
         self._series_of_instance = series_of_instance
 
+    @property
+    def where(self) -> str:
+        """``handler 'id' on series <uid>``, for error messages."""
+        return f"handler {self.handler_id!r} on series {self.series.series_instance_uid}"
+
     def series_of_instance(self, sop_instance_uid: str) -> str | None:
         """The SeriesInstanceUID of an instance of this study (same data source), if stored."""
         return self._series_of_instance(sop_instance_uid)
@@ -112,57 +114,56 @@ class HandlerContext:
         extras: Mapping[str, Any] | None = None,
         wado_root: str | None = None,
         wado_uri: str | None = None,
-        num_image_frames: int | None = None,
+        num_image_frames: int | EllipsisType | None = ...,
         is_multi_frame: bool | None = None,
     ) -> DisplaySet:
         """A display set of ``instances`` of this series, with a deterministic UID.
 
         Series fields come from the series; ``representative`` defaults to the first instance;
-        frame counts from the instances' NumberOfFrames.
+        frame counts, unless given (None: no frame count), from the instances' NumberOfFrames.
         """
         if not instances:
             raise ValueError(f"handler {self.handler_id!r}: a display set needs instances")
-        series = self.series
-        rep = representative or instances[0]
-        frames = sum(max(1, i.number_of_frames or 1) for i in instances)
-        multi = any((i.number_of_frames or 1) > 1 for i in instances)
+        series, rep = self.series, representative or instances[0]
         modality = modality or series.modality or _text(rep.metadata.get("Modality"))
+        if num_image_frames is ...:
+            num_image_frames = sum(max(1, i.number_of_frames or 1) for i in instances)
+        if is_multi_frame is None:
+            is_multi_frame = any((i.number_of_frames or 1) > 1 for i in instances)
         return DisplaySet(
-            display_set_instance_uid=display_set_uid(
-                series.study_instance_uid,
-                series.series_instance_uid,
-                series.data_source,
-                self.handler_id,
-                (i.sop_instance_uid for i in instances),
-                key,
-            ),
+            display_set_instance_uid=self._uid(instances, key),
             sop_class_handler_id=self.handler_id,
             plugin=plugin,
             modality=modality,
-            study_instance_uid=series.study_instance_uid,
-            series_instance_uid=series.series_instance_uid,
             sop_instance_uid=rep.sop_instance_uid,
-            series_number=series.series_number,
-            series_description=series.series_description,
-            series_date=series.series_date,
-            series_time=series.series_time,
             wado_root=wado_root if wado_root is not None else series.wado_root,
             wado_uri=wado_uri if wado_uri is not None else (rep.wado_uri or self.wado_uri),
-            data_source=series.data_source,
             instances=tuple(instances),
-            num_image_frames=frames if num_image_frames is None else num_image_frames,
-            is_multi_frame=multi if is_multi_frame is None else is_multi_frame,
+            num_image_frames=num_image_frames,
+            is_multi_frame=is_multi_frame,
             is_reconstructable=is_reconstructable,
             is_derived_display_set=is_derived,
             referenced_series_instance_uid=referenced_series_instance_uid,
             label=label if label is not None else default_label(series, modality),
             extras=MappingProxyType(dict(extras or {})),
-            authorization_headers=(
-                MappingProxyType(dict(self.authorization_headers))
-                if self.authorization_headers
-                else None
-            ),
+            authorization_headers=self._headers(),
+            **_series_fields(series),
         )
+
+    def _uid(self, instances: Sequence[Instance], key: str) -> str:
+        series = self.series
+        return display_set_uid(
+            series.study_instance_uid,
+            series.series_instance_uid,
+            series.data_source,
+            self.handler_id,
+            (i.sop_instance_uid for i in instances),
+            key,
+        )
+
+    def _headers(self) -> Mapping[str, str] | None:
+        headers = self.authorization_headers
+        return MappingProxyType(dict(headers)) if headers else None
 
     def from_mapping(self, values: Mapping[str, Any], instances: Sequence[Instance]) -> DisplaySet:
         """A display set from a seed-style dict (camelCase or snake_case keys).
@@ -172,8 +173,8 @@ class HandlerContext:
         """
         fields = {_snake(k): v for k, v in values.items()}
         chosen = fields.pop("instances", None)
-        if chosen is not None:
-            instances = [i for i in chosen if isinstance(i, Instance)] or instances
+        if isinstance(chosen, list | tuple):
+            instances = _resolve_instances(chosen, instances) or instances
         rep_uid = fields.pop("sop_instance_uid", None)
         representative = next((i for i in instances if i.sop_instance_uid == rep_uid), None)
         for ignored in (
@@ -199,10 +200,22 @@ class HandlerContext:
             ),
             wado_root=_text(fields.pop("wado_root", None)),
             wado_uri=_text(fields.pop("wado_uri", None)),
-            num_image_frames=frames,
+            num_image_frames=... if frames is None else frames,
             is_multi_frame=None if multi is None else bool(multi),
             extras=fields,
         )
+
+
+def _series_fields(series: Series) -> dict[str, Any]:
+    return {
+        "study_instance_uid": series.study_instance_uid,
+        "series_instance_uid": series.series_instance_uid,
+        "series_number": series.series_number,
+        "series_description": series.series_description,
+        "series_date": series.series_date,
+        "series_time": series.series_time,
+        "data_source": series.data_source,
+    }
 
 
 def default_label(series: Series, modality: str | None) -> str:
@@ -223,95 +236,23 @@ def _text(value: Any) -> str | None:
 
 def _snake(key: str) -> str:
     key = key.replace("UID", "Uid").replace("ID", "Id")
+    key = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", "_", key)
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower()
 
 
-# ---------------------------------------------------------------------------- adapters
-
-_ID_KEYS = ("id", "name")
-_UIDS_KEYS = ("sop_class_uids", "sopClassUids", "sopClassUIDs")
-_V3_KEYS = ("get_display_sets_from_series", "getDisplaySetsFromSeries")
-_V2_KEYS = ("get_display_set_from_series", "getDisplaySetFromSeries")
-
-
-def _member(obj: Any, keys: Sequence[str]) -> Any:
-    for key in keys:
-        if isinstance(obj, Mapping):
-            if key in obj:
-                return obj[key]
-        elif hasattr(obj, key):
-            return getattr(obj, key)
-    return None
-
-
-def is_handler_like(obj: Any) -> bool:
-    """True if ``obj`` looks like a handler (has an id or SOP class UIDs and a function)."""
-    if isinstance(obj, SopClassHandler):
-        return True
-    has_fn = _member(obj, _V3_KEYS) is not None or _member(obj, _V2_KEYS) is not None
-    return has_fn or _member(obj, _UIDS_KEYS) is not None
-
-
-def as_handler(obj: Any) -> SopClassHandler:
-    """A :class:`SopClassHandler` from a handler, or from an object or dict in v3 or v2 form.
-
-    v3: ``id`` (or ``name``), ``sop_class_uids``, ``get_display_sets_from_series(instances[,
-    context])``. v2 (the seed): ``id``, ``sop_class_uids``,
-    ``get_display_set_from_series(series, study, dicom_web_client, authorization_headers)``
-    returning one display set (a dict or :class:`DisplaySet`) or None. camelCase names work too.
-    """
-    if isinstance(obj, SopClassHandler):
-        return obj
-    handler_id = _member(obj, _ID_KEYS)
-    uids = _member(obj, _UIDS_KEYS)
-    v3 = _member(obj, _V3_KEYS)
-    v2 = _member(obj, _V2_KEYS)
-    if v3 is None and v2 is None:
-        raise InvalidHandlerError(
-            f"{obj!r} is not a SOP class handler: it has neither get_display_sets_from_series "
-            "nor get_display_set_from_series"
-        )
-    if uids is None:
-        raise InvalidHandlerError(f"handler {handler_id!r} has no sop_class_uids")
-    function = _adapt_v3(v3) if v3 is not None else _adapt_v2(v2)
-    return SopClassHandler(handler_id, uids, function)
-
-
-def _positional_arity(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-
-
-def _adapt_v3(fn: Callable[..., Any]) -> HandlerFunction:
-    if not callable(fn):
-        raise InvalidHandlerError(f"get_display_sets_from_series {fn!r} is not callable")
-    if _positional_arity(fn) >= 2:
-        return fn
-
-    def one_argument(instances: Sequence[Instance], context: HandlerContext) -> Any:
-        return fn(instances)
-
-    return one_argument
-
-
-def _adapt_v2(fn: Callable[..., Any]) -> HandlerFunction:
-    if not callable(fn):
-        raise InvalidHandlerError(f"get_display_set_from_series {fn!r} is not callable")
-
-    def v2(instances: Sequence[Instance], context: HandlerContext) -> list[DisplaySet]:
-        series = dataclasses.replace(context.series, instances=tuple(instances))
-        result = fn(series, context.study, context.dicom_web_client, context.authorization_headers)
-        if result is None:
-            return []
-        items = result if isinstance(result, list | tuple) else [result]
-        return [
-            item if isinstance(item, DisplaySet) else context.from_mapping(item, instances)
-            for item in items
-        ]
-
-    return v2
+def _resolve_instances(chosen: Sequence[Any], offered: Sequence[Instance]) -> list[Instance]:
+    """The offered instances a returned display set names: as instances, wrappers holding one
+    (``.instance``), SOP Instance UIDs, or naturalized dicts with a SOPInstanceUID."""
+    by_uid = {i.sop_instance_uid: i for i in offered}
+    out = []
+    for item in chosen:
+        item = getattr(item, "instance", item)
+        if isinstance(item, Instance):
+            uid: Any = item.sop_instance_uid
+        elif isinstance(item, Mapping):
+            uid = item.get("SOPInstanceUID") or item.get("sop_instance_uid")
+        else:
+            uid = item
+        if isinstance(uid, str) and uid in by_uid:
+            out.append(by_uid[uid])
+    return out

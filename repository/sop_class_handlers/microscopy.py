@@ -1,42 +1,49 @@
-"""The whole-slide microscopy handler: all pyramid levels of a series in one display set."""
+"""Whole-slide microscopy (OHIF's ``DicomMicroscopySopClassHandler``): all pyramid levels of a
+series in one display set.
+
+Follows OHIF 3.13.2 ``extensions/cornerstone/src/getSopClassHandlerModule.js``: modality SM, no
+image frames counted, the first instance offered represents the series; ``extras`` names the
+instance with the fewest frames, which OHIF uses for the thumbnail.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from ..models import Instance
-from ..normalize import as_int
+from . import jsvalues as js
 from . import sop_classes
 from .display_set import DisplaySet
 from .handler import HandlerContext, SopClassHandler
+from .labels import series_label
 
 
-def _pixels(inst: Instance) -> int:
-    md = inst.metadata
-    cols = as_int(md.get("TotalPixelMatrixColumns")) or inst.columns or 0
-    rows = as_int(md.get("TotalPixelMatrixRows")) or inst.rows or 0
-    return cols * rows
+def _frames(inst: Instance) -> float:
+    value = js.number(inst.metadata.get("NumberOfFrames"))
+    return value if js.truthy(value) else 1.0
 
 
 def microscopy_display_sets(
     instances: Sequence[Instance], context: HandlerContext
 ) -> list[DisplaySet]:
-    """One display set per series, largest level first; the base level represents it."""
-    levels = sorted(instances, key=_pixels, reverse=True)
-    image_types = [inst.metadata.get("ImageType") or [] for inst in levels]
+    """One display set of every level of the series."""
+    first = instances[0]
+    thumbnail = first
+    for inst in instances:
+        if _frames(inst) < _frames(thumbnail):
+            thumbnail = inst
     return [
         context.display_set(
-            levels,
+            instances,
             plugin="dicom-microscopy",
-            representative=levels[0],
-            modality=context.series.modality or "SM",
-            extras={
-                "levels": len({_pixels(i) for i in levels}),
-                "image_types": [t[2] if isinstance(t, list) and len(t) > 2 else None
-                                for t in image_types],
-            },
+            representative=first,
+            modality="SM",
+            label=series_label(first.metadata, "SM"),
+            num_image_frames=0,
+            is_multi_frame=False,
+            extras={"thumbnail_sop_instance_uid": thumbnail.sop_instance_uid},
         )
-    ]  # fmt: skip
+    ]
 
 
 HANDLER = SopClassHandler(

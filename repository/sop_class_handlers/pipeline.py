@@ -1,15 +1,23 @@
-"""Turn a study read from the database into display sets, series by series (OHIF v3 semantics).
+"""Turn a study read from the database into display sets, as OHIF's ``DisplaySetService`` does.
 
-For each series, instances are ordered (InstanceNumber, then SOPInstanceUID) and offered to the
-handlers in order, each handler getting the still-unclaimed instances of the SOP classes it
-claims. What a handler puts in its display sets is taken; what it declines goes on. Whatever no
-handler takes ends in an "unsupported" display set that says why.
+Follows OHIF 3.13.2 ``platform/core/src/services/DisplaySetService/DisplaySetService.ts``: each
+series' instances (offered in OHIF's ``sortByInstanceNumber`` order) are first split by SOP class
+(``makeDisplaySetForInstances``); each group is offered to the handlers that claim its class, in
+order; a handler returning nothing declines and the next one is asked; what a handler puts in
+display sets is taken and the rest goes on. If no handler made a display set for the group, one
+"unsupported" display set holds it, with the reason in ``extras["reason"]``. Instances left over
+after some handler made display sets are not shown, as in OHIF (a SEG series shows its newest
+segmentation). Then SEG and RTSTRUCT display sets take ``is_reconstructable`` from the display
+set they reference, as OHIF's handlers do.
+
+Where we differ on purpose: a handler that raises is treated as declining and its error ends up
+in the reason of the unsupported display set (in OHIF it breaks the whole study).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,13 +26,9 @@ from pydicom.uid import UID
 from ..models import Instance, Series, Study
 from .display_set import UNSUPPORTED_HANDLER_ID, DisplaySet
 from .handler import HandlerContext, SopClassHandler
+from .ordering import sort_by_instance_number
 
 log = logging.getLogger("repository.sop_class_handlers")
-
-
-def _display_order(inst: Instance) -> tuple[bool, int, str]:
-    number = inst.instance_number
-    return (number is None, number or 0, inst.sop_instance_uid)
 
 
 def _sop_class_name(sop_class_uid: str) -> str:
@@ -49,129 +53,148 @@ def build_display_sets(
     authorization_headers: Mapping[str, str] | None = None,
     dicom_web_client: Any = None,
 ) -> list[DisplaySet]:
-    """All display sets of ``study``: series lists in order, series by number, then handler output.
+    """All display sets of ``study``: series lists in order, series in order, then by SOP class.
 
     A handler that raises or returns instances it was not offered is logged and treated as
-    declining, so one faulty plug-in does not hide a study.
+    declining, so one faulty handler does not hide a study.
     """
     out: list[DisplaySet] = []
     for series_list in study.series_lists:
         index = _SeriesIndex(series_list.series)
         for series in series_list.series:
-            out.extend(
-                _series_display_sets(
-                    study,
-                    series,
-                    handlers,
-                    wado_uri=series_list.wado_uri,
-                    authorization_headers=authorization_headers,
-                    dicom_web_client=dicom_web_client,
-                    index=index,
-                )
-            )
-    return out
+            groups: dict[str | None, list[Instance]] = {}
+            for inst in sort_by_instance_number(series.instances):
+                groups.setdefault(inst.sop_class_uid, []).append(inst)
+            for sop_class, instances in groups.items():
+                contexts = _Contexts(
+                    study, series, series_list.wado_uri, authorization_headers,
+                    dicom_web_client, index,
+                )  # fmt: skip
+                out.extend(_group_display_sets(sop_class, instances, handlers, contexts))
+    return inherit_reconstructable(out)
 
 
-def _series_display_sets(
-    study: Study,
-    series: Series,
-    handlers: Sequence[SopClassHandler],
-    *,
-    wado_uri: str | None,
-    authorization_headers: Mapping[str, str] | None,
-    dicom_web_client: Any,
-    index: _SeriesIndex,
-) -> list[DisplaySet]:
-    pending = sorted(series.instances, key=_display_order)
-    position = {i.sop_instance_uid: n for n, i in enumerate(pending)}
-    made: list[DisplaySet] = []
-    declined: dict[str | None, list[str]] = defaultdict(list)
-    for handler in handlers:
-        offered = [i for i in pending if i.sop_class_uid in handler.claims]
-        if not offered:
-            continue
-        context = HandlerContext(
-            study,
-            series,
-            handler.id,
-            wado_uri=wado_uri,
-            authorization_headers=authorization_headers,
-            dicom_web_client=dicom_web_client,
-            series_of_instance=index,
+@dataclasses.dataclass(frozen=True)
+class _Contexts:
+    study: Study
+    series: Series
+    wado_uri: str | None
+    authorization_headers: Mapping[str, str] | None
+    dicom_web_client: Any
+    index: _SeriesIndex
+
+    def __call__(self, handler_id: str) -> HandlerContext:
+        return HandlerContext(
+            self.study,
+            self.series,
+            handler_id,
+            wado_uri=self.wado_uri,
+            authorization_headers=self.authorization_headers,
+            dicom_web_client=self.dicom_web_client
+            if handler_id != UNSUPPORTED_HANDLER_ID
+            else None,
+            series_of_instance=self.index,
         )
-        sets = _run(handler, offered, context)
-        taken = {i.sop_instance_uid for ds in sets for i in ds.instances}
-        for inst in offered:
-            if inst.sop_instance_uid not in taken:
-                declined[inst.sop_class_uid].append(handler.id)
+
+
+def _group_display_sets(
+    sop_class: str | None,
+    instances: list[Instance],
+    handlers: Sequence[SopClassHandler],
+    contexts: _Contexts,
+) -> list[DisplaySet]:
+    """OHIF's ``_makeDisplaySetForInstances`` over the instances of one SOP class."""
+    pending = list(instances)
+    made: list[DisplaySet] = []
+    outcomes: list[str] = []
+    for handler in handlers:
+        if not pending:
+            break
+        if sop_class not in handler.claims:
+            continue
+        sets, failure = _run(handler, pending, contexts(handler.id))
+        if not sets:
+            outcomes.append(f"{handler.id!r} failed: {failure}" if failure else f"{handler.id!r}")
+            continue
         made.extend(sets)
+        taken = {i.sop_instance_uid for ds in sets for i in ds.instances}
         pending = [i for i in pending if i.sop_instance_uid not in taken]
-    if pending:
-        made.extend(_unsupported(study, series, pending, declined, wado_uri, authorization_headers,
-                                 index))  # fmt: skip
-    made.sort(key=lambda ds: min(position.get(u, len(position)) for u in ds.sop_instance_uids))
-    return made
+    if made:
+        return made
+    return [_unsupported(sop_class, instances, outcomes, contexts(UNSUPPORTED_HANDLER_ID))]
 
 
 def _run(
     handler: SopClassHandler, offered: list[Instance], context: HandlerContext
-) -> list[DisplaySet]:
-    where = f"handler {handler.id!r} on series {context.series.series_instance_uid}"
+) -> tuple[list[DisplaySet], str | None]:
+    """The handler's display sets, or none and why (an exception, or a malformed result)."""
     try:
-        result = handler.get_display_sets_from_series(offered, context)
-        sets = list(result or ())
-    except Exception:
-        log.exception("%s failed; its instances go on to later handlers", where)
-        return []
+        sets = list(handler.get_display_sets_from_series(offered, context) or ())
+    except Exception as error:
+        log.warning("%s failed: %s", context.where, error, exc_info=True)
+        return [], f"{type(error).__name__}: {error}"
     offered_uids = {i.sop_instance_uid for i in offered}
     for ds in sets:
         if not isinstance(ds, DisplaySet):
-            log.error("%s returned %r, not a DisplaySet; ignored", where, type(ds).__name__)
-            return []
-        stray = set(ds.sop_instance_uids) - offered_uids
-        if stray or not ds.instances:
-            log.error("%s returned a display set with instances it was not offered; ignored", where)
-            return []
-    return sets
+            problem = f"it returned {type(ds).__name__}, not a display set"
+        elif not ds.instances or set(ds.sop_instance_uids) - offered_uids:
+            problem = "it returned a display set with instances it was not offered"
+        else:
+            continue
+        log.error("%s: %s; ignored", context.where, problem)
+        return [], problem
+    return sets, None
 
 
 def _unsupported(
-    study: Study,
-    series: Series,
-    pending: list[Instance],
-    declined: Mapping[str | None, list[str]],
-    wado_uri: str | None,
-    authorization_headers: Mapping[str, str] | None,
-    index: _SeriesIndex,
-) -> list[DisplaySet]:
-    groups: dict[str | None, list[Instance]] = defaultdict(list)
-    for inst in pending:
-        groups[inst.sop_class_uid].append(inst)
-    context = HandlerContext(
-        study,
-        series,
-        UNSUPPORTED_HANDLER_ID,
-        wado_uri=wado_uri,
-        authorization_headers=authorization_headers,
-        dicom_web_client=None,
-        series_of_instance=index,
+    sop_class: str | None,
+    instances: list[Instance],
+    outcomes: list[str],
+    context: HandlerContext,
+) -> DisplaySet:
+    if sop_class is None:
+        reason = "the instances have no SOP Class UID"
+    elif outcomes:
+        reason = (f"SOP class {sop_class}{_sop_class_name(sop_class)} was declined by "
+                  + ", ".join(outcomes))  # fmt: skip
+    else:
+        reason = f"no handler for SOP class {sop_class}{_sop_class_name(sop_class)}"
+    series = context.series
+    modality = instances[0].metadata.get("Modality")
+    return context.display_set(
+        instances,
+        plugin=UNSUPPORTED_HANDLER_ID,
+        modality=modality if isinstance(modality, str) else series.modality,
+        key=sop_class or "",
+        label=f"Unsupported: {series.series_description or series.modality or ''}".strip(),
+        num_image_frames=None,
+        is_multi_frame=False,
+        extras={"reason": reason, "sop_class_uid": sop_class},
     )
-    sets = []
-    for sop_class, instances in groups.items():
-        if sop_class is None:
-            reason = "the instances have no SOP Class UID"
-        elif declined.get(sop_class):
-            ids = ", ".join(dict.fromkeys(declined[sop_class]))
-            reason = f"SOP class {sop_class}{_sop_class_name(sop_class)} was declined by {ids}"
-        else:
-            reason = f"no handler for SOP class {sop_class}{_sop_class_name(sop_class)}"
-        sets.append(
-            context.display_set(
-                instances,
-                plugin=UNSUPPORTED_HANDLER_ID,
-                key=sop_class or "",
-                label=f"Unsupported: {series.series_description or series.modality or ''}".strip(),
-                extras={"reason": reason, "sop_class_uid": sop_class},
-            )
-        )
-    return sets
+
+
+def inherit_reconstructable(display_sets: list[DisplaySet]) -> list[DisplaySet]:
+    """SEG and RTSTRUCT display sets take ``is_reconstructable`` from the display set they
+    reference, found as OHIF finds it: an earlier display set holding a referenced instance
+    (``getDisplaySetsForReferences``), else the first later one of the referenced series."""
+    out = list(display_sets)
+    for n, ds in enumerate(out):
+        if not ds.reconstructable_from_reference:
+            continue
+        wanted = {
+            (ref.get("series_instance_uid"), uid)
+            for ref in ds.extras.get("referenced_series_sequence") or ()
+            for uid in ref.get("referenced_sop_instance_uids") or ()
+        }
+        earlier = (d for d in out[:n] if any((d.series_instance_uid, u) in wanted
+                                               for u in d.sop_instance_uids))  # fmt: skip
+        later = (d for d in out[n + 1:]
+                 if d.series_instance_uid == ds.referenced_series_instance_uid)  # fmt: skip
+        target = next(earlier, None) or _first_of_series(later)
+        if target is not None:
+            out[n] = dataclasses.replace(ds, is_reconstructable=target.is_reconstructable)
+    return out
+
+
+def _first_of_series(candidates: Any) -> DisplaySet | None:
+    return next(iter(candidates), None)

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from . import derived, documents, microscopy, reports, stack, video
-from .handler import InvalidHandlerError, SopClassHandler, as_handler, is_handler_like
+from . import derived, documents, microscopy, reports, stack, video, waveform
+from .adapters import handlers_of, is_handler_like
+from .handler import InvalidHandlerError, SopClassHandler
 
 log = logging.getLogger("repository.sop_class_handlers")
 
@@ -16,19 +17,39 @@ ENTRY_POINT_GROUP = "repository.sop_class_handlers"
 """Entry-point group third-party packages register handlers in."""
 
 BUILTIN_HANDLERS: tuple[SopClassHandler, ...] = (
-    video.HANDLER,  # before stack: it takes the secondary captures that are videos
-    documents.HANDLER,
-    reports.SR_HANDLER,
-    reports.SR_3D_HANDLER,
+    # OHIF 3.13.2's basic viewer (@ohif/mode-longitudinal, modes/basic/src/index.tsx), in order
+    video.HANDLER,
+    waveform.HANDLER,
     derived.SEG_HANDLER,
-    derived.RTSTRUCT_HANDLER,
     derived.PARAMETRIC_MAP_HANDLER,
+    stack.HANDLER,
     microscopy.HANDLER,
+    documents.HANDLER,
+    reports.SR_3D_HANDLER,
+    reports.SR_HANDLER,
+    derived.RTSTRUCT_HANDLER,
+    # ours: OHIF's basic viewer has no handler for these classes
     derived.KO_HANDLER,
     derived.PRESENTATION_STATE_HANDLER,
-    stack.HANDLER,
 )
-"""The built-in handlers in the order they are offered instances."""
+"""The built-in handlers in the order they are offered instances (OHIF's basic viewer's)."""
+
+OHIF_HANDLER_IDS: dict[str, str] = {
+    "video": "@ohif/extension-dicom-video.sopClassHandlerModule.dicom-video",
+    "ecg": "@ohif/extension-cornerstone.sopClassHandlerModule.DicomEcgSopClassHandler",
+    "seg": "@ohif/extension-cornerstone-dicom-seg.sopClassHandlerModule.dicom-seg",
+    "parametric-map": "@ohif/extension-cornerstone-dicom-pmap.sopClassHandlerModule.dicom-pmap",
+    "stack": "@ohif/extension-default.sopClassHandlerModule.stack",
+    "whole-slide-microscopy": (
+        "@ohif/extension-cornerstone.sopClassHandlerModule.DicomMicroscopySopClassHandler"
+    ),
+    "pdf": "@ohif/extension-dicom-pdf.sopClassHandlerModule.dicom-pdf",
+    "sr-3d": "@ohif/extension-cornerstone-dicom-sr.sopClassHandlerModule.dicom-sr-3d",
+    "sr": "@ohif/extension-cornerstone-dicom-sr.sopClassHandlerModule.dicom-sr",
+    "rtstruct": "@ohif/extension-cornerstone-dicom-rt.sopClassHandlerModule.dicom-rt",
+    "unsupported": "unsupported",
+}
+"""Our built-in handler ids and OHIF's ``SOPClassHandlerId`` for the same handler."""
 
 HandlerLike = SopClassHandler | Any
 """A handler, or an object or dict in the v3 or the seed's v2 form (see ``as_handler``)."""
@@ -42,17 +63,21 @@ class HandlerRegistry:
         for handler in handlers:
             self.register(handler)
 
-    def register(self, handler: HandlerLike, *, before: str | None = None) -> SopClassHandler:
-        """Add a handler at the end, or before the handler with id ``before``.
+    def register(self, handler: HandlerLike, *, before: str | None = None) -> list[SopClassHandler]:
+        """Add a handler, or all handlers of an OHIF-style module, at the end or before the
+        handler with id ``before``; returns the handlers added, in order.
 
-        Raises :class:`InvalidHandlerError` for an invalid handler or a duplicate id.
+        Raises :class:`InvalidHandlerError` for an invalid handler or a duplicate id (and then
+        adds none of them).
         """
-        checked = as_handler(handler)
-        if checked.id in self.ids:
-            raise InvalidHandlerError(f"a handler with id {checked.id!r} is already registered")
+        added = handlers_of(handler)
+        ids = [h.id for h in added]
+        for handler_id in ids:
+            if handler_id in self.ids or ids.count(handler_id) > 1:
+                raise InvalidHandlerError(f"a handler with id {handler_id!r} is already registered")
         index = len(self._handlers) if before is None else self.ids.index(self.get(before).id)
-        self._handlers.insert(index, checked)
-        return checked
+        self._handlers[index:index] = added
+        return added
 
     @property
     def ids(self) -> list[str]:
@@ -71,10 +96,10 @@ class HandlerRegistry:
         """Handlers for a call: ids are looked up here, handler objects are checked; ids unique."""
         out: list[SopClassHandler] = []
         for item in handlers:
-            handler = self.get(item) if isinstance(item, str) else as_handler(item)
-            if handler.id in {h.id for h in out}:
-                raise InvalidHandlerError(f"handler id {handler.id!r} is listed twice")
-            out.append(handler)
+            for handler in [self.get(item)] if isinstance(item, str) else handlers_of(item):
+                if handler.id in {h.id for h in out}:
+                    raise InvalidHandlerError(f"handler id {handler.id!r} is listed twice")
+                out.append(handler)
         return tuple(out)
 
     def __iter__(self) -> Iterator[SopClassHandler]:
@@ -94,7 +119,7 @@ def _from_entry_point(ep: EntryPoint) -> list[SopClassHandler]:
         obj = obj()  # a module factory, like OHIF's getSopClassHandlerModule()
     items = obj if isinstance(obj, list | tuple) else [obj]
     try:
-        return [as_handler(item) for item in items]
+        return [h for item in items for h in handlers_of(item)]
     except InvalidHandlerError as error:
         raise InvalidHandlerError(f"{where}: {error}") from error
 

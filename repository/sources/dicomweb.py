@@ -34,8 +34,8 @@ from dicomweb_client import DICOMwebClient
 from ..errors import InvalidInputError, InvalidUIDError
 from ..image_id import wadors_image_id
 from ..models import AddResult
-from ..normalize import check_uid
 from ..store import Store
+from ..validation import DATA_SOURCE_MAX_LENGTH, check_data_source, check_uid, strip_credentials
 from .pull import PullError, PullProgress, PullReport, PullRun
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,8 @@ DicomJson = dict[str, Any]
 # --------------------------------------------------------------------------------- helpers
 
 
-def redact_url(url: str) -> str:
-    """``url`` without its ``user:password@`` part, fit for messages and storage."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+redact_url = strip_credentials
+"""``url`` without its ``user:password@`` part (kept name; see :mod:`repository.validation`)."""
 
 
 def data_source_name(url: str) -> str:
@@ -69,10 +66,10 @@ def data_source_name(url: str) -> str:
 
     Credentials are left out; names over 64 characters are shortened with a hash suffix.
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2].lower()
+    parts = urlsplit(strip_credentials(url))
+    netloc = parts.netloc.lower()
     name = f"{netloc}{parts.path}".rstrip("/") or netloc
-    if len(name) > 64:
+    if len(name) > DATA_SOURCE_MAX_LENGTH:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[:55]}~{digest}"
     return name
@@ -92,7 +89,8 @@ def _root(url: str, what: str) -> tuple[str, tuple[str, str] | None]:
     """A DICOMweb root without credentials, and the credentials it carried."""
     parts = urlsplit(url.strip())
     # shown without credentials, query or fragment: any of them may hold a secret
-    shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    bare = urlsplit(strip_credentials(url.strip()))
+    shown = urlunsplit((bare.scheme, bare.netloc, bare.path, "", ""))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"the {what} URL {shown!r} is not an http:// or https:// URL")
     if parts.query or parts.fragment:
@@ -100,8 +98,7 @@ def _root(url: str, what: str) -> tuple[str, tuple[str, str] | None]:
     credentials = None
     if parts.username is not None or parts.password is not None:
         credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), credentials
+    return urlunsplit((bare.scheme, bare.netloc, bare.path.rstrip("/"), "", "")), credentials
 
 
 def _first(ds: Mapping[str, Any], tag: str) -> Any:
@@ -149,8 +146,7 @@ class DicomWebSource:
         self.qido_root, qido_auth = _root(url, "QIDO-RS root")
         self.wado_root, wado_auth = _root(wado_root or url, "WADO-RS root")
         self.name = name or data_source_name(self.qido_root)
-        if not self.name.strip() or len(self.name) > 64:
-            raise ValueError(f"data source name {self.name!r} must be 1-64 characters")
+        check_data_source(self.name, "data source name")
         self.timeout = timeout
         self.attempts = attempts
         self._session = requests.Session()

@@ -28,6 +28,7 @@ from .. import connect, migrate
 from ..config import resolve_url
 from ..engine import make_engine
 from ..store import Store
+from ..validation import strip_credentials
 from .factory import DicomFactory
 
 OPTION = "--dicom-repo-db"
@@ -98,7 +99,7 @@ def _in_own_schema(url: str) -> Iterator[Store]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as error:
         admin.dispose()
-        where = make_url(url).render_as_string(hide_password=True)
+        where = strip_credentials(url)
         pytest.fail(f"dicom_store: cannot create a schema in {where}: {error}")
     scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:

@@ -1,7 +1,7 @@
 """The stored form of a pydicom Dataset, decoding common raw elements straight from their bytes.
 
-:func:`naturalize_dataset_fast` returns exactly what :func:`repository.normalize.naturalize_dataset`
-returns for the same Dataset, only faster: pydicom turns each raw element into a ``DataElement``
+:func:`naturalize_dataset_fast` returns exactly what :func:`.dataset.naturalize_dataset` returns
+for the same Dataset, only faster: pydicom turns each raw element into a ``DataElement``
 (value classes, validation, MultiValue) that the stored form then takes apart again; here the
 common cases are decoded from ``RawDataElement`` bytes into the stored values directly:
 
@@ -15,8 +15,8 @@ common cases are decoded from ``RawDataElement`` bytes into the stored values di
 
 Anything else (other character sets, escapes, ambiguous or UN VRs, implicit-VR private tags,
 LUT descriptors, malformed numbers, NUL characters, deferred or bulk values, values pydicom
-must fix) goes through :func:`repository.normalize.naturalize_element`, the pydicom path, so the
-result is the same by construction; ``tests/test_normalize_fast.py`` checks it file by file.
+must fix) goes through :func:`.dataset.naturalize_element`, the pydicom path, so the result is
+the same by construction; ``tests/test_normalize_fast.py`` checks it file by file.
 """
 
 from __future__ import annotations
@@ -32,16 +32,16 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from .normalize import (
+from ..validation import clean_text
+from .dataset import naturalize_element
+from .values import (
     BINARY_VRS,
     BULK_DATA_THRESHOLD,
     BulkDataURI,
     Metadata,
-    _clean_text,
-    _key,
-    _natural_value,
-    _tagged_value,
-    naturalize_element,
+    element_key,
+    natural_value,
+    tagged_value,
 )
 
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
@@ -102,9 +102,9 @@ def _sequence_into(out: Metadata, ds: Dataset, tag: int, bulk: BulkDataURI | Non
     elem = ds[tag]
     if elem.VR != "SQ":
         raise _Fallback
-    key, kw = _key(BaseTag(tag))
+    key, kw = element_key(BaseTag(tag))
     items = [naturalize_dataset_fast(item, bulk) for item in elem.value or ()]
-    out[key] = _natural_value("SQ", items) if kw else _tagged_value("SQ", items)
+    out[key] = natural_value("SQ", items) if kw else tagged_value("SQ", items)
 
 
 def _codec(ds: Dataset) -> str:
@@ -129,7 +129,7 @@ def _implicit_vr(tag: int) -> str | None:
 
 @cache
 def _tag_key(tag: int) -> tuple[str, bool]:
-    key, kw = _key(BaseTag(tag))
+    key, kw = element_key(BaseTag(tag))
     return key, kw is not None
 
 
@@ -148,7 +148,7 @@ def _decode(raw: RawDataElement, codec: str) -> tuple[str, Any]:
         binary = {"InlineBinary": base64.b64encode(data).decode("ascii")} if data else {}
         return key, (binary or None) if is_keyword else {"vr": vr, **binary}
     values = _values(vr, data, raw.is_little_endian, codec) if data else []
-    return key, _natural_value(vr, values) if is_keyword else _tagged_value(vr, values)
+    return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
 
 
 def _values(vr: str, data: bytes, little: bool, codec: str) -> list[Any]:
@@ -166,10 +166,10 @@ def _values(vr: str, data: bytes, little: bool, codec: str) -> list[Any]:
         return _person_names(text)
     if vr in _SINGLE_TEXT:
         text = text.rstrip("\x00 ")
-        return [_clean_text(text)] if text else []
+        return [clean_text(text)] if text else []
     if vr == "UR":
         text = text.rstrip()
-        return [_clean_text(text)] if text else []
+        return [clean_text(text)] if text else []
     if vr == "DS":
         text = text.strip()
     items = text.rstrip(" \x00").split("\\")
@@ -182,8 +182,8 @@ def _values(vr: str, data: bytes, little: bool, codec: str) -> list[Any]:
     if vr == "IS":
         return [_int(item) for item in items]
     if vr in _CHARSET_TEXT or vr == "AE":  # pydicom strips each item: blank ones are empty
-        return [_clean_text(item) or None for item in items]
-    return [None if item == "" else _clean_text(item) for item in items]
+        return [clean_text(item) or None for item in items]
+    return [None if item == "" else clean_text(item) for item in items]
 
 
 def _numbers(vr: str, fmt: str, data: bytes, little: bool) -> list[Any]:
@@ -223,6 +223,6 @@ def _person_names(text: str) -> list[Any]:
         if len(parts) > 3:
             raise _Fallback  # pydicom warns and keeps extra groups
         pairs = zip(_PN_GROUPS, parts, strict=False)
-        groups = {name: _clean_text(part) for name, part in pairs if part}
+        groups = {name: clean_text(part) for name, part in pairs if part}
         names.append(groups or None)
     return names

@@ -1,0 +1,125 @@
+"""pydicom Dataset -> naturalized metadata (file meta included), without reading bulk data."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+
+from ..validation import scalar
+from .values import (
+    BINARY_VRS,
+    BULK_DATA_THRESHOLD,
+    BulkDataURI,
+    Metadata,
+    element_key,
+    natural_value,
+    tagged_value,
+)
+
+
+def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
+    """Return the stored form of a pydicom Dataset, file meta included.
+
+    ``bulk_data_uri`` maps a large binary element to the URI stored in its place (``None`` when
+    the data has no address). Elements pydicom cannot decode are kept as tag-keyed ``UN``.
+    """
+    out: Metadata = {}
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        _naturalize_into(out, meta, bulk_data_uri)
+    _naturalize_into(out, ds, bulk_data_uri)
+    return out
+
+
+def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, and reads them)
+        raw = ds.get_item(tag, keep_deferred=True)  # do not read deferred (large) values
+        if raw is not None:
+            naturalize_element(out, ds, tag, raw, bulk)
+
+
+def naturalize_element(
+    out: Metadata,
+    ds: Dataset,
+    tag: int,
+    raw: DataElement | RawDataElement,
+    bulk: BulkDataURI | None,
+) -> None:
+    """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
+    vr = raw.VR or _dictionary_vr(BaseTag(tag))
+    if vr in BINARY_VRS and _is_bulk(raw):
+        key, kw = element_key(BaseTag(tag))
+        ref = {"BulkDataURI": bulk(raw) if bulk else None}
+        out[key] = ref if kw else {"vr": vr, **ref}
+        return
+    try:
+        elem = ds[tag]
+        key, kw = element_key(elem.tag)
+        values = _element_values(elem, bulk)
+    except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
+        key, kw = f"{int(tag):08X}", None
+        values = _binary(raw.value if isinstance(raw.value, bytes) else b"")
+        vr = "UN"
+    else:
+        vr = elem.VR
+    out[key] = natural_value(vr, values) if kw else tagged_value(vr, values)
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    """VR of an implicit-VR element: binary if any of the dictionary's choices is binary."""
+    try:
+        choices = dictionary_VR(tag).split(" or ")
+    except KeyError:
+        return "UN"
+    return next((vr for vr in choices if vr in BINARY_VRS), choices[0])
+
+
+def _is_bulk(raw: DataElement | RawDataElement) -> bool:
+    if isinstance(raw, RawDataElement):
+        return raw.value is None or raw.length > BULK_DATA_THRESHOLD
+    value = raw.value
+    return (value is None and raw.is_undefined_length) or (
+        isinstance(value, bytes | bytearray) and len(value) > BULK_DATA_THRESHOLD
+    )
+
+
+def _element_values(elem: DataElement, bulk: BulkDataURI | None) -> Any:
+    """Values of one element as a list, or a binary dict for binary VRs."""
+    value, vr = elem.value, elem.VR
+    if vr == "SQ":
+        return [naturalize_dataset(item, bulk) for item in value or ()]
+    if vr in BINARY_VRS or isinstance(value, bytes | bytearray):
+        if isinstance(value, bytes | bytearray):
+            if len(value) > BULK_DATA_THRESHOLD:
+                return {"BulkDataURI": bulk(elem) if bulk else None}
+            return _binary(bytes(value))
+        if value is None:
+            return []
+    if value is None or value == "":
+        return []
+    items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    key = f"{int(elem.tag):08X}"
+    return [scalar(vr, v, key) for v in items]
+
+
+def _binary(value: bytes) -> dict[str, Any]:
+    return {"InlineBinary": base64.b64encode(value).decode("ascii")} if value else {}
+
+
+def file_bulk_uri(path: str | Path) -> BulkDataURI:
+    """BulkDataURIs pointing into a file: ``file:///...?offset=N&length=M`` where known."""
+    uri = Path(path).resolve().as_uri()
+
+    def make(elem: DataElement | RawDataElement) -> str:
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
+            return f"{uri}?offset={elem.value_tell}&length={elem.length}"
+        return f"{uri}?tag={int(elem.tag):08X}"
+
+    return make

@@ -1,0 +1,59 @@
+"""DICOM JSON (PS3.18 F.2) -> naturalized metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydicom.tag import Tag
+
+from ..errors import InvalidValueError
+from ..validation import scalar
+from .values import (
+    BULK_DATA_THRESHOLD,
+    OHIF_EXTRA_KEYS,
+    Metadata,
+    element_key,
+    is_tag_key,
+    natural_value,
+    tagged_value,
+)
+
+
+def is_dicom_json(obj: Mapping[str, Any]) -> bool:
+    """True if ``obj`` looks like PS3.18 F.2 DICOM JSON (tag keys with ``vr`` objects)."""
+    keys = [k for k in obj if k not in OHIF_EXTRA_KEYS]
+    return bool(keys) and all(
+        is_tag_key(k) and isinstance(obj[k], Mapping) and "vr" in obj[k] for k in keys
+    )
+
+
+def naturalize_dicom_json(obj: Mapping[str, Any]) -> Metadata:
+    """Return the stored form of a DICOM JSON object (OHIF extra keys are passed through)."""
+    out: Metadata = {}
+    for key, elem in obj.items():
+        if key in OHIF_EXTRA_KEYS:
+            out[key] = elem
+            continue
+        if not is_tag_key(key) or not isinstance(elem, Mapping) or "vr" not in elem:
+            raise InvalidValueError(f"DICOM JSON key {key!r} is not an 8-hex-digit tag with a vr")
+        vr = str(elem["vr"])
+        values = _values(key, vr, elem)
+        name, kw = element_key(Tag(int(key, 16)))
+        out[name] = natural_value(vr, values) if kw else tagged_value(vr, values)
+    return out
+
+
+def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
+    if "BulkDataURI" in elem:
+        return {"BulkDataURI": elem["BulkDataURI"]}
+    if "InlineBinary" in elem:
+        data = str(elem["InlineBinary"])
+        big = len(data) * 3 // 4 > BULK_DATA_THRESHOLD
+        return {"BulkDataURI": None} if big else {"InlineBinary": data}
+    raw = elem.get("Value") or []
+    if not isinstance(raw, list):
+        raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")
+    if vr == "SQ":
+        return [naturalize_dicom_json(item or {}) for item in raw]
+    return [scalar(vr, v, key) for v in raw]

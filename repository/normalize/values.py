@@ -1,0 +1,65 @@
+"""What every input form shares: the stored-form constants, element keys and value shapes.
+
+Single values are converted by :func:`repository.validation.scalar`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.tag import BaseTag
+
+BULK_DATA_THRESHOLD = 1024
+"""Binary values longer than this many bytes are stored as a ``BulkDataURI`` reference."""
+
+OHIF_EXTRA_KEYS = frozenset({"imageId", "wadoRoot", "wadoUri", "url"})
+"""Non-DICOM keys OHIF adds to instance metadata; accepted on input, kept out of the JSON."""
+
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+"""VRs whose values are bytes (inline base64 or a bulk data reference)."""
+
+_TAG_KEY = re.compile(r"^[0-9A-Fa-f]{8}$")
+
+Metadata = dict[str, Any]
+"""Naturalized metadata: DICOM keywords (or 8-hex-digit tags) to values."""
+
+BulkDataURI = Callable[[DataElement | RawDataElement], str | None]
+"""Maps a large binary element to the URI stored in its place."""
+
+
+def is_tag_key(key: str) -> bool:
+    """True if ``key`` is an 8-hex-digit tag (``"0020000D"``)."""
+    return _TAG_KEY.match(key) is not None
+
+
+def element_key(tag: BaseTag) -> tuple[str, str | None]:
+    """Keyword for public dictionary tags that map back to themselves, else the 8-hex tag."""
+    if not tag.is_private:
+        kw = keyword_for_tag(tag)
+        if kw and tag_for_keyword(kw) == tag:
+            return kw, kw
+    return f"{int(tag):08X}", None
+
+
+def natural_value(vr: str, values: Any) -> Any:
+    """Values of a keyword element in naturalized form: a scalar, a list, or None."""
+    if vr == "SQ":
+        return values
+    if isinstance(values, dict):
+        return values or None
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def tagged_value(vr: str, values: Any) -> dict[str, Any]:
+    """Values of a tag-keyed (private or unknown) element in DICOM JSON form."""
+    if isinstance(values, dict):
+        return {"vr": vr, **values}
+    if vr == "PN":
+        values = [v if v is not None else {} for v in values]
+    return {"vr": vr, "Value": values} if values else {"vr": vr}

@@ -1,0 +1,53 @@
+"""Regenerate ``expected.json``: what OHIF 3.13.2's own code makes of the test corpus (run by hand).
+
+    npm pack @ohif/app@3.13.2 && tar xzf ohif-app-3.13.2.tgz        # the built viewer
+    .venv/bin/python tests/ohif_reference/make_expected.py package/dist
+
+Ingests pydicom's and pydicom-data's test files and the synthetic series of
+``tests/ohif_synthetic.py`` into a scratch SQLite store, hands every study's
+naturalized instances to ``ohif_display_sets.js`` (OHIF's DisplaySetService and handlers, cut out
+of the bundle and run under Node 20), and writes OHIF's display sets, summarized, to
+``expected.json``. Only that summary is committed, never OHIF's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import ohif_corpus  # noqa: E402
+
+import repository  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ohif_dist", type=Path, help="dist/ of npm pack @ohif/app@3.13.2")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        store = repository.connect(f"sqlite:///{scratch}/corpus.db")
+        uids = ohif_corpus.ingest_corpus(store, Path(scratch))
+        studies = [store.get_study(uid) for uid in uids]
+        payload = {"studies": [ohif_corpus.ohif_input(s) for s in studies if s is not None]}
+        request = Path(scratch) / "input.json"
+        request.write_text(json.dumps(payload))
+        result = subprocess.run(
+            ["node", str(HERE / "ohif_display_sets.js"), str(args.ohif_dist), str(request)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    ohif = json.loads(result.stdout)
+    ohif["studies"].sort(key=lambda s: s["StudyInstanceUID"])
+    ohif_corpus.EXPECTED.write_text(json.dumps(ohif, indent=1, sort_keys=True) + "\n")
+    count = sum(len(s["displaySets"]) for s in ohif["studies"])
+    print(f"{len(ohif['studies'])} studies, {count} display sets -> {ohif_corpus.EXPECTED}")
+
+
+if __name__ == "__main__":
+    main()

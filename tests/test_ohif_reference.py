@@ -1,0 +1,46 @@
+"""Our display sets equal OHIF 3.13.2's on pydicom's and pydicom-data's test files and on the
+synthetic series of ``ohif_synthetic.py`` (one study per OHIF rule), on both
+databases, apart from the deliberate differences (see ``ohif_corpus.comparable``).
+
+OHIF's side is ``tests/ohif_reference/expected.json``, made by running OHIF's own
+DisplaySetService and handlers under Node over the same naturalized metadata
+(``tests/ohif_reference/make_expected.py``); this test does not need Node or OHIF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ohif_corpus
+
+from repository import Store
+
+
+def test_display_sets_equal_ohifs_on_the_test_corpus(store: Store, tmp_path: Path) -> None:
+    expected = ohif_corpus.load_expected()
+    studies = ohif_corpus.ingest_corpus(store, tmp_path)
+    assert sorted(expected) == studies  # the same corpus as when expected.json was made
+    differences = {}
+    for study_uid in studies:
+        mine, theirs = ohif_corpus.comparable(
+            store.get_display_sets(study_uid), expected[study_uid]
+        )
+        if mine != theirs:
+            differences[study_uid] = {"ours": mine, "ohif": theirs}
+    assert differences == {}
+    shown = sum(len(s["displaySets"]) for s in expected.values())
+    assert shown > 40  # the corpus really was compared
+
+
+def test_where_ohif_throws_we_show_the_series_as_unsupported(store: Store, tmp_path: Path) -> None:
+    # OHIF's dicom-rt handler throws on pydicom's rtstruct.dcm (no ContourImageSequence); the
+    # study still gets its other display sets here and the structure set says why it is shown
+    # as unsupported
+    expected = ohif_corpus.load_expected()
+    ohif_corpus.ingest_corpus(store, tmp_path)
+    failures = [(uid, e) for uid, s in expected.items() for e in s["errors"]]
+    assert failures, "the corpus has a series OHIF's code throws on"
+    for study_uid, error in failures:
+        sets = store.get_display_sets(study_uid)
+        [unsupported] = [ds for ds in sets if ds.series_instance_uid == error["SeriesInstanceUID"]]
+        assert unsupported.is_unsupported and "failed" in unsupported.extras["reason"]
