@@ -14,11 +14,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, and_, func, select, tuple_, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
+from .engine import dumps
 from .errors import ConflictError, TransactionConflictError
 from .image_id import file_image_id, wadors_image_id
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
@@ -254,12 +254,13 @@ def check_conflicts(
     """
     present: set[tuple[int, str]] = set()
     wanted = {i.sop_instance_uid: i for i in instances}
-    for chunk in _chunks(list(wanted)):
+    postgres = conn.dialect.name == "postgresql"
+    for chunk in [list(wanted)] if postgres else _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
         found = conn.execute(
             select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
-            .where(instance_table.c.sop_instance_uid.in_(chunk))
+            .where(_one_of(instance_table.c.sop_instance_uid, chunk, postgres))
         ).all()  # fmt: skip
         if not found:
             continue
@@ -286,6 +287,14 @@ def check_conflicts(
                 )
             present.add((series_id, sop))
     return present
+
+
+def _one_of(column: Any, values: Sequence[str], postgres: bool) -> Any:
+    """``column IN (...)``; on PostgreSQL ``= ANY(array)``, one parameter however many values
+    (a statement with thousands of parameters costs more to build and parse than to run)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)
 
 
 def insert_instances(
@@ -319,6 +328,8 @@ def insert_instances(
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD and _copy(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
+    if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
+        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
     )
@@ -346,6 +357,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     of them since, the COPY fails with a unique violation and is rolled back to its savepoint;
     the caller then inserts them with ``ON CONFLICT DO NOTHING``, as for small batches.
     """
+
     driver = conn.connection.driver_connection
     assert driver is not None
     columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
@@ -357,12 +369,35 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
         ):
             for row in rows:
-                metadata = orjson.dumps(row["metadata_"]).decode()
+                metadata = dumps(row["metadata_"])
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except TransactionConflictError as error:
         if not is_unique_violation(error):
             raise
         return False
+    return True
+
+
+def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
+    """SQLite: the driver's executemany, without RETURNING; False if a row was not inserted.
+
+    A SQLite writer holds the database's write lock (``BEGIN IMMEDIATE``) since before
+    ``check_conflicts``, so the rows are new; should the row count say otherwise, the insert is
+    rolled back to its savepoint and the caller inserts with RETURNING, as for PostgreSQL.
+    """
+    columns = (*_COPY_COLUMNS, "metadata")
+    names = ", ".join(f'"{c}"' for c in columns)
+    stmt = (
+        f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING"
+    )
+    params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
+    savepoint = conn.begin_nested()
+    result = conn.exec_driver_sql(stmt, params)
+    if result.rowcount != len(rows):
+        savepoint.rollback()
+        return False
+    savepoint.commit()
     return True
 
 

@@ -57,6 +57,11 @@ class Store:
         """``"sqlite"`` or ``"postgresql"``."""
         return self.engine.dialect.name
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``with store.transaction():`` in the calling thread."""
+        return self._uow.current is not None
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group several adds into one commit; events are delivered after it, or never.
