@@ -23,7 +23,7 @@ from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
-from .validation import check_data_source, check_uid, require_uid
+from .validation import as_int, check_data_source, check_uid, require_uid
 
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
@@ -44,9 +44,13 @@ def add_study(
     wado_root: str | None,
     wado_uri: str | None,
 ) -> Work[bool]:
-    """OHIF ``addStudy``: create the study (and its series list) if new; True if created."""
+    """OHIF ``addStudy``: create the study (and its series list) if new; True if created.
+
+    Takes every field OHIF's ``addStudy`` copies; its ``NumInstances`` (the count a study query
+    reported) is stored as NumberOfStudyRelatedInstances, its DICOM name.
+    """
     check_data_source(data_source)
-    md = _writes.study_metadata(to_naturalized(study))
+    md = _writes.study_metadata(to_naturalized(_ohif_study_fields(study)))
     uid = require_uid(md, "StudyInstanceUID")
 
     def work(tx: Transaction) -> bool:
@@ -56,6 +60,18 @@ def add_study(
         return bool(created)
 
     return work
+
+
+def _ohif_study_fields(study: Dataset | Mapping[str, Any]) -> Dataset | Mapping[str, Any]:
+    """OHIF's ``NumInstances`` under its DICOM keyword (a keyword given wins)."""
+    if isinstance(study, Dataset) or "NumInstances" not in study:
+        return study
+    fields = {k: v for k, v in study.items() if k != "NumInstances"}
+    count = study["NumInstances"]
+    if count is not None and as_int(count) is None:
+        raise InvalidValueError(f"NumInstances {count!r} is not a number of instances")
+    fields.setdefault("NumberOfStudyRelatedInstances", count)
+    return fields
 
 
 def _group_summaries(
@@ -85,11 +101,14 @@ def add_series_metadata(
     made_in_client: bool,
     wado_root: str | None,
     wado_uri: str | None,
-) -> Work[None]:
-    """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed."""
+) -> Work[None] | None:
+    """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed;
+    None when there are no summaries."""
     check_data_source(data_source)
     items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
     by_study, study_md = _group_summaries(items)
+    if not items:
+        return None  # nothing to write (not an empty INSERT)
 
     def work(tx: Transaction) -> None:
         ids, created = _writes.upsert_studies(tx.conn, study_md)

@@ -140,7 +140,8 @@ class Store:
         work = commands.add_series_metadata(
             summaries, data_source, made_in_client, wado_root, wado_uri
         )
-        self._uow.write(work)
+        if work is not None:  # an empty list is a no-op
+            self._uow.write(work)
 
     def add_instances(
         self,
