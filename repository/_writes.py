@@ -28,8 +28,6 @@ from .schema import (
     SeriesRow,
     StudyRow,
     instance_table,
-    series_table,
-    study_table,
 )
 from .unit_of_work import is_unique_violation, translate_errors
 
@@ -44,9 +42,6 @@ def _insert(conn: Connection, table: Any) -> Any:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-_MODALITIES = next(c for c in STUDY_COLUMNS if c.name == "modalities_in_study")
 
 
 def study_columns(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,38 +96,6 @@ def upsert_studies(
                     .values(**study_columns(merged), metadata_=merged, updated_at=func.now())
                 )
     return ids, [uid for uid in studies if uid in created]
-
-
-def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
-    """Keep ModalitiesInStudy equal to the modalities of the study's series."""
-    ids = sorted(set(study_ids))
-    for chunk in _chunks(ids):
-        found: dict[int, set[str]] = {i: set() for i in chunk}
-        for study_id, modality in conn.execute(
-            select(SeriesListRow.study_id, series_table.c.modality)
-            .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-            .where(SeriesListRow.study_id.in_(chunk), series_table.c.modality.is_not(None))
-            .distinct()
-        ):
-            found[study_id].add(str(modality))
-        for study_id, old_text, md in conn.execute(
-            select(StudyRow.id, study_table.c.modalities_in_study, StudyRow.metadata_)
-            .where(StudyRow.id.in_(chunk))
-            .order_by(StudyRow.study_instance_uid)
-            .with_for_update()
-        ):
-            modalities = sorted(found[study_id] | set((old_text or "").split("\\")) - {""})
-            text = "\\".join(modalities) or None
-            if text != old_text:
-                conn.execute(
-                    update(StudyRow)
-                    .where(StudyRow.id == study_id)
-                    .values(
-                        modalities_in_study=_MODALITIES.value({"ModalitiesInStudy": modalities}),
-                        metadata_={**md, "ModalitiesInStudy": modalities},
-                        updated_at=func.now(),
-                    )
-                )
 
 
 # --------------------------------------------------------------------------- series lists
