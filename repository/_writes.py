@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .errors import ConflictError, TransactionConflictError
-from .image_id import file_image_id, wadors_image_id
+from .image_id import instance_image_id
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
 from .schema import (
     InstanceRow,
@@ -32,6 +32,9 @@ from .schema import (
 from .unit_of_work import is_unique_violation, translate_errors
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
+
+Roots = tuple[str | None, str | None]
+"""A series list's (WADO-RS root, WADO-URI root)."""
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -107,10 +110,10 @@ def upsert_series_lists(
     data_source: str,
     wado_root: str | None = None,
     wado_uri: str | None = None,
-) -> dict[int, tuple[int, str | None]]:
+) -> dict[int, tuple[int, Roots]]:
     """Create the (study, data_source) series lists that are missing.
 
-    Returns study id -> (series list id, the list's WADO-RS root).
+    Returns study id -> (series list id, the list's WADO-RS and WADO-URI roots).
 
     A list created without DICOMweb roots gets them when a later call knows them.
     """
@@ -134,14 +137,15 @@ def upsert_series_lists(
             .where(where, SeriesListRow.wado_root.is_(None) | SeriesListRow.wado_uri.is_(None))
             .values(**roots)
         )
-    result: dict[int, tuple[int, str | None]] = {}
+    result: dict[int, tuple[int, Roots]] = {}
     for chunk in _chunks(ids):
-        for study_id, list_id, root in conn.execute(
-            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root).where(
+        for study_id, list_id, root, uri in conn.execute(
+            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root,
+                   SeriesListRow.wado_uri).where(
                 SeriesListRow.study_id.in_(chunk), SeriesListRow.data_source == data_source
             )
-        ):
-            result[study_id] = (list_id, root)
+        ):  # fmt: skip
+            result[study_id] = (list_id, (root, uri))
     return result
 
 
@@ -254,28 +258,24 @@ def check_conflicts(
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
-    wado_roots: Mapping[int, str | None],
+    wado_roots: Mapping[int, Roots],
     present: Collection[tuple[int, str]] = (),
 ) -> set[tuple[int, str]]:
     """Insert (series id, instance, source path) rows that are new; return (series id, SOP UID).
 
-    ``wado_roots`` maps series id to the series list's WADO-RS root, used to build imageIds.
+    ``wado_roots`` maps series id to the series list's WADO-RS and WADO-URI roots, used to
+    build the imageIds of instances given without one.
     ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
     """
     rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
         if (series_id, inst.sop_instance_uid) in present:
             continue
-        image_id = inst.image_id or (
-            file_image_id(path)
-            if path and not (inst.wado_root or wado_roots.get(series_id))
-            else wadors_image_id(
-                inst.wado_root or wado_roots.get(series_id),
-                inst.study_instance_uid,
-                inst.series_instance_uid,
-                inst.sop_instance_uid,
-            )
-        )
+        root, uri = wado_roots.get(series_id, (None, None))
+        image_id = inst.image_id or instance_image_id(
+            inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid,
+            wado_root=inst.wado_root or root, wado_uri=inst.wado_uri or uri, path=path,
+        )  # fmt: skip
         rows.append(instance_row(series_id, inst, image_id))
     if not rows:
         return set()

@@ -179,7 +179,7 @@ class _Parents:
 
     created_studies: list[str]
     series_id: dict[tuple[str, str], int]
-    wado_roots: dict[int, str | None]
+    wado_roots: dict[int, _writes.Roots]
     study_ids: list[int]
 
 
