@@ -166,3 +166,13 @@ def test_add_study_takes_every_field_ohif_copies(store: Store) -> None:
     assert study.metadata["NumberOfStudyRelatedInstances"] == 12
     with pytest.raises(InvalidValueError, match="NumInstances"):
         store.add_study({"StudyInstanceUID": "1.2.4", "NumInstances": "many"})
+
+
+def test_bulk_data_references_of_dicomweb_instances_are_kept(store: Store) -> None:
+    """OHIF's DicomWebDataSource naturalizes WADO-RS metadata: bulk data stays a reference."""
+    uri = "https://pacs.example/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5/bulk"
+    md = _stored(store, {**UIDS, "_vrMap": {"PixelData": "OW"}, "PixelData": {"BulkDataURI": uri},
+                         "wadoRoot": "https://pacs.example/dicom-web"}, "web")  # fmt: skip
+    assert md["PixelData"] == {"BulkDataURI": uri}
+    with pytest.raises(InvalidValueError, match="PixelData"):
+        store.add_instances([{**UIDS, "PixelData": {"BulkDataURI": None}}], data_source="bad")
