@@ -115,6 +115,8 @@ def archive() -> list[Stu]:
                 station="XA1"),
             Ser("62", "OT", [Inst(1, uid.SecondaryCaptureImageStorage, rows=32)], number=2),
         ]),
+        # known from a study listing only: its claimed modalities have no series yet
+        Stu(7, "P4", "Listed^Only", "20240410", [], claims=("MR", "SR")),
     ]  # fmt: skip
 
 
@@ -159,6 +161,14 @@ def instance_dict(study: Stu, series: Ser, inst: Inst) -> dict[str, Any]:
     return {k: v for k, v in md.items() if v is not None}
 
 
+def study_dict(study: Stu) -> dict[str, Any]:
+    """A study as a QIDO-RS study search lists it (OHIF ``addStudy``)."""
+    md = {"StudyInstanceUID": study.uid, "PatientID": study.patient_id,
+          "PatientName": {"Alphabetic": study.patient_name} if study.patient_name else None,
+          "StudyDate": study.date, "ModalitiesInStudy": sorted(study.claims)}  # fmt: skip
+    return {k: v for k, v in md.items() if v is not None}
+
+
 def summary_dict(study: Stu, series: Ser) -> dict[str, Any]:
     """A series summary (as a QIDO-RS series search returns it) for a series without instances."""
     md = {
@@ -175,6 +185,8 @@ def summary_dict(study: Stu, series: Ser) -> dict[str, Any]:
 def store_archive(store: repository.Store, studies: list[Stu]) -> None:
     """Store the archive through the public API: instances, a summary, then the update."""
     for study in studies:
+        if not study.series:
+            store.add_study(study_dict(study))
         for series in study.series:
             if series.instances:
                 store.add_instances(

@@ -43,8 +43,15 @@ def sop_uid(se: Ser, inst: Inst) -> str:
     return f"{se.uid}.{inst.number}"
 
 
+def claims(st: Stu) -> set[str]:
+    """What the study still claims: ModalitiesInStudy is derived from the series once any series
+    has a modality (see the README, "Study-level derived values"), so a claim beyond them lasts
+    only while the study has none."""
+    return set() if any(se.modality for se in st.series) else set(st.claims)
+
+
 def modalities(st: Stu) -> str:
-    return "\\".join(sorted({se.modality for se in st.series} | set(st.claims)))
+    return "\\".join(sorted({se.modality for se in st.series} | claims(st)))
 
 
 def day(date: str | None) -> str | None:
@@ -92,7 +99,7 @@ def missing_claimed(a: Studies, p: dict[str, Any]) -> list[Row]:
     rows = []
     for st in a:
         have = {se.modality for se in st.series}
-        rows += [(st.uid, modalities(st), m) for m in sorted(set(st.claims) - have)]
+        rows += [(st.uid, modalities(st), m) for m in sorted(claims(st) - have)]
     return sorted(rows)
 
 
