@@ -55,5 +55,15 @@ def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
     if not isinstance(raw, list):
         raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")
     if vr == "SQ":
-        return [naturalize_dicom_json(item or {}) for item in raw]
+        return [_item(key, index, item) for index, item in enumerate(raw)]
     return [scalar(vr, v, key) for v in raw]
+
+
+def _item(key: str, index: int, item: Any) -> Metadata:
+    if item is None:
+        return {}
+    if not isinstance(item, Mapping):
+        raise InvalidValueError(
+            f"DICOM JSON element {key}[{index}]: a sequence item must be an object, got {item!r:.40}"
+        )
+    return naturalize_dicom_json(item)

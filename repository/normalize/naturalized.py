@@ -9,7 +9,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
-from ..validation import clean_text
+from ..validation import check_number, clean_text
 from .dicom_json import naturalize_dicom_json
 from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key
 
@@ -43,16 +43,25 @@ def _check_value(key: str, value: Any, where: str) -> Any:
             return clean_text(value)
         except InvalidValueError as error:
             raise InvalidValueError(f"{where}{key}: {error}") from None
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int | float):
+        try:
+            return check_number(value, f"{where}{key}")
+        except InvalidValueError as error:
+            raise InvalidValueError(str(error)) from None
     if isinstance(value, Mapping):
         return {str(k): _check_value(key, v, where) for k, v in value.items()}
     if isinstance(value, list | tuple):
         if dictionary_VR(key) == "SQ":
-            return [
-                check_naturalized(item, f"{where}{key}[{i}].")
-                for i, item in enumerate(value)
-                if isinstance(item, Mapping)
-            ]
+            return [sequence_item(item, f"{where}{key}[{i}]") for i, item in enumerate(value)]
         return [_check_value(key, v, where) for v in value]
     raise InvalidValueError(f"{where}{key}: value of type {type(value).__name__} is not JSON")
+
+
+def sequence_item(item: Any, where: str) -> Metadata:
+    """One item of a sequence, checked; an item that is not an object (None included) is an
+    error naming it, never dropped silently (an empty item is ``{}``)."""
+    if not isinstance(item, Mapping):
+        raise InvalidValueError(f"{where}: a sequence item must be an object, got {item!r:.40}")
+    return check_naturalized(item, f"{where}.")
