@@ -23,7 +23,7 @@ from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
-from .validation import check_data_source, check_uid, require_uid
+from .validation import check_data_source, check_items, check_uid, require_uid
 
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
@@ -88,7 +88,7 @@ def add_series_metadata(
 ) -> Work[None]:
     """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed."""
     check_data_source(data_source)
-    items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
+    items = [summaries] if isinstance(summaries, Mapping) else check_items(summaries, "summaries")
     by_study, study_md = _group_summaries(items)
 
     def work(tx: Transaction) -> None:

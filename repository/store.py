@@ -295,7 +295,8 @@ class Store:
         check_uid(study_uid, "study_uid")
         if data_source is not None:
             check_data_source(data_source)
-        chosen = tuple(self.handlers) if handlers is None else self.handlers.resolve(handlers)
+        chosen = (tuple(self.handlers) if handlers is None
+                  else self.handlers.resolve(check_items(handlers, "handlers")))  # fmt: skip
         with self._uow.read() as conn:
             study = _reads.get_study(conn, study_uid, data_source)
         if study is None or not study.series_lists:
