@@ -16,7 +16,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .completeness import check_depth, truncation
-from .errors import InvalidInputError, NotDicomError
+from .errors import DatabaseError, InvalidInputError, NotDicomError
 from .models import AddResult
 from .normalize import (
     BULK_DATA_THRESHOLD,
@@ -43,20 +43,34 @@ class IngestReport:
     already_present: int = 0
     duplicates: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    not_committed: int = 0
+    """Files not written because the database failed (``stopped`` says how): run again."""
+    stopped: str | None = None
+    """Why the ingest stopped early: the database error that outlasted the retries."""
+    retries: int = 0
+    """Transactions run again after a lost connection or a concurrent writer's conflict."""
     _added: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
         """True if any file could not be ingested."""
-        return bool(self.skipped)
+        return bool(self.skipped) or self.stopped is not None
 
     def summary(self) -> str:
-        """``N ingested, N already present, N skipped`` (and duplicate files, if any)."""
+        """``N ingested, N already present, N skipped`` (then duplicate files, files not
+        committed and retries, if any)."""
         line = (
             f"{self.ingested} ingested, {self.already_present} already present, "
             f"{len(self.skipped)} skipped"
         )
-        return line + (f", {self.duplicates} duplicates" if self.duplicates else "")
+        line += f", {self.duplicates} duplicates" if self.duplicates else ""
+        line += f", {self.not_committed} not committed" if self.stopped is not None else ""
+        return line + (f" ({self.retries} retried transactions)" if self.retries else "")
+
+    @property
+    def done(self) -> int:
+        """Files accounted for so far (each in exactly one count)."""
+        return self.ingested + self.already_present + self.duplicates + len(self.skipped)
 
     def count(self, sop_uids: Iterable[str], result: AddResult) -> None:
         """Count the files of one written batch (their SOP UIDs, in order) from its result."""
@@ -194,18 +208,31 @@ def ingest(
     """Ingest files into ``store``: parse in ``workers`` processes, write in batches.
 
     A file that cannot be read or stored is skipped and reported; the others are committed.
+    Lost connections and conflicts are retried (:attr:`Store.retries`); a database failure
+    that outlasts the retries stops the ingest: ``report.stopped`` says why and
+    ``report.not_committed`` how many files are left for a re-run, which finishes the job.
     """
     files = list(iter_files(paths))
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()
-    if workers > 1 and len(files) > 1:
-        with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
-            results = pool.map(_read_or_report, files, chunksize=16)
-            _write_all(store, results, data_source, batch_size, report, progress)
-    else:
-        results_iter = map(_read_or_report, files)
-        _write_all(store, results_iter, data_source, batch_size, report, progress)
+    retries_before = store.retries
+    try:
+        if workers > 1 and len(files) > 1:
+            with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
+                results = pool.map(_read_or_report, files, chunksize=16)
+                try:
+                    _write_all(store, results, data_source, batch_size, report, progress)
+                except DatabaseError:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+        else:
+            results_iter = map(_read_or_report, files)
+            _write_all(store, results_iter, data_source, batch_size, report, progress)
+    except DatabaseError as error:
+        report.stopped = str(error)
+        report.not_committed = len(files) - report.done
+    report.retries = store.retries - retries_before
     return report
 
 

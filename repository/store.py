@@ -60,6 +60,12 @@ class Store:
         self.close()
 
     @property
+    def retries(self) -> int:
+        """How many transactions of this store were run again after a concurrent writer's
+        conflict or a lost connection, since it was opened."""
+        return self._uow.retries
+
+    @property
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self.engine.dialect.name

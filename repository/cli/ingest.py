@@ -58,4 +58,11 @@ def ingest(
 def _print_report(report: IngestReport) -> None:
     for path, reason in report.skipped:
         click.echo(f"skipped {path}: {reason.removeprefix(f'{path}: ')}", err=True)
+    if report.stopped is not None:
+        click.echo(f"stopped: {report.stopped}", err=True)
+        click.echo(
+            f"{report.not_committed} files were not committed (everything counted as ingested "
+            "was); run the same command again to finish",
+            err=True,
+        )
     click.echo(report.summary())
