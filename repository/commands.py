@@ -21,6 +21,7 @@ from .columns import INSTANCE_COLUMNS, column_values
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
+from .patients import patient_conflicts
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
 from .validation import check_data_source, check_items, check_uid, require_uid
@@ -159,6 +160,7 @@ class _Parents:
     """The rows a batch's instances hang under, once created or found."""
 
     created_studies: list[str]
+    study_id: dict[str, int]
     series_id: dict[tuple[str, str], int]
     wado_roots: dict[int, str | None]
 
@@ -193,8 +195,11 @@ def add_normalized(
             i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
             not in inserted
         )  # fmt: skip
-        tx.changes.extend(_instance_changes(batch, parents, inserted))
-        return AddResult(len(inserted), len(already), already, tuple(parents.created_studies))
+        new = [i for i in batch.instances if i.sop_instance_uid not in already]
+        conflicts = patient_conflicts(tx.conn, parents.study_id, new)
+        tx.changes.extend(_instance_changes(batch, parents, inserted, conflicts))
+        return AddResult(len(inserted), len(already), already, tuple(parents.created_studies),
+                         tuple(conflicts.items()))  # fmt: skip
 
     return work
 
@@ -217,11 +222,14 @@ def _upsert_parents(conn: Connection, batch: _Batch) -> _Parents:
         _writes.refresh_modalities(conn, ids.values())
     series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in firsts}
     roots = {series_id[key]: lists[ids[key[0]]][1] for key in firsts}
-    return _Parents(created, series_id, roots)
+    return _Parents(created, ids, series_id, roots)
 
 
 def _instance_changes(
-    batch: _Batch, parents: _Parents, inserted: set[tuple[int, str]]
+    batch: _Batch,
+    parents: _Parents,
+    inserted: set[tuple[int, str]],
+    conflicts: Mapping[str, str],
 ) -> list[events.PendingChange]:
     """STUDY_ADDED per new study, then INSTANCES_ADDED per series that gained instances."""
     changes = [
@@ -229,14 +237,18 @@ def _instance_changes(
         for study in parents.created_studies
     ]
     counts: dict[tuple[str, str], int] = {}
+    disagree: dict[tuple[str, str], list[str]] = {}
     for inst in batch.instances:
         key = (inst.study_instance_uid, inst.series_instance_uid)
         if (parents.series_id[key], inst.sop_instance_uid) in inserted:
             counts[key] = counts.get(key, 0) + 1
+            if inst.sop_instance_uid in conflicts:
+                disagree.setdefault(key, []).append(conflicts[inst.sop_instance_uid])
     changes += [
-        events.instances_added(study, series, count, batch.data_source, batch.made_in_client)
+        events.instances_added(study, series, count, batch.data_source, batch.made_in_client,
+                               disagree.get((study, series), ()))
         for (study, series), count in counts.items()
-    ]
+    ]  # fmt: skip
     return changes
 
 

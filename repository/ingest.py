@@ -49,6 +49,8 @@ class IngestReport:
     """Why the ingest stopped early: the database error that outlasted the retries."""
     retries: int = 0
     """Transactions run again after a lost connection or a concurrent writer's conflict."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(file, why) for files stored with a patient that differs from their study's."""
     _added: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
@@ -65,6 +67,7 @@ class IngestReport:
         )
         line += f", {self.duplicates} duplicates" if self.duplicates else ""
         line += f", {self.not_committed} not committed" if self.stopped is not None else ""
+        line += f", {len(self.warnings)} patient conflicts" if self.warnings else ""
         return line + (f" ({self.retries} retried transactions)" if self.retries else "")
 
     @property
@@ -282,3 +285,4 @@ def _write_batch(
                 report.skipped.append((item[0], str(error)))
         return
     report.count((inst.sop_instance_uid for _, inst in batch), result)
+    report.warnings += [(paths[uid], why) for uid, why in result.patient_conflicts]

@@ -58,6 +58,8 @@ def ingest(
 def _print_report(report: IngestReport) -> None:
     for path, reason in report.skipped:
         click.echo(f"skipped {path}: {reason.removeprefix(f'{path}: ')}", err=True)
+    for path, why in report.warnings:
+        click.echo(f"warning {path}: {why}", err=True)
     if report.stopped is not None:
         click.echo(f"stopped: {report.stopped}", err=True)
         click.echo(
