@@ -18,6 +18,7 @@ import pytest
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
 from sqlalchemy.engine import make_url
+from test_dicomweb_pull import STUDY, Scripted, instance_json, metadata_path, scripted, summary_json
 
 import repository
 from repository import migrate
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.postgresql
 
 CLI = str(Path(sys.executable).parent / "dicom-repo")
 FILES = 2000
+_TERMINATE_ROLE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+__all__ = ["scripted"]  # the scripted DICOMweb server fixture, shared with test_dicomweb_pull
 
 
 def _libpq(url: str) -> str:
@@ -139,9 +142,7 @@ def login_role(migrated: str) -> Iterator[tuple[str, str]]:
         conn.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
     yield role, make_url(migrated).set(username=role).render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        )
+        conn.execute(_TERMINATE_ROLE.format(role=role))
         conn.execute(f'DROP OWNED BY "{role}"')
         conn.execute(f'DROP ROLE "{role}"')
 
@@ -158,9 +159,7 @@ def test_ingest_that_loses_the_database_reports_what_was_not_committed_and_a_rer
         time.sleep(0.05)
     with psycopg.connect(admin, autocommit=True) as conn:  # the database goes out of reach
         conn.execute(f'ALTER ROLE "{role}" NOLOGIN')
-        conn.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        )
+        conn.execute(_TERMINATE_ROLE.format(role=role))
     out, err = victim.communicate(timeout=600)
     assert victim.returncode == 1, err[-2000:]
     assert "Traceback" not in err
@@ -183,3 +182,70 @@ def test_ingest_that_loses_the_database_reports_what_was_not_committed_and_a_rer
         .startswith(f"{missing} ingested, {committed} already present, 0 skipped")
     )
     assert _counts(migrated) == (FILES, FILES, 0)
+
+
+# ----------------------------------------------------------------------------- dicomweb pull
+
+SERIES_COUNT, PER_SERIES = 20, 100
+
+
+@pytest.fixture
+def big_server(scripted: Scripted) -> Scripted:
+    """The scripted server with one study of 20 series of 100 instances."""
+    series = [f"{STUDY}.{n}" for n in range(1, SERIES_COUNT + 1)]
+    scripted.reply(f"/dicom-web/studies/{STUDY}/series", [summary_json(s) for s in series])
+    for uid in series:
+        scripted.reply(
+            metadata_path(uid), [instance_json(uid, n) for n in range(1, PER_SERIES + 1)]
+        )
+    return scripted
+
+
+def test_pull_finishes_by_retry_while_its_connections_are_terminated(
+    migrated: str, big_server: Scripted, terminator: list[int]
+) -> None:
+    url = _as_app(migrated, f"victim-{uuid.uuid4().hex[:8]}")
+    result = subprocess.run([CLI, "--db", url, "pull", big_server.url, "-q"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert terminator, "no connection was terminated: the test proved nothing"
+    summary = result.stdout.strip().splitlines()[-1]
+    total = SERIES_COUNT * PER_SERIES
+    assert f"1 studies, {SERIES_COUNT} series" in summary
+    assert f"{total} instances added, 0 already present" in summary, summary
+    assert _counts(migrated) == (total, total, 0)
+    print(f"terminated {len(terminator)} backends; {summary}")
+
+
+def test_pull_that_loses_the_database_says_what_was_committed_and_a_rerun_finishes(
+    migrated: str, big_server: Scripted, login_role: tuple[str, str]
+) -> None:
+    role, url = login_role
+    admin = _libpq(migrated)
+    for n in range(1, SERIES_COUNT + 1):  # slow series: the database goes away mid-pull
+        big_server.delay[metadata_path(f"{STUDY}.{n}")] = 0.3
+    command = [CLI, "--db", url, "pull", big_server.url, "-q"]
+    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _instances(admin) == 0 and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')
+        conn.execute(_TERMINATE_ROLE.format(role=role))
+    out, err = victim.communicate(timeout=600)
+    assert victim.returncode == 1, out + err
+    assert "Traceback" not in err
+    found = re.search(r"before the error: 0 studies, (\d+) series from \S+: (\d+) instances", err)
+    assert found, err[-2000:]
+    series, committed = int(found.group(1)), int(found.group(2))
+    assert 0 < series < SERIES_COUNT and committed == series * PER_SERIES
+    assert "the database failed" in err and "pull again to finish" in err
+    assert _counts(migrated) == (committed, committed, 0)
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    total = SERIES_COUNT * PER_SERIES
+    assert f"{total - committed} instances added, {committed} already present" in rerun.stdout
+    assert _counts(migrated) == (total, total, 0)

@@ -1,0 +1,125 @@
+"""Re-adding known instances on a fresh PostgreSQL database (no planner statistics yet).
+
+    python -m bench.readd --db postgresql://postgres@127.0.0.1/robustness --size 50000
+
+Instances are copies of pydicom's CT_small (realistic metadata) with fresh UIDs, 100 per series,
+5 series per study, added in batches of 500 as ``dicom-repo ingest`` does. Autovacuum is turned
+off on the tables so that the re-add runs before any statistics exist, as right after a first
+load; then the same re-add runs after ANALYZE (the baseline). The plans of the conflict check's
+two queries are printed before and after.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from pathlib import Path
+
+import click
+import pydicom
+from pydicom.uid import generate_uid
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+
+import repository
+from repository import migrate
+from repository.engine import make_engine
+from repository.ingest import read_file
+from repository.normalize import NormalizedInstance
+from repository.schema import SeriesListRow, SeriesRow, StudyRow, instance_table
+
+from .common import emit
+
+BATCH = 500
+
+
+def _instances(size: int) -> list[NormalizedInstance]:
+    template = read_file(Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm")
+    out = []
+    study = series = ""
+    for n in range(size):
+        if n % 500 == 0:
+            study = generate_uid()
+        if n % 100 == 0:
+            series = generate_uid()
+        sop = generate_uid()
+        md = copy.deepcopy(template.metadata)
+        md.update(StudyInstanceUID=study, SeriesInstanceUID=series, SOPInstanceUID=sop,
+                  InstanceNumber=n % 100 + 1)  # fmt: skip
+        typed = {**template.typed, "sop_instance_uid": sop, "instance_number": n % 100 + 1}
+        out.append(NormalizedInstance(study, series, sop, typed, None, None, None, md))
+    return out
+
+
+def _explain(conn: object, uids: list[str]) -> None:
+    check = select(instance_table.c.series_id, instance_table.c.sop_instance_uid).where(
+        instance_table.c.sop_instance_uid.in_(uids)
+    )
+    series = (
+        select(SeriesRow.id, SeriesRow.series_instance_uid, StudyRow.study_instance_uid)
+        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+        .where(SeriesRow.id.in_(list(range(1, 10))), SeriesListRow.data_source == "default")
+    )
+    for what, query in (("sop uid lookup", check), ("series lookup", series)):
+        compiled = query.compile(conn.engine, compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
+        plan = conn.execute(text(f"EXPLAIN {compiled}")).scalars().all()  # type: ignore[attr-defined]
+        click.echo(f"-- {what}:\n   " + "\n   ".join(plan))
+
+
+def _readd(store: repository.Store, instances: list[NormalizedInstance]) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(instances), BATCH):
+        result = store.add_normalized(instances[i : i + BATCH])
+        assert result.added == 0
+    return time.perf_counter() - start
+
+
+@click.command()
+@click.option("--db", "url", required=True, help="A PostgreSQL database (a new schema is used).")
+@click.option("--size", default=50_000, show_default=True, help="Instances to add, then re-add.")
+def main(url: str, size: int) -> None:
+    """Time re-adding ``size`` known instances before and after ANALYZE."""
+    schema = f"readd_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = (
+        make_url(url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    engine = make_engine(scoped)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        for table in ("study", "series_list", "series", "instance", "change"):
+            conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    instances = _instances(size)
+    try:
+        with repository.connect(scoped) as store:
+            start = time.perf_counter()
+            for i in range(0, size, BATCH):
+                store.add_normalized(instances[i : i + BATCH])
+            click.echo(f"first load of {size}: {time.perf_counter() - start:.1f} s")
+            uids = [i.sop_instance_uid for i in instances[:900]]
+            with engine.connect() as conn:
+                click.echo("plans before ANALYZE:")
+                _explain(conn, uids)
+            fresh = _readd(store, instances)
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+            with engine.connect() as conn:
+                click.echo("plans after ANALYZE:")
+                _explain(conn, uids)
+            analyzed = _readd(store, instances)
+            emit("readd-fresh-db", url, fresh, "s", analyzed, fresh / analyzed, size=size)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
