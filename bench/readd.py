@@ -19,15 +19,16 @@ from pathlib import Path
 import click
 import pydicom
 from pydicom.uid import generate_uid
-from sqlalchemy import select, text
+from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.engine import make_url
 
 import repository
 from repository import migrate
 from repository.engine import make_engine
 from repository.ingest import read_file
+from repository.lookups import explain
 from repository.normalize import NormalizedInstance
-from repository.schema import SeriesListRow, SeriesRow, StudyRow, instance_table
+from repository.schema import instance_table
 
 from .common import emit
 
@@ -52,20 +53,19 @@ def _instances(size: int) -> list[NormalizedInstance]:
     return out
 
 
-def _explain(conn: object, uids: list[str]) -> None:
-    check = select(instance_table.c.series_id, instance_table.c.sop_instance_uid).where(
-        instance_table.c.sop_instance_uid.in_(uids)
+def _explain(conn: Connection, uids: list[str]) -> None:
+    old = select(instance_table.c.series_id, instance_table.c.sop_instance_uid).where(
+        instance_table.c.sop_instance_uid.in_(bindparam("uids", expanding=True))
     )
-    series = (
-        select(SeriesRow.id, SeriesRow.series_instance_uid, StudyRow.study_instance_uid)
-        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        .where(SeriesRow.id.in_(list(range(1, 10))), SeriesListRow.data_source == "default")
-    )
-    for what, query in (("sop uid lookup", check), ("series lookup", series)):
-        compiled = query.compile(conn.engine, compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
-        plan = conn.execute(text(f"EXPLAIN {compiled}")).scalars().all()  # type: ignore[attr-defined]
-        click.echo(f"-- {what}:\n   " + "\n   ".join(plan))
+    compiled = str(old.compile(conn.engine))
+    before = conn.execute(text(f"EXPLAIN {compiled}"), {"uids_1": uids}).scalars().all()
+    for what, plan in (
+        ("IN list (before the fix)", before),
+        ("LATERAL (lookups.py)", explain(conn, uids)),
+    ):
+        click.echo(f"-- {what}:")
+        for line in plan:
+            click.echo(f"   {line[:110]}")
 
 
 def _readd(store: repository.Store, instances: list[NormalizedInstance]) -> float:

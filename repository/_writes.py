@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .errors import ConflictError, TransactionConflictError
 from .image_id import file_image_id, wadors_image_id
+from .lookups import series_of_sop_instances
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
 from .schema import (
     InstanceRow,
@@ -257,10 +258,7 @@ def check_conflicts(
     for chunk in _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
-        found = conn.execute(
-            select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
-            .where(instance_table.c.sop_instance_uid.in_(chunk))
-        ).all()  # fmt: skip
+        found = series_of_sop_instances(conn, chunk)
         if not found:
             continue
         where = {
