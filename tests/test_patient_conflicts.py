@@ -41,9 +41,7 @@ def test_a_second_patient_in_a_study_is_stored_but_reported(store: repository.St
     assert "patient_conflicts" not in store.changes()[1].payload  # none when all agree
 
 
-def test_ingest_summary_warns_about_files_of_another_patient(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_ingest_summary_warns_about_files_of_another_patient(db_url: str, tmp_path: Path) -> None:
     series = generate_uid()
     for number, patient in enumerate(["FACTORY-1", "FACTORY-1", "INTRUDER"], start=1):
         ds = factory.ct_slice(series, number, float(number))
