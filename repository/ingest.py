@@ -16,7 +16,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .completeness import check_depth, truncation
-from .errors import DatabaseError, InvalidInputError, NotDicomError
+from .errors import DatabaseError, InvalidInputError, InvalidValueError, NotDicomError
 from .models import AddResult
 from .normalize import (
     BULK_DATA_THRESHOLD,
@@ -25,6 +25,7 @@ from .normalize import (
     normalize_instance,
 )
 from .store import Store
+from .validation import check_items
 
 DEFAULT_BATCH_SIZE = 500
 PARENT_POLL_SECONDS = 0.5
@@ -89,8 +90,15 @@ class IngestReport:
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Every file under ``paths`` (files as given, folders recursively, sorted)."""
-    for path in map(Path, paths):
-        if path.is_dir():
+    for item in paths:
+        if not isinstance(item, str | os.PathLike):
+            raise InvalidValueError(f"paths must hold file or folder names, not {item!r:.80}")
+        path = Path(item)
+        try:
+            is_dir = path.is_dir()
+        except (OSError, ValueError):  # a NUL or an unencodable name: reported when read
+            is_dir = False
+        if is_dir:
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
@@ -154,7 +162,11 @@ def read_file(path: str | Path) -> NormalizedInstance:
 
 def display_name(path: Path) -> str:
     """``path`` as printable text: bytes that are not UTF-8 shown as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate given by a caller: no file can have it
+        return str(path).encode("utf-8", "backslashreplace").decode("ascii")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _check_openable(path: Path, name: str) -> None:
@@ -215,7 +227,12 @@ def ingest(
     that outlasts the retries stops the ingest: ``report.stopped`` says why and
     ``report.not_committed`` how many files are left for a re-run, which finishes the job.
     """
-    files = list(iter_files(paths))
+    files = list(iter_files(check_items(paths, "paths")))
+    for value, name in ((workers, "workers"), (batch_size, "batch_size")):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidValueError(f"{name} must be an int >= 1, not {value!r}")
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 import repository
 from repository import migrate
 from repository.engine import make_engine
+from repository.ingest import ingest
 
 STUDY, SERIES, SOP = "1.2.3", "1.2.3.4", "1.2.3.4.5"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -251,3 +252,31 @@ def test_reads_reject_a_non_uid_the_same_way_on_both_databases(store: repository
         with pytest.raises(repository.InvalidUIDError, match="study_uid"):
             store.get_study(bad)
     assert store.get_study("1.2.3 ") is None  # padding is not part of a UID
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: ingest(s, None),
+        lambda s: ingest(s, "a-folder-name-not-a-list"),
+        lambda s: ingest(s, [123]),
+        lambda s: ingest(s, [], workers=0),
+        lambda s: ingest(s, [], batch_size="x"),
+        lambda s: repository.connect(str(s.engine.url), poll_interval="x"),
+    ],
+    ids=["None", "str", "int-item", "workers-0", "batch-size-text", "poll-interval-text"],
+)
+def test_ingest_and_connect_arguments_raise_invalid_value_error(
+    store: repository.Store, call: Callable[[repository.Store], Any]
+) -> None:
+    with pytest.raises(repository.InvalidValueError):
+        call(store)
+
+
+@pytest.mark.parametrize("name", ["a\x00b.dcm", "a\ud800b.dcm"])
+def test_ingest_reports_an_impossible_file_name_instead_of_raising(
+    store: repository.Store, name: str
+) -> None:
+    report = ingest(store, [name], workers=1)
+    [(shown, reason)] = report.skipped
+    assert reason and shown.startswith("a")
