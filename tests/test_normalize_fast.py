@@ -200,7 +200,7 @@ def test_nul_inside_a_value_is_rejected_naming_the_element_on_both_paths(tmp_pat
     path = tmp_path / "nul.dcm"
     ds.save_as(path)
     for naturalize in (naturalize_dataset, naturalize_dataset_fast):
-        with pytest.raises(repository.InvalidValueError, match="InstitutionName.*NUL"):
+        with pytest.raises(repository.InvalidValueError, match=r"InstitutionName.*NUL"):
             naturalize(_read(path))
 
 
