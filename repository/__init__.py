@@ -73,8 +73,12 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
     already be at the current schema revision (``dicom-repo db upgrade``), else
     :class:`NotMigratedError` is raised; PostgreSQL is never migrated implicitly.
     """
-    if poll_interval is not None and not poll_interval > 0:
-        raise ValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
+    if poll_interval is not None and (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, int | float)
+        or not poll_interval > 0
+    ):
+        raise InvalidValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
     try:
         engine = make_engine(resolve_url(url))
     except Exception as error:

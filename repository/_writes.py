@@ -14,13 +14,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .engine import dumps
 from .errors import ConflictError, TransactionConflictError
 from .image_id import instance_image_id
+from .lookups import series_of_sop_instances
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
 from .schema import (
     InstanceRow,
@@ -225,10 +226,7 @@ def check_conflicts(
     for chunk in [list(wanted)] if postgres else _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
-        found = conn.execute(
-            select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
-            .where(_one_of(instance_table.c.sop_instance_uid, chunk, postgres))
-        ).all()  # fmt: skip
+        found = series_of_sop_instances(conn, chunk)
         if not found:
             continue
         where = {
@@ -254,14 +252,6 @@ def check_conflicts(
                 )
             present.add((series_id, sop))
     return present
-
-
-def _one_of(column: Any, values: Sequence[str], postgres: bool) -> Any:
-    """``column IN (...)``; on PostgreSQL ``= ANY(array)``, one parameter however many values
-    (a statement with thousands of parameters costs more to build and parse than to run)."""
-    if postgres:
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
-    return column.in_(values)
 
 
 def insert_instances(

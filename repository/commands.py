@@ -23,9 +23,10 @@ from .errors import ConflictError, InvalidValueError, NotFoundError
 from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
 from .normalize.values import element_key, is_tag_key
+from .patients import patient_conflicts
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
-from .validation import as_int, check_data_source, check_uid, require_uid
+from .validation import as_int, check_data_source, check_items, check_uid, require_uid
 
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
@@ -52,6 +53,8 @@ def add_study(
     reported) is stored as NumberOfStudyRelatedInstances, its DICOM name.
     """
     check_data_source(data_source)
+    if not isinstance(study, Dataset | Mapping):
+        raise InvalidValueError(f"a study must be a pydicom Dataset or a dict, not {study!r:.80}")
     md = _writes.study_metadata(to_naturalized(_ohif_study_fields(study)))
     uid = require_uid(md, "StudyInstanceUID")
 
@@ -105,7 +108,7 @@ def add_series_metadata(
     """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed;
     None when there are no summaries."""
     check_data_source(data_source)
-    items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
+    items = [summaries] if isinstance(summaries, Mapping) else check_items(summaries, "summaries")
     by_study, study_md = _group_summaries(items)
     if not items:
         return None  # nothing to write (not an empty INSERT)
@@ -178,6 +181,7 @@ class _Parents:
     """The rows a batch's instances hang under, once created or found."""
 
     created_studies: list[str]
+    study_id: dict[str, int]
     series_id: dict[tuple[str, str], int]
     wado_roots: dict[int, _writes.Roots]
     study_ids: list[int]
@@ -215,8 +219,11 @@ def add_normalized(
             i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
             not in inserted
         )  # fmt: skip
-        tx.changes.extend(_instance_changes(batch, parents, inserted))
-        return AddResult(len(inserted), len(already), already, tuple(parents.created_studies))
+        new = [i for i in batch.instances if i.sop_instance_uid not in already]
+        conflicts = patient_conflicts(tx.conn, parents.study_id, new)
+        tx.changes.extend(_instance_changes(batch, parents, inserted, conflicts))
+        return AddResult(len(inserted), len(already), already, tuple(parents.created_studies),
+                         tuple(conflicts.items()))  # fmt: skip
 
     return work
 
@@ -237,11 +244,14 @@ def _upsert_parents(conn: Connection, batch: _Batch) -> _Parents:
     series = _writes.upsert_series(conn, wanted, incoming_wins=False)
     series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in firsts}
     roots = {series_id[key]: lists[ids[key[0]]][1] for key in firsts}
-    return _Parents(created, series_id, roots, list(ids.values()))
+    return _Parents(created, ids, series_id, roots, list(ids.values()))
 
 
 def _instance_changes(
-    batch: _Batch, parents: _Parents, inserted: set[tuple[int, str]]
+    batch: _Batch,
+    parents: _Parents,
+    inserted: set[tuple[int, str]],
+    conflicts: Mapping[str, str],
 ) -> list[events.PendingChange]:
     """STUDY_ADDED per new study, then INSTANCES_ADDED per series that gained instances."""
     changes = [
@@ -249,14 +259,18 @@ def _instance_changes(
         for study in parents.created_studies
     ]
     counts: dict[tuple[str, str], int] = {}
+    disagree: dict[tuple[str, str], list[str]] = {}
     for inst in batch.instances:
         key = (inst.study_instance_uid, inst.series_instance_uid)
         if (parents.series_id[key], inst.sop_instance_uid) in inserted:
             counts[key] = counts.get(key, 0) + 1
+            if inst.sop_instance_uid in conflicts:
+                disagree.setdefault(key, []).append(conflicts[inst.sop_instance_uid])
     changes += [
-        events.instances_added(study, series, count, batch.data_source, batch.made_in_client)
+        events.instances_added(study, series, count, batch.data_source, batch.made_in_client,
+                               disagree.get((study, series), ()))
         for (study, series), count in counts.items()
-    ]
+    ]  # fmt: skip
     return changes
 
 

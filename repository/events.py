@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -136,13 +136,21 @@ def series_added(
 
 
 def instances_added(
-    study_uid: str, series_uid: str, count: int, data_source: str, made_in_client: bool
+    study_uid: str,
+    series_uid: str,
+    count: int,
+    data_source: str,
+    made_in_client: bool,
+    patient_conflicts: Sequence[str] = (),
 ) -> PendingChange:
     """INSTANCES_ADDED: ``{StudyInstanceUID, SeriesInstanceUID, madeInClient}``, plus ``count``
-    (instances the series gained) and ``data_source``."""
-    payload = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+    (instances the series gained) and ``data_source``; ``patient_conflicts`` (only when there
+    are any) lists why new instances disagree with the study's patient."""
+    payload: dict[str, Any] = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
                "madeInClient": made_in_client, "count": count,
                "data_source": data_source}  # fmt: skip
+    if patient_conflicts:
+        payload["patient_conflicts"] = list(patient_conflicts)
     return PendingChange(
         EVENTS.INSTANCES_ADDED, study_uid, series_uid, data_source, made_in_client, payload
     )

@@ -17,7 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .completeness import check_depth, truncation
-from .errors import InvalidInputError, NotDicomError
+from .errors import DatabaseError, InvalidInputError, InvalidValueError, NotDicomError
 from .models import AddResult
 from .normalize import (
     BULK_DATA_THRESHOLD,
@@ -30,6 +30,7 @@ from .normalize.fast import naturalize_dataset_fast
 from .pipeline import BackgroundWriter, ordered_results
 from .serialized import SerializedMetadata
 from .store import Store
+from .validation import check_items
 
 DEFAULT_BATCH_SIZE = 500
 CHUNK = 16
@@ -52,20 +53,37 @@ class IngestReport:
     already_present: int = 0
     duplicates: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    not_committed: int = 0
+    """Files not written because the database failed (``stopped`` says how): run again."""
+    stopped: str | None = None
+    """Why the ingest stopped early: the database error that outlasted the retries."""
+    retries: int = 0
+    """Transactions run again after a lost connection or a concurrent writer's conflict."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(file, why) for files stored with a patient that differs from their study's."""
     _added: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
         """True if any file could not be ingested."""
-        return bool(self.skipped)
+        return bool(self.skipped) or self.stopped is not None
 
     def summary(self) -> str:
-        """``N ingested, N already present, N skipped`` (and duplicate files, if any)."""
+        """``N ingested, N already present, N skipped`` (then duplicate files, files not
+        committed and retries, if any)."""
         line = (
             f"{self.ingested} ingested, {self.already_present} already present, "
             f"{len(self.skipped)} skipped"
         )
-        return line + (f", {self.duplicates} duplicates" if self.duplicates else "")
+        line += f", {self.duplicates} duplicates" if self.duplicates else ""
+        line += f", {self.not_committed} not committed" if self.stopped is not None else ""
+        line += f", {len(self.warnings)} patient conflicts" if self.warnings else ""
+        return line + (f" ({self.retries} retried transactions)" if self.retries else "")
+
+    @property
+    def done(self) -> int:
+        """Files accounted for so far (each in exactly one count)."""
+        return self.ingested + self.already_present + self.duplicates + len(self.skipped)
 
     def count(self, sop_uids: Iterable[str], result: AddResult) -> None:
         """Count the files of one written batch (their SOP UIDs, in order) from its result."""
@@ -81,8 +99,15 @@ class IngestReport:
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Every file under ``paths`` (files as given, folders recursively, sorted)."""
-    for path in map(Path, paths):
-        if path.is_dir():
+    for item in paths:
+        if not isinstance(item, str | os.PathLike):
+            raise InvalidValueError(f"paths must hold file or folder names, not {item!r:.80}")
+        path = Path(item)
+        try:
+            is_dir = path.is_dir()
+        except (OSError, ValueError):  # a NUL or an unencodable name: reported when read
+            is_dir = False
+        if is_dir:
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
@@ -152,7 +177,11 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
 
 def display_name(path: Path) -> str:
     """``path`` as printable text: bytes that are not UTF-8 shown as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate given by a caller: no file can have it
+        return str(path).encode("utf-8", "backslashreplace").decode("ascii")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _check_openable(path: Path, name: str) -> None:
@@ -211,28 +240,45 @@ def ingest(
     """Ingest files into ``store``: parse in ``workers`` processes, write in batches.
 
     A file that cannot be read or stored is skipped and reported; the others are committed.
+    Lost connections and conflicts are retried (:attr:`Store.retries`); a database failure
+    that outlasts the retries stops the ingest: ``report.stopped`` says why and
+    ``report.not_committed`` how many files are left for a re-run, which finishes the job.
     """
-    files = list(iter_files(paths))
+    files = list(iter_files(check_items(paths, "paths")))
+    for value, name in ((workers, "workers"), (batch_size, "batch_size")):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidValueError(f"{name} must be an int >= 1, not {value!r}")
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()
+    retries_before = store.retries
 
     def write(batch: list[tuple[str, NormalizedInstance]]) -> None:
         _write_batch(store, batch, data_source, report)
 
-    if workers > 1 and len(files) > 1:
-        with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
-            results = ordered_results(
-                pool, _read_or_report, files, chunk=CHUNK, window=WINDOW * workers
-            )
-            # inside the caller's transaction, writes must stay in the caller's thread
-            if store.in_transaction:
-                _write_all(results, write, batch_size, report, progress)
-            else:
-                with BackgroundWriter(write) as writer:
-                    _write_all(results, writer.put, batch_size, report, progress)
-    else:
-        _write_all(map(_read_or_report, files), write, batch_size, report, progress)
+    try:
+        if workers > 1 and len(files) > 1:
+            with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
+                results = ordered_results(
+                    pool, _read_or_report, files, chunk=CHUNK, window=WINDOW * workers
+                )
+                try:  # inside the caller's transaction, writes stay in the caller's thread
+                    if store.in_transaction:
+                        _write_all(results, write, batch_size, report, progress)
+                    else:
+                        with BackgroundWriter(write) as writer:
+                            _write_all(results, writer.put, batch_size, report, progress)
+                except DatabaseError:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+        else:
+            _write_all(map(_read_or_report, files), write, batch_size, report, progress)
+    except DatabaseError as error:
+        report.stopped = str(error)
+        report.not_committed = len(files) - report.done
+    report.retries = store.retries - retries_before
     return report
 
 
@@ -281,3 +327,4 @@ def _write_batch(
                 report.skipped.append((item[0], str(error)))
         return
     report.count((inst.sop_instance_uid for _, inst in batch), result)
+    report.warnings += [(paths[uid], why) for uid, why in result.patient_conflicts]

@@ -176,3 +176,6 @@ class AddResult:
     already_present: int
     already_present_uids: frozenset[str] = frozenset()
     studies_added: tuple[str, ...] = ()
+    patient_conflicts: tuple[tuple[str, str], ...] = ()
+    """(SOP Instance UID, why) for each new instance whose PatientID or PatientName differs
+    from its study's, which keeps the first (see :mod:`repository.patients`)."""

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from . import _reads, changelog, commands
 from .commands import DEFAULT_DATA_SOURCE, InstanceInput
-from .errors import NotFoundError
+from .errors import InvalidValueError, NotFoundError
 from .events import Callback, Event, Subscription
 from .feed import Feed
 from .image_id import instance_frame_ids
@@ -26,7 +26,14 @@ from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets,
 from .sop_class_handlers.registry import HandlerLike
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
-from .validation import check_data_source
+from .validation import (
+    check_data_source,
+    check_flag,
+    check_items,
+    check_text,
+    check_uid,
+    check_url,
+)
 
 __all__ = ["DEFAULT_DATA_SOURCE", "InstanceInput", "Store"]
 
@@ -52,6 +59,12 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def retries(self) -> int:
+        """How many transactions of this store were run again after a concurrent writer's
+        conflict or a lost connection, since it was opened."""
+        return self._uow.retries
 
     @property
     def dialect(self) -> str:
@@ -82,6 +95,9 @@ class Store:
         Events are delivered once, after the commit that succeeded. Inside an enclosing
         transaction ``fn`` just joins it (no retry).
         """
+        _check_callable(fn, "fn")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidValueError(f"attempts must be an int >= 1, not {attempts!r}")
         return self._uow.run(fn, attempts=attempts)
 
     def subscribe(
@@ -101,6 +117,10 @@ class Store:
         in the store's follower thread. ``made_in_client`` writes need
         ``include_made_in_client``.
         """
+        _check_callable(callback, "callback")
+        check_flag(include_made_in_client, "include_made_in_client")
+        if since is not None:
+            changelog.check_page(since, 1)
         return self._feed.subscribe(event, callback, include_made_in_client, since)
 
     def changes(self, since: int = 0, limit: int = 1000) -> list[Event]:
@@ -127,7 +147,8 @@ class Store:
         Fires STUDY_ADDED for a new study. The study's series list for ``data_source`` is
         created too, with the DICOMweb roots if given.
         """
-        return self._uow.write(commands.add_study(study, data_source, wado_root, wado_uri))
+        root, uri = check_url(wado_root, "wado_root"), check_url(wado_uri, "wado_uri")
+        return self._uow.write(commands.add_study(study, data_source, root, uri))
 
     def add_series_metadata(
         self,
@@ -144,7 +165,11 @@ class Store:
         whose series were created or changed, with those summaries.
         """
         work = commands.add_series_metadata(
-            summaries, data_source, made_in_client, wado_root, wado_uri
+            summaries,
+            data_source,
+            check_flag(made_in_client, "made_in_client"),
+            check_url(wado_root, "wado_root"),
+            check_url(wado_uri, "wado_uri"),
         )
         if work is not None:  # an empty list is a no-op
             self._uow.write(work)
@@ -166,7 +191,7 @@ class Store:
         studies and INSTANCES_ADDED once per series that gained instances.
         """
         check_data_source(data_source)
-        normalized, paths = commands.normalize_inputs(instances)
+        normalized, paths = commands.normalize_inputs(check_items(instances, "instances"))
         return self.add_normalized(normalized, data_source=data_source,
                                    made_in_client=made_in_client, wado_root=wado_root,
                                    wado_uri=wado_uri, paths=paths)  # fmt: skip
@@ -185,8 +210,15 @@ class Store:
 
         ``paths`` maps SOP Instance UID to the file it was read from, for ``dicomfile:`` ids.
         """
+        if not all(isinstance(i, NormalizedInstance) for i in check_items(instances, "instances")):
+            raise InvalidValueError("add_normalized takes NormalizedInstance objects")
         work = commands.add_normalized(
-            instances, data_source, made_in_client, wado_root, wado_uri, paths
+            list(instances),
+            data_source,
+            check_flag(made_in_client, "made_in_client"),
+            check_url(wado_root, "wado_root"),
+            check_url(wado_uri, "wado_uri"),
+            paths,
         )
         return AddResult(0, 0) if work is None else self._uow.write(work)
 
@@ -213,15 +245,19 @@ class Store:
 
     def get_study(self, study_uid: str) -> Study | None:
         """The study with all its series lists, series and instances (OHIF ``getStudy``)."""
+        uid = check_uid(study_uid, "study_uid")
         with self._uow.read() as conn:
-            return _reads.get_study(conn, study_uid)
+            return _reads.get_study(conn, uid)
 
     def get_series(
         self, study_uid: str | None, series_uid: str, *, data_source: str | None = None
     ) -> Series | None:
         """A series with its instances (OHIF ``getSeries``); ``study_uid=None`` searches all."""
+        study = None if study_uid is None else check_uid(study_uid, "study_uid")
+        series = check_uid(series_uid, "series_uid")
+        source = None if data_source is None else check_data_source(data_source)
         with self._uow.read() as conn:
-            return _reads.get_series(conn, study_uid, series_uid, data_source)
+            return _reads.get_series(conn, study, series, source)
 
     def get_instance(
         self,
@@ -232,11 +268,15 @@ class Store:
         data_source: str | None = None,
     ) -> Instance | None:
         """One instance by its UIDs (OHIF ``getInstance``)."""
+        uids = (check_uid(study_uid, "study_uid"), check_uid(series_uid, "series_uid"),
+                check_uid(sop_instance_uid, "sop_instance_uid"))  # fmt: skip
+        source = None if data_source is None else check_data_source(data_source)
         with self._uow.read() as conn:
-            return _reads.get_instance(conn, study_uid, series_uid, sop_instance_uid, data_source)
+            return _reads.get_instance(conn, *uids, source)
 
     def get_instance_from_image_id(self, image_id: str) -> Instance | None:
         """The instance an imageId (frame-level too) refers to (OHIF ``getInstanceByImageId``)."""
+        check_text(image_id, "image_id")
         with self._uow.read() as conn:
             return _reads.get_instance_from_image_id(conn, image_id)
 
@@ -282,7 +322,11 @@ class Store:
         for this call, in the order given. ``authorization_headers`` are copied onto the display
         sets, never stored. Raises :class:`NotFoundError` if the study is not stored.
         """
-        chosen = tuple(self.handlers) if handlers is None else self.handlers.resolve(handlers)
+        check_uid(study_uid, "study_uid")
+        if data_source is not None:
+            check_data_source(data_source)
+        chosen = (tuple(self.handlers) if handlers is None
+                  else self.handlers.resolve(check_items(handlers, "handlers")))  # fmt: skip
         with self._uow.read() as conn:
             study = _reads.get_study(conn, study_uid, data_source)
         if study is None or not study.series_lists:
@@ -290,3 +334,8 @@ class Store:
             raise NotFoundError(f"study {study_uid}{where} is not in the store")
         return build_display_sets(study, chosen, authorization_headers=authorization_headers,
                                   dicom_web_client=dicom_web_client)  # fmt: skip
+
+
+def _check_callable(value: object, what: str) -> None:
+    if not callable(value):
+        raise InvalidValueError(f"{what} must be callable, not {value!r:.80}")

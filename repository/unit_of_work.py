@@ -151,11 +151,16 @@ def backoff_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def run_with_retries(fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+def run_with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+    on_retry: Callable[[], object] | None = None,
+) -> T:
     """Call ``fn`` (which must run one whole transaction) until it succeeds.
 
-    ``fn`` is run again after :data:`RETRYABLE_ERRORS`; after ``attempts`` tries the last one
-    is raised (same type), saying how many attempts were made.
+    ``fn`` is run again after :data:`RETRYABLE_ERRORS` (calling ``on_retry`` first); after
+    ``attempts`` tries the last one is raised (same type), saying how many attempts were made.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -168,6 +173,8 @@ def run_with_retries(fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -
             delay = backoff_delay(attempt)
             log.info("retrying a failed transaction in %.3fs (attempt %d): %s",
                      delay, attempt + 1, error)  # fmt: skip
+            if on_retry is not None:
+                on_retry()
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -194,6 +201,11 @@ class UnitOfWork:
         self._publish = publish
         self._local = threading.local()
         self._channel: str | None = None
+        self.retries = 0
+        """How many times a transaction was run again (conflict or lost connection)."""
+
+    def _count_retry(self) -> None:
+        self.retries += 1  # a statistic: an unlocked += losing a count to a race is harmless
 
     @property
     def current(self) -> Transaction | None:
@@ -243,7 +255,7 @@ class UnitOfWork:
             with self.transaction():
                 return fn()
 
-        return run_with_retries(attempt, attempts=attempts)
+        return run_with_retries(attempt, attempts=attempts, on_retry=self._count_retry)
 
     def write(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` under a savepoint of the current transaction, or in a new one (retried).
@@ -251,7 +263,7 @@ class UnitOfWork:
         If ``work`` fails, what it did, changes included, is rolled back to the savepoint.
         """
         if self.current is None:
-            return run_with_retries(lambda: self._write(work))
+            return run_with_retries(lambda: self._write(work), on_retry=self._count_retry)
         return self._write(work)
 
     def _write(self, work: Callable[[Transaction], T]) -> T:

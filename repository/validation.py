@@ -28,6 +28,7 @@ UID_MAX_LENGTH = 64
 DATA_SOURCE_MAX_LENGTH = 64
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 _DATE = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
 
 # --------------------------------------------------------------------------- UIDs
@@ -73,33 +74,87 @@ def check_data_source(name: Any, what: str = "data_source") -> str:
         raise InvalidValueError(
             f"{what} {name!r} must be a name of 1-{DATA_SOURCE_MAX_LENGTH} characters"
         )
-    return name
+    return check_text(name, what)
+
+
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is a string a database can store (no NUL, no lone surrogate), else
+    :class:`InvalidValueError` naming ``what``."""
+    if not isinstance(value, str):
+        raise InvalidValueError(f"{what} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidValueError(f"{what} {value[:40]!r} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValueError(
+            f"{what} {value[:40]!r} contains a lone surrogate (not Unicode text)"
+        ) from None
+    return value
+
+
+def check_url(value: Any, what: str) -> str | None:
+    """An optional URL argument (``wado_root``...) as text, its credentials stripped
+    (:func:`strip_credentials`): none are ever stored, logged or put in an identifier."""
+    return None if value is None else strip_credentials(check_text(value, what))
+
+
+def check_flag(value: Any, what: str) -> bool:
+    """``value`` if it is a bool (not merely truthy), else :class:`InvalidValueError`."""
+    if not isinstance(value, bool):
+        raise InvalidValueError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
+def check_items(value: Any, what: str) -> list[Any]:
+    """An iterable argument (a list of instances...) as a list; None, text, bytes and
+    non-iterables are an :class:`InvalidValueError` naming ``what``."""
+    if value is None or isinstance(value, str | bytes | bytearray | Mapping):
+        raise InvalidValueError(f"{what} must be a list (an iterable), not {value!r:.80}")
+    try:
+        return list(value)
+    except TypeError:
+        raise InvalidValueError(f"{what} must be a list (an iterable), not {value!r:.80}") from None
 
 
 def strip_credentials(url: str | URL) -> str:
     """``url`` without its ``user:password@`` part, fit for messages, names and storage.
 
-    Works for any URL with an authority (``http(s)://``, ``postgresql+psycopg://``...) and for
-    SQLAlchemy :class:`~sqlalchemy.engine.URL` objects; others (``sqlite:///x.db``) come back
-    unchanged.
+    Works for any URL with an authority (``http(s)://``, ``postgresql+psycopg://``...), for
+    URLs behind a prefix (OHIF imageIds: ``wadors:https://...``) and for SQLAlchemy
+    :class:`~sqlalchemy.engine.URL` objects; others (``sqlite:///x.db``) come back unchanged.
     """
     if isinstance(url, URL):
         url = url.render_as_string(hide_password=False)
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _USERINFO.sub("", url)  # URLs inside identifiers: wadors:https://user:pw@host/...
 
 
 # --------------------------------------------------------------------------- scalar converters
 
 
 def clean_text(value: str) -> str:
-    """Strip DICOM padding; reject NUL inside the value, which PostgreSQL cannot store."""
-    value = value.rstrip("\x00 ")
-    if "\x00" in value:
-        raise InvalidValueError(f"text value {value[:40]!r} contains a NUL character")
+    """Strip DICOM padding; reject NUL inside the value (PostgreSQL cannot store it) and lone
+    surrogates (not Unicode; neither database can store them)."""
+    return check_text(value.rstrip("\x00 "), "text value")
+
+
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
+"""The integers the stored JSON can hold (PostgreSQL's and orjson's limits)."""
+
+
+def check_number(value: int | float, key: str) -> int | float:
+    """``value`` if the stored JSON can hold it exactly, else :class:`InvalidValueError`
+    naming element ``key``: NaN and infinity are not JSON (they would become null), and
+    integers beyond 64 bits do not fit. An integer beyond a typed INTEGER column's range is
+    kept in the JSON; the column holds NULL (see :func:`as_int`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidValueError(f"element {key}: {value!r} is not a finite number (not JSON)")
+    if isinstance(value, int) and not JSON_INT_MIN <= value <= JSON_INT_MAX:
+        raise InvalidValueError(f"element {key}: integer {value:.3e} is beyond 64 bits")
     return value
 
 
@@ -113,7 +168,9 @@ def as_number(value: Any, vr: str) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             return clean_text(str(value))  # keep malformed numbers rather than lose them
-    if isinstance(number, float) and number != number:  # NaN is not JSON
+    if isinstance(number, float) and not math.isfinite(number):  # NaN, inf are not JSON
+        return clean_text(str(value))  # kept verbatim, as a malformed number is
+    if isinstance(number, int) and not JSON_INT_MIN <= number <= JSON_INT_MAX:
         return clean_text(str(value))
     return number
 
@@ -193,7 +250,7 @@ def scalar(vr: str, value: Any, key: str) -> Any:
     if isinstance(value, bool | Mapping | list):
         raise InvalidValueError(f"element {key}: unexpected value {value!r}")
     if isinstance(value, float | int):
-        return value
+        return check_number(value, key)
     return clean_text(str(value))  # other pydicom value types (DA, TM ... objects)
 
 

@@ -193,14 +193,15 @@ def test_fast_path_decodes_the_common_elements_itself(monkeypatch: pytest.Monkey
     assert len(left_to_pydicom) <= 6, [f"{t:08X}" for t in left_to_pydicom]
 
 
-def test_nul_inside_a_value_is_kept_as_raw_bytes_on_both_paths(tmp_path: Path) -> None:
+def test_nul_inside_a_value_is_rejected_naming_the_element_on_both_paths(tmp_path: Path) -> None:
+    # issue 16: it used to be kept as raw UN bytes, the element's value silently changed
     ds = _read(PYDICOM_FILES / "CT_small.dcm")
     ds.InstitutionName = "A\x00B"
     path = tmp_path / "nul.dcm"
     ds.save_as(path)
-    expected = naturalize_dataset(_read(path))
-    assert expected["00080080"]["vr"] == "UN"
-    assert naturalize_dataset_fast(_read(path)) == expected
+    for naturalize in (naturalize_dataset, naturalize_dataset_fast):
+        with pytest.raises(repository.InvalidValueError, match=r"InstitutionName.*NUL"):
+            naturalize(_read(path))
 
 
 def test_pixel_data_is_never_read_by_the_fast_path(tmp_path: Path) -> None:

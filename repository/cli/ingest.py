@@ -58,4 +58,13 @@ def ingest(
 def _print_report(report: IngestReport) -> None:
     for path, reason in report.skipped:
         click.echo(f"skipped {path}: {reason.removeprefix(f'{path}: ')}", err=True)
+    for path, why in report.warnings:
+        click.echo(f"warning {path}: {why}", err=True)
+    if report.stopped is not None:
+        click.echo(f"stopped: {report.stopped}", err=True)
+        click.echo(
+            f"{report.not_committed} files were not committed (everything counted as ingested "
+            "was); run the same command again to finish",
+            err=True,
+        )
     click.echo(report.summary())

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from ..errors import InvalidValueError
 from ..validation import scalar
 from .values import (
     BINARY_VRS,
@@ -19,6 +20,7 @@ from .values import (
     BulkDataURI,
     Metadata,
     element_key,
+    element_name,
     natural_value,
     tagged_value,
 )
@@ -65,6 +67,8 @@ def naturalize_element(
         elem = ds[tag]
         key, kw = element_key(elem.tag)
         values = _element_values(elem, bulk)
+    except InvalidValueError as error:  # decoded, but not storable: say which element
+        raise InvalidValueError(f"{element_name(BaseTag(tag))}: {error}") from None
     except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
         key, kw = f"{int(tag):08X}", None
         values = _binary(raw.value if isinstance(raw.value, bytes) else b"")

@@ -53,5 +53,21 @@ def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
     if not isinstance(raw, list):
         raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")
     if vr == "SQ":
-        return [naturalize_dicom_json(item or {}) for item in raw]
+        return [_item(key, index, item) for index, item in enumerate(raw)]
+    for v in raw:
+        if v is not None and not isinstance(v, str | int | float | Mapping):
+            raise InvalidValueError(
+                f"DICOM JSON element {key}: {type(v).__name__} value {v!r:.40} is not JSON"
+            )
     return [scalar(vr, v, key) for v in raw]
+
+
+def _item(key: str, index: int, item: Any) -> Metadata:
+    if item is None:
+        return {}
+    if not isinstance(item, Mapping):
+        raise InvalidValueError(
+            f"DICOM JSON element {key}[{index}]: a sequence item must be an object, "
+            f"got {item!r:.40}"
+        )
+    return naturalize_dicom_json(item)

@@ -22,6 +22,7 @@ the same by construction; ``tests/test_normalize_fast.py`` checks it file by fil
 from __future__ import annotations
 
 import base64
+import math
 import re
 import struct
 from functools import cache
@@ -195,6 +196,8 @@ def _numbers(vr: str, fmt: str, data: bytes, little: bool) -> list[Any]:
     if vr == "AT":
         pairs = zip(values[::2], values[1::2], strict=True)
         return [f"{(group << 16) | element:08X}" for group, element in pairs]
+    if vr in ("FL", "FD") and not all(math.isfinite(v) for v in values):
+        raise _Fallback  # NaN and infinity: rejected, naming the element, by the pydicom path
     return list(values)
 
 

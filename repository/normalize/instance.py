@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from ..columns import INSTANCE_COLUMNS, TypedColumn, column_values
 from ..errors import InvalidUIDError, InvalidValueError, MissingAttributeError
-from ..validation import optional_str, require_uid
+from ..validation import check_url, require_uid
 from .dataset import naturalize_dataset
 from .dicom_json import is_dicom_json, naturalize_dicom_json
 from .naturalized import check_naturalized
@@ -95,9 +95,9 @@ def instance_from_metadata(
         series_instance_uid=require_uid(md, "SeriesInstanceUID"),
         sop_instance_uid=sop_uid,
         typed=column_values(columns, md),
-        image_id=optional_str(extras.get("imageId"), "imageId"),
-        wado_root=optional_str(extras.get("wadoRoot"), "wadoRoot"),
-        wado_uri=optional_str(extras.get("wadoUri"), "wadoUri"),
+        image_id=check_url(extras.get("imageId"), "imageId"),
+        wado_root=check_url(extras.get("wadoRoot"), "wadoRoot"),
+        wado_uri=check_url(extras.get("wadoUri"), "wadoUri"),
         metadata=md,
     )
 

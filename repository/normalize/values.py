@@ -45,6 +45,12 @@ def element_key(tag: BaseTag) -> tuple[str, str | None]:
     return f"{int(tag):08X}", None
 
 
+def element_name(tag: BaseTag) -> str:
+    """``PatientName (00100010)``: how an error names an element."""
+    key, kw = element_key(tag)
+    return f"{kw} ({int(tag):08X})" if kw else key
+
+
 def natural_value(vr: str, values: Any) -> Any:
     """Values of a keyword element in naturalized form: a scalar, a list, or None."""
     if vr == "SQ":

@@ -319,12 +319,13 @@ class DicomWebSource:
         """Fetch one series' instances, then commit its summary and instances together."""
         series_uid = check_uid(_first(summary, SERIES_UID), "SeriesInstanceUID")
         instances = self.series_metadata(study_uid, series_uid)  # fetched before the transaction
-        try:
-            with store.transaction():
-                store.add_series_metadata(summary, data_source=self.name, wado_root=self.wado_root)
-                result = store.add_instances(
-                    instances, data_source=self.name, wado_root=self.wado_root
-                )
+
+        def write() -> AddResult:
+            store.add_series_metadata(summary, data_source=self.name, wado_root=self.wado_root)
+            return store.add_instances(instances, data_source=self.name, wado_root=self.wado_root)
+
+        try:  # run again, whole, after a lost connection or a concurrent writer's conflict
+            result = store.run_in_transaction(write)
         except InvalidInputError as error:
             raise PullError(
                 f"{self.server} sent series {series_uid} of study {study_uid} that cannot be "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ..errors import RepositoryError
+from ..errors import DatabaseError, RepositoryError
 from ..models import AddResult
 from ..store import Store
 
@@ -39,13 +39,16 @@ class PullReport:
     instances_present: int = 0
     failures: list[str] = field(default_factory=list)
     """With ``keep_going``: the error message of each study or series that failed."""
+    retries: int = 0
+    """Transactions run again after a lost connection or a concurrent writer's conflict."""
 
     def summary(self) -> str:
         """One line: studies, series, data source, instances added and already present."""
-        return (
+        line = (
             f"{self.studies} studies, {self.series} series from {self.data_source}: "
             f"{self.instances_added} instances added, {self.instances_present} already present"
         )
+        return line + (f" ({self.retries} retried transactions)" if self.retries else "")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class PullRun:
     def run(self, find_studies: Callable[[], list[str]], *, named: bool) -> PullReport:
         """Pull every study ``find_studies()`` returns; ``named``: the user listed them, so a
         study without series is a failure. A raised :class:`PullError` carries the report."""
+        retries = self.store.retries
         try:
             wanted = find_studies()
             self._tell(studies_total=len(wanted))
@@ -109,6 +113,14 @@ class PullRun:
         except PullError as error:
             error.report = self.report
             raise
+        except DatabaseError as error:  # retries ran out: every later series would fail too
+            raise PullError(
+                f"the pull stopped, the database failed: {error}; the series counted before "
+                "were committed, the others were not: pull again to finish",
+                self.report,
+            ) from error
+        finally:
+            self.report.retries = self.store.retries - retries
         return self.report
 
     def _pull_study(self, study_uid: str, named: bool) -> None:

@@ -1,0 +1,251 @@
+"""PostgreSQL connections terminated (``pg_terminate_backend``) under a running ``dicom-repo
+ingest``: the command finishes by retry with exact counts; when the database stays out of reach,
+it says what was committed and what was not, exits non-zero, and a re-run finishes the job."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from dicom_factory import ct_slice, write
+from pydicom.uid import generate_uid
+from sqlalchemy.engine import make_url
+from test_dicomweb_pull import STUDY, Scripted, instance_json, metadata_path, scripted, summary_json
+
+import repository
+from repository import migrate
+from repository.engine import make_engine
+
+pytestmark = pytest.mark.postgresql
+
+CLI = str(Path(sys.executable).parent / "dicom-repo")
+FILES = 2000
+_TERMINATE_ROLE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+__all__ = ["scripted"]  # the scripted DICOMweb server fixture, shared with test_dicomweb_pull
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("files")
+    series = generate_uid()
+    for number in range(FILES):
+        write(ct_slice(series, number + 1, float(number)), folder)
+    return folder
+
+
+@pytest.fixture
+def migrated(pg_empty_url: str) -> str:
+    engine = make_engine(pg_empty_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return pg_empty_url
+
+
+def _as_app(url: str, name: str) -> str:
+    """``url`` whose connections carry ``application_name`` (so they can be found)."""
+    return (
+        make_url(url)
+        .update_query_dict({"application_name": name})
+        .render_as_string(hide_password=False)
+    )
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    """Stored instances, INSTANCES_ADDED total and duplicate seqs, read independently."""
+    with repository.connect(url) as store:
+        changes = store.changes(limit=100_000)
+        announced = sum(int(e.payload.get("count", 0)) for e in changes
+                        if e.kind == repository.EVENTS.INSTANCES_ADDED)  # fmt: skip
+        seqs = [e.seq for e in changes]
+        with store.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT count(*) FROM instance").scalar_one()
+    return stored, announced, len(seqs) - len(set(seqs))
+
+
+def _instances(dsn: str) -> int:
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM instance").fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+@pytest.fixture
+def terminator(migrated: str) -> Iterator[list[int]]:
+    """Terminates the backends named ``victim-*``, four rounds 1.5 s apart (a transaction
+    killed more often than it takes to run can never finish); yields the pids killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+    dsn = _libpq(migrated)
+
+    def run() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rounds = 0
+            while rounds < 4 and not stop.wait(0.1):
+                rows = conn.execute(
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'victim-%' AND pid <> pg_backend_pid() "
+                    "AND state = 'active'"
+                ).fetchall()
+                killed.extend(pid for pid, done in rows if done)
+                if any(done for _, done in rows):
+                    rounds += 1
+                    stop.wait(1.5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield killed
+    stop.set()
+    thread.join(10)
+
+
+def test_ingest_finishes_by_retry_while_its_connections_are_terminated(
+    migrated: str, files: Path, terminator: list[int]
+) -> None:
+    url = _as_app(migrated, f"victim-{uuid.uuid4().hex[:8]}")
+    command = [CLI, "--db", url, "ingest", str(files), "--workers", "2", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert terminator, "no connection was terminated: the test proved nothing"
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"{FILES} ingested, 0 already present, 0 skipped"), summary
+    retried = re.search(r"\((\d+) retried transactions\)", summary)
+    assert retried and int(retried.group(1)) >= 1, summary
+    assert "Traceback" not in result.stderr
+    assert _counts(migrated) == (FILES, FILES, 0)
+    print(f"terminated {len(terminator)} backends; {summary}")
+
+
+@pytest.fixture
+def login_role(migrated: str) -> Iterator[tuple[str, str]]:
+    """A role that can use the test schema, and a URL that connects as it."""
+    role = f"victim_{uuid.uuid4().hex[:8]}"
+    dsn = _libpq(migrated)
+    schema = make_url(migrated).query["options"].removeprefix("-csearch_path=")  # type: ignore[union-attr]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{role}"')
+        conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        conn.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
+    yield role, make_url(migrated).set(username=role).render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(_TERMINATE_ROLE.format(role=role))
+        conn.execute(f'DROP OWNED BY "{role}"')
+        conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_ingest_that_loses_the_database_reports_what_was_not_committed_and_a_rerun_finishes(
+    migrated: str, files: Path, login_role: tuple[str, str]
+) -> None:
+    role, url = login_role
+    admin = _libpq(migrated)
+    command = [CLI, "--db", url, "ingest", str(files), "--workers", "2", "-q"]
+    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _instances(admin) == 0 and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    with psycopg.connect(admin, autocommit=True) as conn:  # the database goes out of reach
+        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')
+        conn.execute(_TERMINATE_ROLE.format(role=role))
+    out, err = victim.communicate(timeout=600)
+    assert victim.returncode == 1, err[-2000:]
+    assert "Traceback" not in err
+    summary = out.strip().splitlines()[-1]
+    found = re.match(r"(\d+) ingested, 0 already present, 0 skipped, (\d+) not committed", summary)
+    assert found, (summary, err[-2000:])
+    committed, missing = int(found.group(1)), int(found.group(2))
+    assert 0 < committed < FILES and committed + missing == FILES
+    assert f"{missing} files were not committed" in err and "run the same command again" in err
+    stored, announced, duplicates = _counts(migrated)
+    assert (stored, announced, duplicates) == (committed, committed, 0)  # exactly what it said
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (
+        rerun.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"{missing} ingested, {committed} already present, 0 skipped")
+    )
+    assert _counts(migrated) == (FILES, FILES, 0)
+
+
+# ----------------------------------------------------------------------------- dicomweb pull
+
+SERIES_COUNT, PER_SERIES = 20, 100
+
+
+@pytest.fixture
+def big_server(scripted: Scripted) -> Scripted:
+    """The scripted server with one study of 20 series of 100 instances."""
+    series = [f"{STUDY}.{n}" for n in range(1, SERIES_COUNT + 1)]
+    scripted.reply(f"/dicom-web/studies/{STUDY}/series", [summary_json(s) for s in series])
+    for uid in series:
+        scripted.reply(
+            metadata_path(uid), [instance_json(uid, n) for n in range(1, PER_SERIES + 1)]
+        )
+    return scripted
+
+
+def test_pull_finishes_by_retry_while_its_connections_are_terminated(
+    migrated: str, big_server: Scripted, terminator: list[int]
+) -> None:
+    url = _as_app(migrated, f"victim-{uuid.uuid4().hex[:8]}")
+    result = subprocess.run([CLI, "--db", url, "pull", big_server.url, "-q"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert terminator, "no connection was terminated: the test proved nothing"
+    summary = result.stdout.strip().splitlines()[-1]
+    total = SERIES_COUNT * PER_SERIES
+    assert f"1 studies, {SERIES_COUNT} series" in summary
+    assert f"{total} instances added, 0 already present" in summary, summary
+    assert _counts(migrated) == (total, total, 0)
+    print(f"terminated {len(terminator)} backends; {summary}")
+
+
+def test_pull_that_loses_the_database_says_what_was_committed_and_a_rerun_finishes(
+    migrated: str, big_server: Scripted, login_role: tuple[str, str]
+) -> None:
+    role, url = login_role
+    admin = _libpq(migrated)
+    for n in range(1, SERIES_COUNT + 1):  # slow series: the database goes away mid-pull
+        big_server.delay[metadata_path(f"{STUDY}.{n}")] = 0.3
+    command = [CLI, "--db", url, "pull", big_server.url, "-q"]
+    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _instances(admin) == 0 and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')
+        conn.execute(_TERMINATE_ROLE.format(role=role))
+    out, err = victim.communicate(timeout=600)
+    assert victim.returncode == 1, out + err
+    assert "Traceback" not in err
+    found = re.search(r"before the error: 0 studies, (\d+) series from \S+: (\d+) instances", err)
+    assert found, err[-2000:]
+    series, committed = int(found.group(1)), int(found.group(2))
+    assert 0 < series < SERIES_COUNT and committed == series * PER_SERIES
+    assert "the database failed" in err and "pull again to finish" in err
+    assert _counts(migrated) == (committed, committed, 0)
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    total = SERIES_COUNT * PER_SERIES
+    assert f"{total - committed} instances added, {committed} already present" in rerun.stdout
+    assert _counts(migrated) == (total, total, 0)
