@@ -10,8 +10,8 @@ from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
 from ..validation import clean_text
-from .dicom_json import naturalize_dicom_json
-from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key
+from .dicom_json import is_dicom_json, naturalize_dicom_json
+from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, tagged_value
 
 
 def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
@@ -28,13 +28,29 @@ def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
             if kw is None:
                 if not isinstance(value, Mapping) or "vr" not in value:
                     raise InvalidValueError(f"{where}{key}: a tag-keyed value needs a 'vr'")
-                out[name] = naturalize_dicom_json({key: value})[name]
+                out[name] = _check_tagged(key, name, value, where)
                 continue
             key = name  # a public tag written as hex: store under its keyword
         elif not tag_for_keyword(key):
             raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
         out[key] = _check_value(key, value, where)
     return out
+
+
+def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> Any:
+    """A private or unknown element in DICOM JSON form. Its sequence items may be naturalized
+    (the form the store returns them in) or DICOM JSON."""
+    raw = value.get("Value")
+    if value["vr"] != "SQ" or not raw or not isinstance(raw, list):
+        return naturalize_dicom_json({key: value})[name]
+    items: list[Metadata] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise InvalidValueError(f"{where}{key}[{index}]: a sequence item must be an object")
+        inner = f"{where}{key}[{index}]."
+        items.append(naturalize_dicom_json(item) if is_dicom_json(item)
+                     else check_naturalized(item, inner))  # fmt: skip
+    return tagged_value("SQ", items)
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
