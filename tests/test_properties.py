@@ -3,13 +3,16 @@
 ``add_instances([md])`` then ``get_instance(...).metadata`` gives ``md`` back, with the same
 types (an int stays an int, a float a float), on SQLite and PostgreSQL. The only change is the
 store's documented normalization of naturalized input (tests/strategies.py,
-:func:`expected_stored_form`): trailing DICOM padding (spaces, NULs) is removed from text.
+:func:`expected_stored_form`): trailing DICOM padding (spaces, NULs) is removed from text; and
+one known defect on PostgreSQL, kept visible by a strict xfail below: integral floats from 1e16
+to 2**64 come back as ints.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from pydicom.dataset import Dataset
 from strategies import datasets, expected_stored_form, strictly_equal
@@ -39,7 +42,7 @@ def test_naturalized_datasets_round_trip_unchanged(module_store: Store) -> None:
         result = module_store.add_instances([md])
         assert (result.added, result.already_present) == (1, 0)
         stored = _read_back(module_store, md)
-        expected = expected_stored_form(md)
+        expected = expected_stored_form(md, module_store.dialect)
         assert strictly_equal(stored, expected), (stored, expected)
 
     round_trip()
@@ -57,7 +60,8 @@ def test_stored_form_re_added_elsewhere_is_stored_identically(module_store: Stor
         moved = {**stored, **{k: copy[k] for k in ("StudyInstanceUID", "SeriesInstanceUID",
                                                    "SOPInstanceUID")}}  # fmt: skip
         module_store.add_instances([moved])
-        assert strictly_equal(_read_back(module_store, moved), moved)
+        expected = expected_stored_form(moved, module_store.dialect)
+        assert strictly_equal(_read_back(module_store, moved), expected)
 
     copy_round_trip()
 
@@ -84,3 +88,19 @@ def test_a_private_sequence_read_from_a_file_can_be_added_again(store: Store) ->
     copy = {**stored, "SOPInstanceUID": "1.2.3.6"}
     store.add_instances([copy])
     assert _read_back(store, copy) == copy
+
+
+@pytest.mark.xfail(strict=True, reason="KNOWN DEFECT, reported: JSONB drops the float type")
+def test_a_large_integral_float_stays_a_float(store: Store) -> None:
+    """Found by the round trip on PostgreSQL (``{"00091000": {"vr": "DS", "Value":
+    [1e+16]}}``): orjson writes 1e16 as ``1e+16``, JSONB stores the numeric
+    10000000000000000 and it reads back as the int 10000000000000000 (a DS value of 16
+    characters, ``1e16`` or ``1.5e17``, is legal DICOM). SQLite keeps the text as written.
+    Not fixed here: the fix belongs in the JSON serializer shared by every write path
+    (engine.dumps and the COPY path), e.g. writing such floats with a decimal point."""
+    if store.dialect == "sqlite":
+        pytest.xfail("SQLite keeps the float (the defect is PostgreSQL's)")
+    md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4",
+          "SOPInstanceUID": "1.2.3.5", "SliceThickness": 1e16}  # fmt: skip
+    store.add_instances([md])
+    assert type(_read_back(store, md)["SliceThickness"]) is float
