@@ -127,8 +127,13 @@ def _migrated(url: str) -> str:
     return url
 
 
-@pytest.fixture(scope="module", params=[pytest.param("sqlite", marks=pytest.mark.sqlite),
-                                        pytest.param("postgresql", marks=pytest.mark.postgresql)])  # fmt: skip
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+    ],
+)
 def module_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[repository.Store]:

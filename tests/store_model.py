@@ -152,12 +152,22 @@ class StoreModel:
                     touched.append(md)
             if touched:
                 uids = [md["SeriesInstanceUID"] for md in touched]
-                events.append(_event("SERIES_ADDED", study, None, source, mic,
-                                     seriesSummaryMetadata=touched, SeriesInstanceUIDs=uids))  # fmt: skip
+                events.append(
+                    _event(
+                        "SERIES_ADDED",
+                        study,
+                        None,
+                        source,
+                        mic,
+                        seriesSummaryMetadata=touched,
+                        SeriesInstanceUIDs=uids,
+                    )
+                )
         return events
 
-    def update_metadata_for_series(self, study: str, series_uid: str,
-                                   patch: Mapping[str, Any]) -> list[ExpectedEvent] | None:  # fmt: skip
+    def update_metadata_for_series(
+        self, study: str, series_uid: str, patch: Mapping[str, Any]
+    ) -> list[ExpectedEvent] | None:
         """The events, or None if the series is not stored (NotFoundError)."""
         model = self.studies.get(study)
         targets = [(source, lst[1][series_uid], lst[0]) for source, lst in

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import base64
 import itertools
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
@@ -72,9 +72,11 @@ _padded_text = st.tuples(_text, st.sampled_from(["", "", " ", "  ", "\x00"])).ma
 _date = st.dates().map(lambda d: d.strftime("%Y%m%d"))
 _time = st.times().map(lambda t: t.strftime("%H%M%S.%f"))
 _datetime = st.datetimes().map(lambda t: t.strftime("%Y%m%d%H%M%S.%f"))
-_uid = st.lists(st.integers(0, 10**12), min_size=2, max_size=8).map(
-    lambda parts: ".".join(map(str, [1, *parts]))
-).filter(lambda uid: len(uid) <= 64)
+_uid = (
+    st.lists(st.integers(0, 10**12), min_size=2, max_size=8)
+    .map(lambda parts: ".".join(map(str, [1, *parts])))
+    .filter(lambda uid: len(uid) <= 64)
+)
 _person = st.fixed_dictionaries(
     {"Alphabetic": st.lists(_text, min_size=1, max_size=3).map("^".join)},
     optional={"Ideographic": _text, "Phonetic": _text},
