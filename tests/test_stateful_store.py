@@ -33,7 +33,7 @@ from store_model import WADO_ROOTS, ExpectedEvent, StoreModel
 from strategies import fresh_uid
 
 import repository
-from repository import EVENTS, Event, NotFoundError, Store
+from repository import EVENTS, ConflictError, Event, NotFoundError, Store
 
 MODALITIES = {1: "CT", 2: "MR", 3: "SEG"}
 PAYLOAD_KEYS = {
@@ -79,6 +79,11 @@ patch_spec = st.fixed_dictionaries({}, optional={
 })  # fmt: skip
 
 
+def _failing_callback(event: Event) -> None:
+    """A subscriber that always fails: logged, and neither the write nor others notice."""
+    raise RuntimeError("subscriber failure")
+
+
 class Rollback(Exception):
     """Raised inside a transaction to roll it back."""
 
@@ -101,6 +106,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.store.subscribe("*", self._collect("plain")),
             self.store.subscribe("*", self._collect("all"), include_made_in_client=True),
             self.store.subscribe(EVENTS.INSTANCES_ADDED.ohif_name, self._collect("instances")),
+            self.store.subscribe("*", _failing_callback, include_made_in_client=True),
         ]
 
     def _collect(self, name: str) -> Any:
@@ -259,13 +265,36 @@ class StoreMachine(RuleBasedStateMachine):
         self.expect([])
 
     @precondition(lambda self: self.model.studies)
+    @rule(data=st.data(), extra=st.lists(instance_spec, max_size=3))
+    def conflicting_add(self, data: st.DataObject, extra: list[dict[str, Any]]) -> None:
+        """A SOP instance stored in one series, added to another of the same data source:
+        the whole batch is rejected, nothing is written, nothing fires."""
+        copies = self.copies()
+        if not copies:
+            return
+        study_uid, source, series_uid, _sop, md = data.draw(st.sampled_from(copies))
+        series = data.draw(st.sampled_from([j for j in MODALITIES if
+                                            self.uid(int(study_uid.rsplit(".", 1)[1]), j)
+                                            != series_uid]))  # fmt: skip
+        moved = {**md, "SeriesInstanceUID": f"{study_uid}.{series}",
+                 "Modality": MODALITIES[series]}  # fmt: skip
+        batch = [self.instance(s) for s in extra] + [moved]
+        with pytest.raises(ConflictError):
+            self.store.add_instances(batch, **self.wado_root(source))
+        self.expect([])
+
+    def copies(self) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+        """Every stored copy: (study, data source, series, SOP instance UID, metadata)."""
+        return [(st_uid, source, se_uid, sop, md)
+                for st_uid, study in self.model.studies.items()
+                for source, (_, series_of) in study.lists.items()
+                for se_uid, series in series_of.items()
+                for sop, md in series.instances.items()]  # fmt: skip
+
+    @precondition(lambda self: self.model.studies)
     @rule(data=st.data())
     def point_reads(self, data: st.DataObject) -> None:
-        copies = [(st_uid, source, se_uid, sop, md)
-                  for st_uid, study in self.model.studies.items()
-                  for source, (_, series_of) in study.lists.items()
-                  for se_uid, series in series_of.items()
-                  for sop, md in series.instances.items()]  # fmt: skip
+        copies = self.copies()
         if not copies:
             return
         study_uid, source, series_uid, sop, md = data.draw(st.sampled_from(copies))
