@@ -148,6 +148,29 @@ def ingest_corpus(url: str, workers: int) -> None:
     }).decode())  # fmt: skip
 
 
+@main.command("serve")
+@DB
+@click.option(
+    "--size",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Instances in the database the QIDO-RS search runs over.",
+)
+@click.option(
+    "--orthanc",
+    "orthanc_url",
+    default=None,
+    metavar="URL",
+    help="An Orthanc (REST root, DICOMweb plugin at /dicom-web) to compare with.",
+)
+def serve_cmd(url: str, size: int, orthanc_url: str | None) -> None:
+    """dicom-repo serve: WADO-RS metadata, QIDO-RS p50, 2 workers vs 1, Orthanc."""
+    from . import serve
+
+    serve.run(url, size, orthanc_url)
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")

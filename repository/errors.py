@@ -7,10 +7,11 @@ Hierarchy::
     │   ├── NotDicomError
     │   ├── MissingAttributeError
     │   ├── InvalidUIDError
-    │   ├── InvalidValueError
+    │   ├── InvalidValueError (and the handlers' InvalidHandlerError, MissingReferenceError)
     │   └── ConflictError
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
+    ├── PullError (repository.sources)
     └── DatabaseError
         ├── TransactionConflictError
         └── ConnectionLostError

@@ -61,15 +61,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep(
             "!", f"PostgreSQL tests were SKIPPED: {PG_URL} unreachable ({_pg_error})", red=True
         )
-    orthanc = [  # see test_dicomweb_pull.py: skipped only outside CI
-        str(report.longrepr[2]).removeprefix("Skipped: ")
-        for report in terminalreporter.stats.get("skipped", [])
-        if isinstance(report.longrepr, tuple) and "Orthanc unavailable" in str(report.longrepr[2])
-    ]
-    if orthanc:
-        terminalreporter.write_sep(
-            "!", f"{len(orthanc)} DICOMweb tests were SKIPPED: {orthanc[0]}", red=True
-        )
+    # see test_dicomweb_pull.py and test_ohif_viewer.py: skipped only outside CI
+    for marker, what in (("Orthanc unavailable", "DICOMweb"), ("OHIF viewer unavailable", "OHIF")):
+        skipped = [
+            str(report.longrepr[2]).removeprefix("Skipped: ")
+            for report in terminalreporter.stats.get("skipped", [])
+            if isinstance(report.longrepr, tuple) and marker in str(report.longrepr[2])
+        ]
+        if skipped:
+            terminalreporter.write_sep(
+                "!", f"{len(skipped)} {what} tests were SKIPPED: {skipped[0]}", red=True
+            )
 
 
 def postgres_schema_url() -> Iterator[str]:

@@ -41,12 +41,12 @@ from repository.cli import main
 from repository.engine import make_engine
 from repository.image_id import wadors_image_id
 from repository.ingest import ingest, sample_files
-from repository.sources import dicomweb
-from repository.sources.dicomweb import (
+from repository.sources import (
     DicomWebSource,
     PullError,
     PullProgress,
     data_source_name,
+    dicomweb,
     parse_header,
     redact_url,
 )

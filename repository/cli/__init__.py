@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "repository.cli.read:display_sets",
     "repository.cli.read:image_id",
     "repository.cli.feed:changes",
+    "repository.web.cli:serve",
 )
 """Every command of ``dicom-repo``, as ``module:attribute`` of a click command or group."""
 

@@ -110,7 +110,7 @@ def _parse_queries(queries: tuple[str, ...]) -> dict[str, str]:
 
 def _parse_headers(headers: tuple[str, ...]) -> dict[str, str]:
     # Imported here: dicomweb-client (and what it imports) would slow every other command.
-    from ..sources.dicomweb import parse_header
+    from ..sources.endpoint import parse_header
 
     sent: dict[str, str] = {}
     for text in headers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -20,17 +21,29 @@ def to_dicom_json(md: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in md.items():
         if key in OHIF_EXTRA_KEYS:
             continue
-        if is_tag_key(key):
+        tag_key, vr = _json_key(key)
+        if vr is None:
             elem = dict(value)
             if elem.get("vr") == "SQ":
                 elem["Value"] = [to_dicom_json(item) for item in elem.get("Value", [])]
-            out[key.upper()] = elem
+            out[tag_key] = elem
             continue
-        tag = tag_for_keyword(key)
-        if tag is None:
-            raise InvalidValueError(f"{key!r} is not a DICOM keyword or tag")
-        out[f"{tag:08X}"] = _keyword_element(dictionary_VR(tag).split(" or ")[0], value)
+        out[tag_key] = _keyword_element(vr, value)
     return out
+
+
+@lru_cache(maxsize=8192)
+def _json_key(key: str) -> tuple[str, str | None]:
+    """A stored key's DICOM JSON tag, and its VR for a keyword (None for a tag key).
+
+    Cached: WADO-RS metadata converts thousands of instances with the same keys.
+    """
+    if is_tag_key(key):
+        return key.upper(), None
+    tag = tag_for_keyword(key)
+    if tag is None:
+        raise InvalidValueError(f"{key!r} is not a DICOM keyword or tag")
+    return f"{tag:08X}", dictionary_VR(tag).split(" or ")[0]
 
 
 def _keyword_element(vr: str, value: Any) -> dict[str, Any]:

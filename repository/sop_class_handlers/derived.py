@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import InvalidValueError
 from ..models import Instance
 from . import jsvalues as js
 from . import sop_classes
@@ -17,8 +18,9 @@ from .ordering import sort_by_instance_number
 from .references import referenced_series
 
 
-class MissingReferenceError(ValueError):
-    """A derived object's references cannot be read the way OHIF reads them."""
+class MissingReferenceError(InvalidValueError):
+    """Raised when a derived object's references cannot be read the way OHIF reads them (the
+    pipeline turns it into an "unsupported" display set with this reason)."""
 
 
 def _series_sequence(value: Any) -> list[Mapping[str, Any]]:

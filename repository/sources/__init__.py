@@ -6,15 +6,9 @@ DICOMweb server (QIDO-RS and WADO-RS), one series list per server.
 
 from __future__ import annotations
 
-from .dicomweb import (
-    DicomWebSource,
-    PullError,
-    PullProgress,
-    PullReport,
-    data_source_name,
-    parse_header,
-    redact_url,
-)
+from .dicomweb import DicomWebSource
+from .endpoint import data_source_name, parse_header, redact_url
+from .pull import PullError, PullProgress, PullReport
 
 __all__ = [
     "DicomWebSource",

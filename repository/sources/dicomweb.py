@@ -20,13 +20,12 @@ a ``repr``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from dicomweb_client import DICOMwebClient
@@ -35,7 +34,8 @@ from ..errors import InvalidInputError, InvalidUIDError
 from ..image_id import wadors_image_id
 from ..models import AddResult
 from ..store import Store
-from ..validation import DATA_SOURCE_MAX_LENGTH, check_data_source, check_uid, strip_credentials
+from ..validation import check_data_source, check_uid
+from .endpoint import data_source_name, redact_url, split_root
 from .pull import PullError, PullProgress, PullReport, PullRun
 
 log = logging.getLogger(__name__)
@@ -48,57 +48,12 @@ PAGE_SIZE = 500
 
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*")
 
 DicomJson = dict[str, Any]
 
 
 # --------------------------------------------------------------------------------- helpers
-
-
-redact_url = strip_credentials
-"""``url`` without its ``user:password@`` part (kept name; see :mod:`repository.validation`)."""
-
-
-def data_source_name(url: str) -> str:
-    """The default series-list name for a server: ``host:port/path`` of its root URL.
-
-    Credentials are left out; names over 64 characters are shortened with a hash suffix.
-    """
-    parts = urlsplit(strip_credentials(url))
-    netloc = parts.netloc.lower()
-    name = f"{netloc}{parts.path}".rstrip("/") or netloc
-    if len(name) > DATA_SOURCE_MAX_LENGTH:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = f"{name[:55]}~{digest}"
-    return name
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    """``"Name: value"`` as ``(name, value)``; the error never repeats the value."""
-    name, colon, value = text.partition(":")
-    name = name.strip()
-    if not colon or not _TOKEN.match(name) or not value.strip():
-        shown = f" {name!r}" if colon and _TOKEN.match(name) else ""
-        raise ValueError(f"header{shown} must be given as 'Name: value'")
-    return name, value.strip()
-
-
-def _root(url: str, what: str) -> tuple[str, tuple[str, str] | None]:
-    """A DICOMweb root without credentials, and the credentials it carried."""
-    parts = urlsplit(url.strip())
-    # shown without credentials, query or fragment: any of them may hold a secret
-    bare = urlsplit(strip_credentials(url.strip()))
-    shown = urlunsplit((bare.scheme, bare.netloc, bare.path, "", ""))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"the {what} URL {shown!r} is not an http:// or https:// URL")
-    if parts.query or parts.fragment:
-        raise ValueError(f"the {what} URL {shown!r} must not have a query or fragment")
-    credentials = None
-    if parts.username is not None or parts.password is not None:
-        credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
-    return urlunsplit((bare.scheme, bare.netloc, bare.path.rstrip("/"), "", "")), credentials
 
 
 def _first(ds: Mapping[str, Any], tag: str) -> Any:
@@ -143,8 +98,8 @@ class DicomWebSource:
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        self.qido_root, qido_auth = _root(url, "QIDO-RS root")
-        self.wado_root, wado_auth = _root(wado_root or url, "WADO-RS root")
+        self.qido_root, qido_auth = split_root(url, "QIDO-RS root")
+        self.wado_root, wado_auth = split_root(wado_root or url, "WADO-RS root")
         self.name = name or data_source_name(self.qido_root)
         check_data_source(self.name, "data source name")
         self.timeout = timeout
@@ -412,16 +367,3 @@ def _absolute_bulk_data_uris(ds: DicomJson, series_url: str, wado_root: str) -> 
             for item in elem.get("Value") or ():
                 if isinstance(item, dict):
                     _absolute_bulk_data_uris(item, series_url, wado_root)
-
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "PAGE_SIZE",
-    "DicomWebSource",
-    "PullError",
-    "PullProgress",
-    "PullReport",
-    "data_source_name",
-    "parse_header",
-    "redact_url",
-]

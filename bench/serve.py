@@ -1,0 +1,264 @@
+"""The DICOMweb server (``dicom-repo serve``) against its honest alternatives, in one run.
+
+- ``serve-metadata``: WADO-RS metadata of a 1000-instance series over HTTP vs the raw driver
+  reading the same rows and serializing them as the same DICOM JSON in-process.
+- ``serve-orthanc`` (``--orthanc URL``): the same series, written as files, uploaded to that
+  Orthanc and ingested here: Orthanc's WADO-RS series metadata time vs ours.
+- ``serve-qido``: QIDO-RS study search (PatientName wildcard + StudyDate range, OHIF's limit of
+  101) p50 over a database of ``size`` instances, with the SQL and its query plan.
+- ``serve-workers``: metadata requests per second with 2 workers vs 1 (concurrent clients).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import requests
+import sqlalchemy as sa
+
+import repository
+from repository.engine import make_engine
+from repository.ingest import ingest
+from repository.normalize import NormalizedInstance, to_dicom_json
+from repository.web import qido, qido_sql
+from repository.web.attributes import STUDY
+
+from .common import backend, create, drop, emit, scoped_url
+from .corpus import (
+    ROOT,
+    TARGET_SERIES,
+    TARGET_STUDY,
+    SeriesShape,
+    _fill,
+    _template,
+    normalized_instances,
+    target_study,
+)
+from .reads import SERIES_SQL, _raw
+
+NO_GZIP = {"Accept-Encoding": "identity"}
+
+
+@contextmanager
+def serving(url: str, workers: int = 1) -> Iterator[str]:
+    """``dicom-repo serve`` on a free port; yields its DICOMweb root."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-c", "from repository.cli import main; main()", "--db", url,
+               "serve", "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL)
+    root = f"http://127.0.0.1:{port}/dicom-web"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f"{root}/studies?limit=1", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield root
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def _get(session: requests.Session, url: str) -> int:
+    """GET ``url`` whole (read in 1 MiB chunks: the client's own overhead stays small)."""
+    with session.get(url, headers=NO_GZIP, stream=True) as answer:
+        answer.raise_for_status()
+        return sum(len(chunk) for chunk in answer.iter_content(1 << 20))
+
+
+def _median_get(session: requests.Session, url: str, repeat: int) -> float:
+    _get(session, url)
+    return statistics.median(_timed(lambda: _get(session, url)) for _ in range(repeat))
+
+
+def _raw_metadata(query: Any, series: str) -> bytes:
+    """The rows read by the bare driver, each serialized as soon as decoded (nothing kept)."""
+    rows = query(SERIES_SQL, (series,))
+    return b"[" + b",".join(orjson.dumps(to_dicom_json(orjson.loads(t))) for (t,) in rows) + b"]"
+
+
+def raw_baseline(scoped: str, repeat: int) -> None:
+    """Print the median time of the raw read + DICOM JSON serialization of the target series."""
+    with _raw(scoped) as query:
+        _raw_metadata(query, TARGET_SERIES[0])
+        times = [_timed(lambda: _raw_metadata(query, TARGET_SERIES[0])) for _ in range(repeat)]
+    print(statistics.median(times))
+
+
+def metadata(url: str, scoped: str, repeat: int = 15) -> None:
+    """WADO-RS series metadata of the 1000-instance target series vs raw read + serialization."""
+    series_url = f"/studies/{TARGET_STUDY}/series/{TARGET_SERIES[0]}/metadata"
+    # The baseline runs in a fresh interpreter, as the server does: in this process, the objects
+    # left by filling the database make every garbage collection (and so the baseline) slower.
+    code = f"from bench.serve import raw_baseline; raw_baseline({scoped!r}, {repeat})"
+    raw = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                               text=True).stdout)  # fmt: skip
+    with serving(scoped) as root, requests.Session() as session:
+        served = _median_get(session, root + series_url, repeat)
+        size = len(session.get(root + series_url, headers=NO_GZIP).content)
+    emit("serve-metadata", url, served, "s", raw, served / raw, instances=1000, bytes=size,
+         target="ratio <= 1.3")  # fmt: skip
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _series_files(folder: Path, count: int = 1000) -> tuple[str, str, list[Path]]:
+    """``count`` Part-10 files of one axial CT series (real pixel data); its UIDs and paths."""
+    study = f"{ROOT}.888888.{os.getpid()}"
+    series = f"{study}.1"
+    shape = SeriesShape("CT", count)
+    paths = []
+    for n in range(count):
+        ds = copy.deepcopy(_template("CT"))
+        _fill(ds, study, series, f"{series}.{n + 1}", shape, n, 1)
+        paths.append(folder / f"{n + 1}.dcm")
+        ds.save_as(paths[-1])
+    return study, series, paths
+
+
+def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
+    """The same 1000 files in Orthanc and here: WADO-RS series metadata, Orthanc vs ours."""
+    with tempfile.TemporaryDirectory() as folder:
+        study, series, paths = _series_files(Path(folder))
+        upload = f"{orthanc_url}/instances"
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: requests.post(upload, data=p.read_bytes(), timeout=60),
+                          paths))  # fmt: skip
+        name = f"bench_serve_orthanc_{os.getpid()}"
+        scoped = create(url, name)
+        try:
+            with repository.connect(scoped) as store:
+                ingest(store, paths, workers=2)
+            path = f"/studies/{study}/series/{series}/metadata"
+            with requests.Session() as session:
+                theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
+                with serving(scoped) as root:
+                    ours = _median_get(session, root + path, repeat)
+        finally:
+            drop(url, name)
+    emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(paths),
+         target="ratio < 0.05")  # fmt: skip
+
+
+def _varied(instances: Iterator[NormalizedInstance]) -> Iterator[NormalizedInstance]:
+    """Give each study its own patient name and study date (the corpus repeats its template)."""
+    for inst in instances:
+        number = sum(map(ord, inst.study_instance_uid)) * 7919 + len(inst.study_instance_uid)
+        inst.metadata["PatientName"] = {"Alphabetic": f"Doe{number % 997}^Pat{number % 89}"}
+        day = dt.date(2000, 1, 1) + dt.timedelta(days=number % 9000)
+        inst.metadata["StudyDate"] = day.strftime("%Y%m%d")
+        yield inst
+
+
+def prepare_qido(url: str, size: int) -> str:
+    """A database of ``size`` instances with varied names and dates (reused if present)."""
+    name = f"bench_serve_{size}"
+    scoped = scoped_url(url, name)
+    engine = make_engine(scoped)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM instance")).scalar_one() == size:
+                return scoped
+    except sa.exc.DBAPIError:
+        pass
+    finally:
+        engine.dispose()
+    create(url, name)
+    instances = _varied(chain(target_study(), normalized_instances(size - 3000, seed=3)))
+    with repository.connect(scoped) as store:
+        while batch := list(islice(instances, 5000)):
+            store.add_normalized(batch)
+    engine = make_engine(scoped)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE"))
+    engine.dispose()
+    return scoped
+
+
+QIDO_QUERY = "PatientName=*oe1*&StudyDate=20100101-20141231"
+
+
+def qido_search(url: str, scoped: str, repeat: int = 50) -> None:
+    """QIDO-RS study search p50 (as OHIF sends it) and the query plan of its SQL."""
+    params = f"limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060&{QIDO_QUERY}"
+    search, _ = qido.parse(parse_qsl(params), STUDY, {}, 10_000)
+    engine = make_engine(scoped)
+    with engine.connect() as conn:
+        stmt = qido_sql.statement(search, conn.dialect.name)
+        sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+        explain = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+        plan = [" ".join(map(str, row)) for row in conn.execute(sa.text(explain + sql))]
+        start = time.perf_counter()
+        found = len(conn.execute(stmt).all())
+        sql_time = time.perf_counter() - start
+    engine.dispose()
+    with serving(scoped) as root, requests.Session() as session:
+        p50 = _median_get(session, f"{root}/studies?{params}", repeat)
+        matches = len(session.get(f"{root}/studies?{params}").json())
+    emit("serve-qido", url, p50, "s", sql_time, p50 / sql_time, matches=matches, rows=found,
+         target="value < 0.050", sql=" ".join(sql.split()), plan=plan)  # fmt: skip
+
+
+def _hammer(root: str, paths: list[str], seconds: float, clients: int) -> float:
+    deadline = time.perf_counter() + seconds
+
+    def client(offset: int) -> int:
+        done = 0
+        with requests.Session() as session:
+            while time.perf_counter() < deadline:
+                path = paths[(offset + done) % len(paths)]
+                session.get(root + path, headers=NO_GZIP).raise_for_status()
+                done += 1
+        return done
+
+    with ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(client, range(0, clients * 97, 97)))
+    return total / seconds
+
+
+def workers(url: str, scoped: str, seconds: float = 10.0, clients: int = 8) -> None:
+    """Instance metadata requests/s (instances of a 1000-instance series) of 2 workers vs 1."""
+    series = f"/studies/{TARGET_STUDY}/series/{TARGET_SERIES[1]}"
+    paths = [f"{series}/instances/{TARGET_SERIES[1]}.{n}/metadata" for n in range(1, 1001)]
+    rates = {}
+    for count in (1, 2):
+        with serving(scoped, workers=count) as root:
+            _hammer(root, paths, 1.0, clients)
+            rates[count] = _hammer(root, paths, seconds, clients)
+    emit("serve-workers", url, rates[2], "req/s", rates[1], rates[2] / rates[1],
+         clients=clients, target="ratio >= 1.7", cpus=os.cpu_count())  # fmt: skip
+
+
+def run(url: str, size: int, orthanc_url: str | None) -> None:
+    """Every serve bench on a ``size``-instance database."""
+    scoped = prepare_qido(url, size)
+    print(f"database: {backend(url)} {size} instances", file=sys.stderr)
+    metadata(url, scoped)
+    qido_search(url, scoped)
+    workers(url, scoped)
+    if orthanc_url:
+        orthanc(url, orthanc_url)

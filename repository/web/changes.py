@@ -1,0 +1,82 @@
+"""The change feed over HTTP: a page of the change log, and a server-sent-events stream.
+
+``GET /changes?since=SEQ&limit=N`` answers the committed changes after ``SEQ`` as a JSON array
+(the objects ``dicom-repo changes --json`` prints). ``GET /changes/stream?since=SEQ`` pushes every
+change committed by any process on the database as an SSE event (``id:`` is the seq, ``event:``
+the kind); a client that reconnects with ``Last-Event-ID`` resumes after it, missing nothing.
+Without ``since`` the stream starts with the changes committed after it was opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..cli.feed import event_json
+from ..events import Event
+from .errors import bad_request
+
+MAX_PAGE = 10_000
+KEEP_ALIVE_SECONDS = 15.0
+
+
+def _seq(name: str, value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise bad_request(f"{name}={value[:40]!r}: must be a change seq (a non-negative integer)")
+    return int(value)
+
+
+async def page(request: Request) -> Response:
+    """``GET /changes?since=SEQ&limit=N`` (default since 0, limit 1000, at most 10000)."""
+    since = _seq("since", request.query_params.get("since")) or 0
+    limit = _seq("limit", request.query_params.get("limit"))
+    limit = min(limit if limit is not None else 1000, MAX_PAGE)
+    store = request.app.state.store
+    events = await run_in_threadpool(store.changes, since, limit)
+    body = orjson.dumps([event_json(e) for e in events])
+    return Response(body, media_type="application/json")
+
+
+def _sse(event: Event) -> bytes:
+    data = orjson.dumps(event_json(event)).decode()
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+async def stream(request: Request) -> Response:
+    """``GET /changes/stream`` as server-sent events (resumes from ``Last-Event-ID``)."""
+    since = _seq("Last-Event-ID", request.headers.get("last-event-id"))
+    if since is None:
+        since = _seq("since", request.query_params.get("since"))
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def deliver(event: Event) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    store = request.app.state.store
+    subscription = await run_in_threadpool(
+        lambda: store.subscribe("*", deliver, include_made_in_client=True, since=since)
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b": dicom-repo change feed\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield _sse(event)
+        finally:
+            subscription.unsubscribe()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

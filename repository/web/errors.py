@@ -1,0 +1,69 @@
+"""HTTP errors with a message, and the checks on request values that raise them.
+
+Every error response is ``{"error": message}`` with the status; no traceback ever reaches a
+client (an unexpected exception answers 500 with a fixed message and is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import validation
+from ..errors import InvalidUIDError
+
+log = logging.getLogger("repository.web")
+
+
+class WebError(HTTPException):
+    """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+
+
+def bad_request(message: str) -> WebError:
+    """A 400 error."""
+    return WebError(400, message)
+
+
+def not_found(message: str) -> WebError:
+    """A 404 error."""
+    return WebError(404, message)
+
+
+def not_acceptable(message: str) -> WebError:
+    """A 406 error."""
+    return WebError(406, message)
+
+
+def check_uid(value: str, what: str) -> str:
+    """``value`` if it is a valid DICOM UID (the store's own rule), else a 400 naming it."""
+    try:
+        return validation.check_uid(value, what)
+    except InvalidUIDError as error:
+        raise bad_request(str(error)) from None
+
+
+def path_uids(request: Request, *names: str) -> list[str]:
+    """The UIDs of the path parameters ``names`` (``study``, ``series``, ``instance``), checked."""
+    labels = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
+              "instance": "SOPInstanceUID"}  # fmt: skip
+    return [check_uid(str(request.path_params[n]), labels[n]) for n in names]
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Exception handler: HTTP errors as ``{"error": message}``."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Exception handler: anything unexpected is logged and answered 500 without details."""
+    log.exception("unexpected error answering %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal server error (see the server log)"}, status_code=500)

@@ -1,0 +1,88 @@
+"""Frames of a stored instance: in its stored transfer syntax, or decoded to explicit VR little
+endian where pydicom can decode it.
+
+Native (uncompressed) pixel data is cut into frames by size; encapsulated pixel data is split
+into frames by pydicom (basic or extended offset table, or one fragment per frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import UID
+
+from .errors import bad_request, not_acceptable, not_found
+from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN
+
+
+def frame_numbers(text: str, available: int) -> list[int]:
+    """``"1,3,5"`` as frame numbers, each checked against the instance's frame count."""
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise bad_request(f"frame list {text[:80]!r} must be comma-separated numbers") from None
+    for number in numbers:
+        if number < 1:
+            raise bad_request(f"frame number {number} is not positive (frames start at 1)")
+        if number > available:
+            raise not_found(f"frame {number} does not exist (the instance has {available})")
+    return numbers
+
+
+def stored_syntax(ds: Dataset) -> str:
+    """The transfer syntax the file's pixel data is stored in."""
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return str(uid or "1.2.840.10008.1.2")
+
+
+def read(path: Path) -> Dataset:
+    """The dataset of the instance's file, pixel data included."""
+    ds = pydicom.dcmread(path, force=True)
+    if "PixelData" not in ds:
+        raise not_found(f"{ds.get('SOPInstanceUID', path.name)} has no pixel data")
+    return ds
+
+
+def _native_frame_size(ds: Dataset) -> int:
+    bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+    bits *= int(ds.BitsAllocated)
+    if bits % 8:
+        raise not_acceptable("frames of 1-bit pixel data that are not byte-aligned are not served")
+    return bits // 8
+
+
+def stored_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[bytes]:
+    """The requested frames as stored (compressed frames stay compressed)."""
+    syntax = UID(stored_syntax(ds))
+    if syntax.is_encapsulated:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=count))
+        for number in numbers:
+            yield frames[number - 1]
+        return
+    size = _native_frame_size(ds)
+    data = ds.PixelData
+    for number in numbers:
+        yield data[(number - 1) * size : number * size]
+
+
+def decoded_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[bytes]:
+    """The requested frames decoded to native pixel data (explicit VR little endian)."""
+    syntax = UID(stored_syntax(ds))
+    if not syntax.is_compressed:
+        yield from stored_frames(ds, numbers, count)
+        return
+    decoder = get_decoder(syntax)
+    if not decoder.is_available:
+        raise not_acceptable(
+            f"cannot decode {syntax.name} ({syntax}) to {EXPLICIT_VR_LITTLE_ENDIAN} here "
+            "(no pydicom decoder plugin); ask for transfer-syntax=* to get the stored frames"
+        )
+    for number in numbers:
+        array, _ = decoder.as_array(ds, index=number - 1, raw=True)
+        yield array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()

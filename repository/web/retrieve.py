@@ -1,0 +1,146 @@
+"""WADO-RS retrieve (PS3.18 10.4): whole instances, frames and bulk data, from recorded files.
+
+Frames answer ``multipart/related; type="application/octet-stream"``: with
+``transfer-syntax=*`` (what OHIF asks for) or the stored syntax, the frames as stored; with
+explicit VR little endian (also the default when no syntax is named), decoded by pydicom where it
+can (406 where it cannot). Each part carries ``Content-Type: application/octet-stream;
+transfer-syntax=<UID>``, which OHIF needs to decode compressed frames.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from . import frames as frame_data
+from .errors import WebError, not_acceptable, path_uids
+from .files import BulkLocation, bulk_location, find_instance
+from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN, MediaRange, accepted
+
+OCTET = "application/octet-stream"
+DICOM = "application/dicom"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+
+
+def multipart(parts: Iterable[tuple[str, bytes]], part_type: str) -> StreamingResponse:
+    """A streamed ``multipart/related`` response of ``(Content-Type, body)`` parts."""
+    boundary = secrets.token_hex(16)
+
+    def body() -> Iterator[bytes]:
+        for content_type, data in parts:
+            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
+            yield data
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    media = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    return StreamingResponse(body(), media_type=media)
+
+
+def _frame_syntax(request: Request, stored: str) -> str:
+    """The transfer syntax to send frames in, from the Accept header (else 406)."""
+    for media in accepted(request):
+        part = media.part_type if media.type == "multipart/related" else None
+        if media.type in ("*/*", "multipart/*") or (media.type == "multipart/related" and (
+            part in (None, OCTET, "*/*", "application/*")
+        )):  # fmt: skip
+            syntax = media.params.get("transfer-syntax", EXPLICIT_VR_LITTLE_ENDIAN)
+            if media.type != "multipart/related" and "transfer-syntax" not in media.params:
+                syntax = "*"
+            if syntax in ("*", stored, EXPLICIT_VR_LITTLE_ENDIAN):
+                return stored if syntax == "*" else syntax
+    raise not_acceptable(
+        f'frames are served as multipart/related; type="{OCTET}" with transfer-syntax=* '
+        f"(stored: {stored}) or {EXPLICIT_VR_LITTLE_ENDIAN}, not {request.headers.get('accept')!r}"
+    )
+
+
+def _frames(path: Path, numbers: list[int], count: int, syntax: str) -> list[tuple[str, bytes]]:
+    ds = frame_data.read(path)
+    stored = frame_data.stored_syntax(ds)
+    produce = frame_data.stored_frames if syntax == stored else frame_data.decoded_frames
+    content_type = f"{OCTET}; transfer-syntax={syntax}"
+    try:
+        return [(content_type, data) for data in produce(ds, numbers, count)]
+    except WebError:
+        raise
+    except Exception as error:  # pydicom raises many kinds for damaged pixel data
+        raise WebError(422, f"cannot cut frames from {path.name}: {error}") from None
+
+
+async def frames(request: Request) -> Response:
+    """``GET .../instances/{instance}/frames/{frames}``."""
+    uids = path_uids(request, "study", "series", "instance")
+    engine = request.app.state.store.engine
+    stored = await run_in_threadpool(find_instance, engine, uids)
+    path = stored.require_file()
+    text = str(request.path_params["frames"])
+    numbers = frame_data.frame_numbers(text, stored.number_of_frames or 1)
+    syntax = _frame_syntax(request, stored.transfer_syntax_uid or IMPLICIT_VR_LITTLE_ENDIAN)
+    count = stored.number_of_frames or 1
+    parts = await run_in_threadpool(_frames, path, numbers, count, syntax)
+    return multipart(parts, OCTET)
+
+
+def _instance_form(request: Request) -> str:
+    """``single`` for application/dicom, ``multipart`` for multipart/related, else 406."""
+    for media in accepted(request):
+        syntax = media.params.get("transfer-syntax", "*")
+        if media.type == "multipart/related" and media.part_type in (None, DICOM):
+            return "multipart" if syntax == "*" else _syntax_form(media, "multipart")
+        if media.type in (DICOM, "*/*", "application/*"):
+            return "single" if syntax == "*" else _syntax_form(media, "single")
+    raise not_acceptable(f"instances are served as {DICOM}, not {request.headers.get('accept')!r}")
+
+
+def _syntax_form(media: MediaRange, form: str) -> str:
+    return f"{form} {media.params['transfer-syntax']}"
+
+
+async def instance(request: Request) -> Response:
+    """``GET .../instances/{instance}``: the stored file, as it was received."""
+    uids = path_uids(request, "study", "series", "instance")
+    form = _instance_form(request)
+    stored = await run_in_threadpool(find_instance, request.app.state.store.engine, uids)
+    path = stored.require_file()
+    if " " in form:
+        form, syntax = form.split(" ", 1)
+        if syntax != stored.transfer_syntax_uid:
+            raise not_acceptable(
+                f"instance {uids[2]} is stored in {stored.transfer_syntax_uid}; this server "
+                f"does not transcode whole instances (ask for transfer-syntax=*)"
+            )
+    if form == "single":
+        return FileResponse(path, media_type=DICOM)
+    data = await run_in_threadpool(path.read_bytes)
+    return multipart([(DICOM, data)], DICOM)
+
+
+def _read_bulk(location: BulkLocation) -> bytes:
+    if location.offset is not None and location.length is not None:
+        with location.path.open("rb") as handle:
+            handle.seek(location.offset)
+            return handle.read(location.length)
+    import pydicom
+
+    ds = pydicom.dcmread(location.path, force=True)
+    element = ds.get(location.tag) if location.tag is not None else None
+    value = element.value if element is not None else b""
+    return value if isinstance(value, bytes) else bytes(value or b"")
+
+
+async def bulkdata(request: Request) -> Response:
+    """``GET .../instances/{instance}/bulkdata/{tag path}``: one bulk value of the stored file."""
+    uids = path_uids(request, "study", "series", "instance")
+    single = any(m.type == OCTET for m in accepted(request)[:1])
+    stored = await run_in_threadpool(find_instance, request.app.state.store.engine, uids)
+    location = bulk_location(stored, str(request.path_params["path"]))
+    data = await run_in_threadpool(_read_bulk, location)
+    if single:
+        return Response(data, media_type=OCTET)
+    return multipart([(OCTET, data)], OCTET)

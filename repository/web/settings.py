@@ -1,0 +1,79 @@
+"""What a DICOMweb server is configured with, and how workers receive it (environment variables).
+
+``dicom-repo serve`` runs uvicorn with an import string and a factory so that it can start
+several worker processes; each worker builds its application from the environment with
+:func:`Settings.from_env`. The CLI writes the same variables with :meth:`Settings.to_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_ENV = "DICOM_REPO_TOKEN"
+"""A bearer token every request must carry when set."""
+
+_PREFIX = "DICOM_REPO_SERVE_"
+DEFAULT_MAX_BODY = 2 * 1024**3
+DEFAULT_MAX_RESULTS = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration of one DICOMweb application.
+
+    ``url``: database URL (``None``: ``$DICOM_REPO_URL``, else the SQLite default);
+    ``storage``: folder STOW-RS writes files to (``None``: STOW is refused);
+    ``read_only``: refuse STOW-RS with 403; ``cors_origins``: origins allowed by CORS (none: CORS
+    off); ``token``: bearer token required on every request (``None``: no authentication);
+    ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results per request
+    when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer (``dist/``) served
+    at ``/`` with a generated ``/app-config.js``.
+    """
+
+    url: str | None = None
+    storage: Path | None = None
+    read_only: bool = False
+    cors_origins: tuple[str, ...] = ()
+    token: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    max_results: int = DEFAULT_MAX_RESULTS
+    viewer_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``DICOM_REPO_SERVE_*`` variables (and ``DICOM_REPO_TOKEN``)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return env.get(_PREFIX + name) or None
+
+        storage, viewer = get("STORAGE"), get("VIEWER_DIR")
+        origins = get("CORS_ORIGINS")
+        return cls(
+            url=get("DB"),
+            storage=Path(storage) if storage else None,
+            read_only=get("READ_ONLY") == "1",
+            cors_origins=tuple(origins.split(" ")) if origins else (),
+            token=env.get(TOKEN_ENV) or None,
+            max_body=int(get("MAX_BODY") or DEFAULT_MAX_BODY),
+            max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
+            viewer_dir=Path(viewer) if viewer else None,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that :meth:`from_env` reads back into these settings."""
+        env = {
+            _PREFIX + "DB": self.url or "",
+            _PREFIX + "STORAGE": str(self.storage or ""),
+            _PREFIX + "READ_ONLY": "1" if self.read_only else "",
+            _PREFIX + "CORS_ORIGINS": " ".join(self.cors_origins),
+            _PREFIX + "MAX_BODY": str(self.max_body),
+            _PREFIX + "MAX_RESULTS": str(self.max_results),
+            _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
+        }
+        if self.token:
+            env[TOKEN_ENV] = self.token
+        return env

@@ -1,0 +1,221 @@
+"""STOW-RS (PS3.18 10.5): store instances sent as ``multipart/related; type="application/dicom"``.
+
+Each part is written to the storage folder (``<storage>/<study>/<series>/<sop>.dcm``), read back
+like ``dicom-repo ingest`` reads files, and added through the store, so its events are fired
+after the commit and its file becomes the one recorded for the instance. A file already stored
+there is never overwritten. The answer lists the stored instances (ReferencedSOPSequence) and
+the refused ones with a DICOM failure reason (FailedSOPSequence): 200 when all were stored, 202
+when some were, 409 when none were; 403 in read-only mode.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from python_multipart.multipart import MultipartParser
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import ConflictError, InvalidInputError
+from ..ingest import read_file
+from ..store import Store
+from ..validation import check_uid
+from .errors import WebError, bad_request, log, path_uids
+from .negotiation import DICOM_JSON
+from .qido import dicomweb_root
+
+CANNOT_UNDERSTAND = 0xC000
+STUDY_MISMATCH = 0xA900  # "data set does not match SOP class" is the closest PS3.4 reason
+DUPLICATE_SOP = 0x0111
+_SERIES = "SeriesInstanceUID"
+
+
+@dataclass
+class Part:
+    """One received part: its headers and the temporary file holding its body."""
+
+    path: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What happened to one part: stored (reason None) or refused with a reason and message."""
+
+    sop_class: str | None
+    sop: str | None
+    study: str | None
+    series: str | None
+    reason: int | None = None
+    message: str = ""
+
+
+def _boundary(request: Request) -> str:
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    if kind.strip().lower() != "multipart/related":
+        raise WebError(415, 'STOW-RS takes multipart/related; type="application/dicom"')
+    values = {}
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        values[name.strip().lower()] = value.strip().strip('"')
+    if values.get("type", "application/dicom").lower() != "application/dicom":
+        raise WebError(415, f"STOW-RS parts of type {values['type']!r} are not supported")
+    if not values.get("boundary"):
+        raise bad_request("the multipart/related Content-Type has no boundary")
+    return values["boundary"]
+
+
+async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
+    folder.mkdir(parents=True, exist_ok=True)
+    parts: list[Part] = []
+    handle: list[BinaryIO] = []
+    header: list[bytes] = [b"", b""]
+
+    def begin() -> None:
+        path = folder / f"{secrets.token_hex(12)}.part"
+        parts.append(Part(path))
+        handle.append(path.open("wb"))
+
+    def header_end() -> None:
+        parts[-1].headers[header[0].decode("latin-1").lower()] = header[1].decode("latin-1")
+        header[0] = header[1] = b""
+
+    callbacks: Any = {
+        "on_part_begin": begin,
+        "on_part_data": lambda data, start, end: handle[-1].write(data[start:end]),
+        "on_part_end": lambda: handle.pop().close(),
+        "on_header_field": lambda data, s, e: header.__setitem__(0, header[0] + data[s:e]),
+        "on_header_value": lambda data, s, e: header.__setitem__(1, header[1] + data[s:e]),
+        "on_header_end": header_end,
+    }
+    parser = MultipartParser(boundary, callbacks)
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except Exception as error:
+        _discard(parts)
+        if isinstance(error, WebError):
+            raise
+        raise bad_request(f"malformed multipart/related body: {error}") from None
+    finally:
+        for open_handle in handle:
+            open_handle.close()
+    return parts
+
+
+def _discard(parts: list[Part]) -> None:
+    for part in parts:
+        part.path.unlink(missing_ok=True)
+
+
+def _identify(part: Part, study: str | None) -> Outcome:
+    """The part's UIDs; a reason when it is not DICOM or belongs to another study."""
+    kind = part.headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
+    if kind != "application/dicom":
+        return Outcome(None, None, None, None, CANNOT_UNDERSTAND, f"part of type {kind!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(part.path, stop_before_pixels=True, force=True)
+        uids = [
+            check_uid(str(ds.get(keyword, "")), keyword)
+            for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", _SERIES)
+        ]
+        outcome = Outcome(uids[0], uids[1], uids[2], uids[3])
+    except Exception as error:
+        return Outcome(None, None, None, None, CANNOT_UNDERSTAND, f"not a DICOM instance: {error}")
+    if study is not None and outcome.study != study:
+        outcome.reason, outcome.message = STUDY_MISMATCH, f"belongs to study {outcome.study}"
+    return outcome
+
+
+def _place(part: Part, outcome: Outcome, storage: Path) -> tuple[Path, bool]:
+    """Move the part to its final name (and say if it is new); an existing file is kept."""
+    assert outcome.study and outcome.series and outcome.sop
+    final = storage / outcome.study / outcome.series / f"{outcome.sop}.dcm"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        part.path.unlink(missing_ok=True)
+        return final.resolve(), False
+    os.replace(part.path, final)
+    return final.resolve(), True
+
+
+def _add(store: Store, path: Path, outcome: Outcome) -> None:
+    try:
+        inst = read_file(path)
+        store.add_normalized([inst], paths={inst.sop_instance_uid: str(path)})
+    except ConflictError as error:
+        outcome.reason, outcome.message = DUPLICATE_SOP, str(error)
+    except InvalidInputError as error:
+        outcome.reason, outcome.message = CANNOT_UNDERSTAND, str(error)
+
+
+def store_parts(store: Store, parts: list[Part], storage: Path, study: str | None) -> list[Outcome]:
+    """Place and add every part; the outcome of each, in order."""
+    outcomes = []
+    for part in parts:
+        outcome = _identify(part, study)
+        if outcome.reason is None:
+            path, created = _place(part, outcome, storage)
+            _add(store, path, outcome)
+            if outcome.reason is not None and created:
+                path.unlink(missing_ok=True)  # not recorded: the store refused it
+        else:
+            part.path.unlink(missing_ok=True)
+        if outcome.reason is not None:
+            log.warning("STOW-RS refused %s: %s", outcome.sop or "a part", outcome.message)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def response_json(outcomes: list[Outcome], root: str) -> dict[str, Any]:
+    """The PS3.18 STOW-RS response: ReferencedSOPSequence and FailedSOPSequence."""
+    stored, failed = [], []
+    for o in outcomes:
+        item: dict[str, Any] = {}
+        if o.sop_class:
+            item["00081150"] = {"vr": "UI", "Value": [o.sop_class]}
+        if o.sop:
+            item["00081155"] = {"vr": "UI", "Value": [o.sop]}
+        if o.reason is None:
+            url = f"{root}/studies/{o.study}/series/{o.series}/instances/{o.sop}"
+            stored.append({**item, "00081190": {"vr": "UR", "Value": [url]}})
+        else:
+            failed.append({**item, "00081197": {"vr": "US", "Value": [o.reason]}})
+    out: dict[str, Any] = {}
+    studies = {o.study for o in outcomes if o.reason is None}
+    if len(studies) == 1:
+        out["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
+    if failed:
+        out["00081198"] = {"vr": "SQ", "Value": failed}
+    if stored:
+        out["00081199"] = {"vr": "SQ", "Value": stored}
+    return out
+
+
+async def store_instances(request: Request) -> Response:
+    """``POST /studies`` and ``POST /studies/{study}``."""
+    settings = request.app.state.settings
+    if settings.read_only:
+        raise WebError(403, "this server is read-only: STOW-RS is refused")
+    if settings.storage is None:
+        raise WebError(403, "STOW-RS needs a storage folder (dicom-repo serve --storage DIR)")
+    study = path_uids(request, "study")[0] if "study" in request.path_params else None
+    parts = await _receive(request, _boundary(request), settings.storage / ".incoming")
+    if not parts:
+        raise bad_request("the multipart/related body has no parts")
+    store = request.app.state.store
+    outcomes = await run_in_threadpool(store_parts, store, parts, settings.storage, study)
+    failures = sum(o.reason is not None for o in outcomes)
+    status = 200 if not failures else 202 if failures < len(outcomes) else 409
+    body = response_json(outcomes, dicomweb_root(request))
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
