@@ -168,6 +168,7 @@ class StoreMachine(RuleBasedStateMachine):
             "SOPInstanceUID": self.uid(spec["study"], spec["series"], spec["sop"]),
             "Modality": MODALITIES[spec["series"]],
             "ImageComments": spec["ImageComments"],
+            "NumberOfFrames": 3,
         }
         return md | {k: spec[k] for k in ("PatientID", "InstanceNumber") if spec[k] is not None}
 
@@ -304,7 +305,7 @@ class StoreMachine(RuleBasedStateMachine):
         found = self.store.get_instance(study_uid, series_uid, sop, data_source=source)
         assert found is not None and dict(found.metadata) == md
         image_id = self.image_id(source, study_uid, series_uid, sop)
-        for frame_level in (image_id, image_id.removesuffix("/frames/1") + "/frames/3"):
+        for frame_level in (image_id, image_id.removesuffix("/frames/1") + "/frames/3"):  # of 3
             by_id = self.store.get_instance_from_image_id(frame_level)
             assert by_id is not None
             assert (by_id.sop_instance_uid, by_id.data_source) == (sop, source)
