@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from repository import Event
 from repository.normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, pick
 
 WADO_ROOTS = {"default": None, "pacs": "https://pacs/dicom-web"}
@@ -185,3 +186,21 @@ class StoreModel:
             events.append(_event("SERIES_UPDATED", study, series_uid, source, False,
                                  keys=sorted(patch)))  # fmt: skip
         return events
+
+
+PAYLOAD_KEYS = {
+    "STUDY_ADDED": ("StudyInstanceUID", "madeInClient"),
+    "INSTANCES_ADDED": ("StudyInstanceUID", "SeriesInstanceUID", "madeInClient", "count"),
+    "SERIES_ADDED": ("StudyInstanceUID", "madeInClient", "seriesSummaryMetadata",
+                     "SeriesInstanceUIDs"),
+    "SERIES_UPDATED": ("StudyInstanceUID", "SeriesInstanceUID", "madeInClient", "keys"),
+}  # fmt: skip
+"""The payload keys checked per kind (OHIF's, and ours the model predicts)."""
+
+
+def project_event(event: Event) -> ExpectedEvent:
+    """An event as the model states it: the payload keys OHIF (and we) document."""
+    kind = str(event.kind)
+    payload = {k: event.payload[k] for k in PAYLOAD_KEYS[kind]}
+    return (kind, event.study_instance_uid, event.series_instance_uid, event.data_source,
+            event.made_in_client, tuple(sorted(payload.items(), key=repr)))  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 from pydicom.datadict import DicomDictionary, tag_for_keyword
+from store_model import WADO_ROOTS
 
 UID_ROOT = "2.25"
 _uid_counter = itertools.count(1)
@@ -195,3 +196,40 @@ def strictly_equal(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+# --------------------------------------------------------------------------- store operations
+
+sources = st.sampled_from(sorted(WADO_ROOTS))
+study_ix = st.integers(1, 2)
+series_ix = st.integers(1, 3)
+
+
+def maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), value)
+
+
+# Indexes into the example's UIDs, turned into metadata by the machine (it knows the prefix).
+instance_spec = st.fixed_dictionaries({
+    "study": study_ix, "series": series_ix, "sop": st.integers(1, 4),
+    "PatientID": maybe(st.sampled_from(["A", "B"])),
+    "InstanceNumber": maybe(st.integers(1, 3)),
+    "ImageComments": st.sampled_from(["first copy", "second copy"]),
+})  # fmt: skip
+summary_spec = st.fixed_dictionaries({
+    "study": study_ix, "series": series_ix,
+    "SeriesDescription": maybe(st.sampled_from(["axial", "sagittal"])),
+    "SeriesNumber": maybe(st.integers(1, 2)),
+    "StudyDescription": maybe(st.sampled_from(["head", "chest"])),
+})  # fmt: skip
+study_spec = st.fixed_dictionaries({
+    "study": study_ix,
+    "PatientID": maybe(st.sampled_from(["A", "B"])),
+    "StudyDescription": maybe(st.sampled_from(["head", "chest"])),
+})  # fmt: skip
+patch_spec = st.fixed_dictionaries({}, optional={
+    "SeriesDescription": st.sampled_from(["updated", "again"]),
+    "WindowCenter": st.sampled_from([40.0, [40.0, 400.0]]),
+    "ImageComments": st.just("updated"),
+    "OperatorsName": st.sampled_from([{"Alphabetic": "Op^One"}, {"Alphabetic": "Op^Two"}]),
+})  # fmt: skip

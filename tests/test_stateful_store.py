@@ -29,54 +29,22 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import text
-from store_model import WADO_ROOTS, ExpectedEvent, StoreModel
-from strategies import fresh_uid
+from store_model import WADO_ROOTS, ExpectedEvent, StoreModel, project_event
+from strategies import (
+    fresh_uid,
+    instance_spec,
+    patch_spec,
+    series_ix,
+    sources,
+    study_ix,
+    study_spec,
+    summary_spec,
+)
 
 import repository
 from repository import EVENTS, ConflictError, Event, NotFoundError, Store
 
 MODALITIES = {1: "CT", 2: "MR", 3: "SEG"}
-PAYLOAD_KEYS = {
-    "STUDY_ADDED": ("StudyInstanceUID", "madeInClient"),
-    "INSTANCES_ADDED": ("StudyInstanceUID", "SeriesInstanceUID", "madeInClient", "count"),
-    "SERIES_ADDED": ("StudyInstanceUID", "madeInClient", "seriesSummaryMetadata",
-                     "SeriesInstanceUIDs"),
-    "SERIES_UPDATED": ("StudyInstanceUID", "SeriesInstanceUID", "madeInClient", "keys"),
-}  # fmt: skip
-
-sources = st.sampled_from(sorted(WADO_ROOTS))
-study_ix = st.integers(1, 2)
-series_ix = st.integers(1, 3)
-
-
-def maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.one_of(st.none(), value)
-
-
-# Indexes into the example's UIDs, turned into metadata by the machine (it knows the prefix).
-instance_spec = st.fixed_dictionaries({
-    "study": study_ix, "series": series_ix, "sop": st.integers(1, 4),
-    "PatientID": maybe(st.sampled_from(["A", "B"])),
-    "InstanceNumber": maybe(st.integers(1, 3)),
-    "ImageComments": st.sampled_from(["first copy", "second copy"]),
-})  # fmt: skip
-summary_spec = st.fixed_dictionaries({
-    "study": study_ix, "series": series_ix,
-    "SeriesDescription": maybe(st.sampled_from(["axial", "sagittal"])),
-    "SeriesNumber": maybe(st.integers(1, 2)),
-    "StudyDescription": maybe(st.sampled_from(["head", "chest"])),
-})  # fmt: skip
-study_spec = st.fixed_dictionaries({
-    "study": study_ix,
-    "PatientID": maybe(st.sampled_from(["A", "B"])),
-    "StudyDescription": maybe(st.sampled_from(["head", "chest"])),
-})  # fmt: skip
-patch_spec = st.fixed_dictionaries({}, optional={
-    "SeriesDescription": st.sampled_from(["updated", "again"]),
-    "WindowCenter": st.sampled_from([40.0, [40.0, 400.0]]),
-    "ImageComments": st.just("updated"),
-    "OperatorsName": st.sampled_from([{"Alphabetic": "Op^One"}, {"Alphabetic": "Op^Two"}]),
-})  # fmt: skip
 
 
 def _failing_callback(event: Event) -> None:
@@ -127,7 +95,7 @@ class StoreMachine(RuleBasedStateMachine):
         second store on the database replays them to a subscriber, in its follower thread."""
         logged = [e for e in self.store.changes(self.start_seq, limit=100_000)
                   if e.study_instance_uid.startswith(self.prefix + ".")]  # fmt: skip
-        assert [_project(e) for e in logged] == self.committed_in_log_order(logged)
+        assert [project_event(e) for e in logged] == self.committed_in_log_order(logged)
         replayed: list[Event] = []
         done = threading.Event()
 
@@ -143,13 +111,13 @@ class StoreMachine(RuleBasedStateMachine):
             other.subscribe("*", collect, include_made_in_client=True, since=self.start_seq)
             assert done.wait(30), "the second store did not replay the change log"
         assert [e.seq for e in replayed] == [e.seq for e in logged]
-        assert [_project(e) for e in replayed] == [_project(e) for e in logged]
+        assert [project_event(e) for e in replayed] == [project_event(e) for e in logged]
 
     def committed_in_log_order(self, logged: list[Event]) -> list[ExpectedEvent]:
         """The expected events, as a multiset, listed in the order the log has them."""
         remaining = list(self.committed)
         ordered = []
-        for event in map(_project, logged):
+        for event in map(project_event, logged):
             assert event in remaining, f"the change log holds an unexpected {event}"
             remaining.remove(event)
             ordered.append(event)
@@ -355,7 +323,7 @@ class StoreMachine(RuleBasedStateMachine):
         for name, events in received.items():
             seqs = [e.seq for e in events]
             assert seqs == sorted(set(seqs)), f"{name}: events out of order or repeated"
-            remaining = [_project(e) for e in events]
+            remaining = [project_event(e) for e in events]
             for event in wanted[name]:
                 assert event in remaining, f"{name} did not receive {event}; got {remaining}"
                 remaining.remove(event)
@@ -399,14 +367,6 @@ class StoreMachine(RuleBasedStateMachine):
 
 def _url(store: Store) -> str:
     return store.engine.url.render_as_string(hide_password=False)
-
-
-def _project(event: Event) -> ExpectedEvent:
-    """An event as the model states it: the payload keys OHIF (and we) document."""
-    kind = str(event.kind)
-    payload = {k: event.payload[k] for k in PAYLOAD_KEYS[kind]}
-    return (kind, event.study_instance_uid, event.series_instance_uid, event.data_source,
-            event.made_in_client, tuple(sorted(payload.items(), key=repr)))  # fmt: skip
 
 
 MACHINE_SETTINGS = settings(
