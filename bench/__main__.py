@@ -45,9 +45,10 @@ def _parse(path: Path) -> int:
         return 0
 
 
-QUICK = {"ingest-files": 500, "add-instances": 20_000, "reads": (10_000, 50_000), "memory": 2000}
-FULL = {"ingest-files": 2000, "add-instances": 100_000, "reads": (10_000, 1_000_000),
-        "memory": 20_000}  # fmt: skip
+QUICK = {"ingest-files": 500, "ingest-large": 50, "add-instances": 20_000,
+         "reads": (10_000, 50_000), "memory": 2000}  # fmt: skip
+FULL = {"ingest-files": 2000, "ingest-large": 200, "add-instances": 100_000,
+        "reads": (10_000, 1_000_000), "memory": 20_000}  # fmt: skip
 
 DB = click.option("--db", "url", required=True, help="Database URL to benchmark against.")
 QUICK_FLAG = click.option("--quick", is_flag=True, help="Smaller sizes: minutes, not an hour.")
@@ -65,10 +66,15 @@ def main() -> None:
 @main.command("ingest-files")
 @DB
 @QUICK_FLAG
-@click.option("--size", type=int, default=None, help="Files (default 2000; --quick 500).")
-def ingest_files_cmd(url: str, quick: bool, size: int | None) -> None:
-    """dicom-repo ingest of generated files vs pydicom alone in as many processes."""
-    files.ingest_files(url, size or _sizes(quick)["ingest-files"])
+@click.option("--size", type=int, default=None, help="Small files (default 2000; --quick 500).")
+@click.option("--large", type=int, default=None, help="Large files (default 200; --quick 50).")
+@click.option("--repeat", default=1, show_default=True, help="Runs of each; the best counts.")
+def ingest_files_cmd(
+    url: str, quick: bool, size: int | None, large: int | None, repeat: int
+) -> None:
+    """The dicom-repo ingest process vs pydicom alone (naive loop) in as many processes."""
+    files.ingest_files(url, size or _sizes(quick)["ingest-files"], "small", repeat)
+    files.ingest_files(url, large or _sizes(quick)["ingest-large"], "large", repeat)
 
 
 @main.command("add-instances")
@@ -104,6 +110,16 @@ _reads_command("display-sets", "Display sets of a 3000-instance study vs get_stu
 _reads_command("image-id", "get_instance_from_image_id p50 in a small vs a big database.")
 
 
+@main.command("reports")
+@DB
+@click.option("--size", type=int, default=100_000, show_default=True, help="Instances.")
+def reports_cmd(url: str, size: int) -> None:
+    """Cookbook reports over the views vs the same question asked of the tables."""
+    from . import reports
+
+    reports.run(url, size)
+
+
 @main.command("memory")
 @DB
 @QUICK_FLAG
@@ -120,7 +136,8 @@ def memory_cmd(url: str, quick: bool, size: int | None) -> None:
 def all_cmd(ctx: click.Context, url: str, quick: bool) -> None:
     """Every benchmark, one after the other."""
     sizes = _sizes(quick)
-    files.ingest_files(url, sizes["ingest-files"])
+    files.ingest_files(url, sizes["ingest-files"], "small")
+    files.ingest_files(url, sizes["ingest-large"], "large")
     writes.run(url, sizes["add-instances"])
     reads.run(url, *sizes["reads"])
     files.memory(url, sizes["memory"])

@@ -8,18 +8,20 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pydicom
+import sqlalchemy as sa
 
-import repository
-from repository.ingest import ingest
+from repository.engine import make_engine
+from repository.schema import InstanceRow
 
+from . import baselines
 from .common import emit, scratch, timed
-from .corpus import write_files
+from .corpus import ROOT, write_files
 
 FILES_ROOT = Path(tempfile.gettempdir()) / "dicom-repo-bench"
 
@@ -36,36 +38,90 @@ def corpus_files(count: int) -> list[Path]:
     return paths
 
 
-def _pydicom_only(path: Path) -> int:
-    """What pydicom alone does for a file: parse (large values deferred) and convert to JSON."""
-    ds = pydicom.dcmread(path, defer_size=1024)
-    as_json = ds.to_json_dict(
-        bulk_data_threshold=1024, bulk_data_element_handler=lambda elem: f"file://{path}"
-    )
-    return len(orjson.dumps(as_json))
+ENHANCED = ("eCT_Supplemental.dcm", "emri_small.dcm", "liver.dcm")
+"""pydicom-data's enhanced multi-frame files (Enhanced CT, Enhanced MR, Segmentation)."""
 
 
-def ingest_files(url: str, count: int) -> dict[str, Any]:
-    """``ingest`` of ``count`` files with the default workers vs pydicom alone, same processes."""
-    files = corpus_files(count)
-    workers = os.cpu_count() or 1
+def large_files(count: int) -> list[Path]:
+    """``count`` copies of pydicom-data's enhanced multi-frame files with fresh UIDs."""
+    import data_store  # pydicom-data
 
-    def parse_only() -> None:
+    folder = FILES_ROOT / f"large-{count}"
+    paths = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
+    if len(paths) == count:
+        return paths
+    print(f"writing {count} files to {folder}", file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in paths:
+        old.unlink()
+    source = Path(data_store.__file__).parent / "data"
+    templates = [pydicom.dcmread(source / name) for name in ENHANCED]
+    for n in range(count):
+        ds = templates[n % len(templates)]
+        study = f"{ROOT}.7.{n // 20}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, f"{study}.{n % len(templates)}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{study}.1.{n}"
+        ds.save_as(folder / f"{n:05d}.dcm")
+    return sorted(folder.glob("*.dcm"))
+
+
+def _cli_ingest(url: str, folder: Path, workers: int) -> None:
+    """``dicom-repo --db URL ingest FOLDER`` as its own process, start-up included."""
+    script = Path(sys.executable).with_name("dicom-repo")
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "repository.cli"]
+    cmd = [*prefix, "--db", url, "ingest", str(folder), "--quiet", "--workers", str(workers)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def _pool(fn: Callable[[Path], int], files: list[Path], workers: int) -> Callable[[], None]:
+    def run() -> None:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_pydicom_only, files, chunksize=64))
+            list(pool.map(fn, files, chunksize=16))
 
-    baseline = timed(parse_only)
-    with scratch(url, "bench_files") as scoped, repository.connect(scoped) as store:
-        report: list[Any] = []
-        took = timed(lambda: report.append(ingest(store, files)))
-    assert report[0].ingested == count, report[0]
+    return run
+
+
+def _count_instances(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(InstanceRow)).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def ingest_files(url: str, count: int, kind: str = "small", repeat: int = 1) -> dict[str, Any]:
+    """The ``dicom-repo ingest`` process vs pydicom alone (the naive loop), same processes.
+
+    ``kind`` is ``small`` (CT_small/MR_small copies) or ``large`` (enhanced multi-frame
+    copies). Each figure is the best of ``repeat`` runs, alternating, to damp a shared machine.
+    """
+    files = corpus_files(count) if kind == "small" else large_files(count)
+    workers = os.cpu_count() or 1
+    naive = _pool(baselines.naive_loop, files, workers)
+    to_json = _pool(baselines.to_json_dict, files, workers)
+    took, base, json_base, startup = [], [], [], []
+    empty = FILES_ROOT / "empty"
+    empty.mkdir(parents=True, exist_ok=True)
+    for _ in range(repeat):
+        base.append(timed(naive))
+        json_base.append(timed(to_json))
+        with scratch(url, "bench_files") as scoped:
+            took.append(timed(lambda s=scoped: _cli_ingest(s, files[0].parent, workers)))
+            stored = _count_instances(scoped)
+            assert stored == count, f"{stored} of {count} files stored"
+            startup.append(timed(lambda s=scoped: _cli_ingest(s, empty, workers)))
     return emit(
-        "ingest-files",
+        f"ingest-files-{kind}",
         url,
-        count / took,
+        count / min(took),
         "files/s",
-        count / baseline,
-        baseline / took,
+        count / min(base),
+        min(base) / min(took),
+        baseline_is="naive pydicom loop (dcmread, .value to JSON types, orjson)",
+        to_json_dict=round(count / min(json_base), 1),
+        ratio_vs_to_json_dict=round(min(json_base) / min(took), 3),
+        cli_startup_s=round(min(startup), 3),  # the same command on an empty folder
+        ratio_without_startup=round(min(base) / (min(took) - min(startup)), 3),
         files=count,
         workers=workers,
     )
@@ -95,9 +151,10 @@ def _tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int]:
+def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int, float]:
     cli = "from repository.cli import main; main()"
     cmd = [sys.executable, "-c", cli, "--db", url, "ingest", str(folder), "--quiet"]
+    start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     peak = [0, 0]
     done = threading.Event()
@@ -111,21 +168,23 @@ def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     code = proc.wait()
+    took = time.perf_counter() - start
     done.set()
     sampler.join()
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {code}")
-    return peak[0], peak[1]
+    return peak[0], peak[1], took
 
 
 def memory(url: str, count: int) -> dict[str, Any]:
-    """Peak RSS and PSS (process tree) of ingesting ``count`` files vs a tenth of them."""
+    """Peak RSS and PSS (process tree) of ingesting ``count`` files vs a tenth of them, and
+    the throughput of both runs (files/s, start-up included): flat means it scales."""
     files = corpus_files(count)
     small = corpus_files(max(1, count // 10))
     with scratch(url, "bench_mem_small") as scoped:
-        baseline, baseline_pss = _peak_memory_of_ingest(scoped, small[0].parent)
+        baseline, baseline_pss, small_took = _peak_memory_of_ingest(scoped, small[0].parent)
     with scratch(url, "bench_mem") as scoped:
-        peak, peak_pss = _peak_memory_of_ingest(scoped, files[0].parent)
+        peak, peak_pss, took = _peak_memory_of_ingest(scoped, files[0].parent)
     mb = 1024 * 1024
     return emit(
         "memory",
@@ -139,4 +198,7 @@ def memory(url: str, count: int) -> dict[str, Any]:
         pss_mb=round(peak_pss / mb, 1),
         baseline_pss_mb=round(baseline_pss / mb, 1),
         target_mb=400,
+        files_per_s=round(count / took, 1),
+        baseline_files_per_s=round(len(small) / small_took, 1),
+        throughput_ratio=round((count / took) / (len(small) / small_took), 3),
     )

@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 from repository.config import resolve_url
+from repository.migrate import include_object
 from repository.schema import Base
 
 config = context.config
@@ -23,6 +24,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

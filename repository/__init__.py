@@ -21,6 +21,8 @@ from .errors import (
     NotDicomError,
     NotFoundError,
     NotMigratedError,
+    QueryError,
+    QueryRefusedError,
     RepositoryError,
     TransactionConflictError,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "NotDicomError",
     "NotFoundError",
     "NotMigratedError",
+    "QueryError",
+    "QueryRefusedError",
     "RepositoryError",
     "Series",
     "SeriesList",

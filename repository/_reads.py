@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, Table, Text, bindparam, cast, select
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn, loaded
-from .image_id import lookup_keys
+from .image_id import frame_in_range, lookup_keys, requested_frame
 from .models import Instance, Series, SeriesList, Study
 from .schema import (
     InstanceRow,
@@ -188,7 +188,11 @@ def get_instance_from_image_id(conn: Connection, image_id: str) -> Instance | No
     if not ids:
         return None
     rows = conn.execute(_BY_IDS, {"ids": ids}).all()
-    return _instance(min(rows, key=lambda r: r.instance_id)) if rows else None
+    if not rows:
+        return None
+    found = _instance(min(rows, key=lambda r: r.instance_id))
+    # a frame number beyond NumberOfFrames (or 0) names no image of the instance
+    return found if frame_in_range(requested_frame(image_id), found.number_of_frames) else None
 
 
 # Lookups find instance ids through the looked-up column's own index first, then join by

@@ -14,13 +14,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, and_, func, select, tuple_, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
+from .engine import dumps
 from .errors import ConflictError, TransactionConflictError
-from .image_id import file_image_id, wadors_image_id
+from .image_id import instance_image_id
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
 from .schema import (
     InstanceRow,
@@ -28,12 +28,13 @@ from .schema import (
     SeriesRow,
     StudyRow,
     instance_table,
-    series_table,
-    study_table,
 )
 from .unit_of_work import is_unique_violation, translate_errors
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
+
+Roots = tuple[str | None, str | None]
+"""A series list's (WADO-RS root, WADO-URI root)."""
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -44,9 +45,6 @@ def _insert(conn: Connection, table: Any) -> Any:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-_MODALITIES = next(c for c in STUDY_COLUMNS if c.name == "modalities_in_study")
 
 
 def study_columns(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,38 +101,6 @@ def upsert_studies(
     return ids, [uid for uid in studies if uid in created]
 
 
-def refresh_modalities(conn: Connection, study_ids: Iterable[int]) -> None:
-    """Keep ModalitiesInStudy equal to the modalities of the study's series."""
-    ids = sorted(set(study_ids))
-    for chunk in _chunks(ids):
-        found: dict[int, set[str]] = {i: set() for i in chunk}
-        for study_id, modality in conn.execute(
-            select(SeriesListRow.study_id, series_table.c.modality)
-            .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-            .where(SeriesListRow.study_id.in_(chunk), series_table.c.modality.is_not(None))
-            .distinct()
-        ):
-            found[study_id].add(str(modality))
-        for study_id, old_text, md in conn.execute(
-            select(StudyRow.id, study_table.c.modalities_in_study, StudyRow.metadata_)
-            .where(StudyRow.id.in_(chunk))
-            .order_by(StudyRow.study_instance_uid)
-            .with_for_update()
-        ):
-            modalities = sorted(found[study_id] | set((old_text or "").split("\\")) - {""})
-            text = "\\".join(modalities) or None
-            if text != old_text:
-                conn.execute(
-                    update(StudyRow)
-                    .where(StudyRow.id == study_id)
-                    .values(
-                        modalities_in_study=_MODALITIES.value({"ModalitiesInStudy": modalities}),
-                        metadata_={**md, "ModalitiesInStudy": modalities},
-                        updated_at=func.now(),
-                    )
-                )
-
-
 # --------------------------------------------------------------------------- series lists
 
 
@@ -144,10 +110,10 @@ def upsert_series_lists(
     data_source: str,
     wado_root: str | None = None,
     wado_uri: str | None = None,
-) -> dict[int, tuple[int, str | None]]:
+) -> dict[int, tuple[int, Roots]]:
     """Create the (study, data_source) series lists that are missing.
 
-    Returns study id -> (series list id, the list's WADO-RS root).
+    Returns study id -> (series list id, the list's WADO-RS and WADO-URI roots).
 
     A list created without DICOMweb roots gets them when a later call knows them.
     """
@@ -171,14 +137,15 @@ def upsert_series_lists(
             .where(where, SeriesListRow.wado_root.is_(None) | SeriesListRow.wado_uri.is_(None))
             .values(**roots)
         )
-    result: dict[int, tuple[int, str | None]] = {}
+    result: dict[int, tuple[int, Roots]] = {}
     for chunk in _chunks(ids):
-        for study_id, list_id, root in conn.execute(
-            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root).where(
+        for study_id, list_id, root, uri in conn.execute(
+            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root,
+                   SeriesListRow.wado_uri).where(
                 SeriesListRow.study_id.in_(chunk), SeriesListRow.data_source == data_source
             )
-        ):
-            result[study_id] = (list_id, root)
+        ):  # fmt: skip
+            result[study_id] = (list_id, (root, uri))
     return result
 
 
@@ -254,12 +221,13 @@ def check_conflicts(
     """
     present: set[tuple[int, str]] = set()
     wanted = {i.sop_instance_uid: i for i in instances}
-    for chunk in _chunks(list(wanted)):
+    postgres = conn.dialect.name == "postgresql"
+    for chunk in [list(wanted)] if postgres else _chunks(list(wanted)):
         # Only the SOP Instance UID index, then the few series found: joining first lets the
         # PostgreSQL planner walk every series of the data source once the table is large.
         found = conn.execute(
             select(InstanceRow.series_id, instance_table.c.sop_instance_uid)
-            .where(instance_table.c.sop_instance_uid.in_(chunk))
+            .where(_one_of(instance_table.c.sop_instance_uid, chunk, postgres))
         ).all()  # fmt: skip
         if not found:
             continue
@@ -288,36 +256,42 @@ def check_conflicts(
     return present
 
 
+def _one_of(column: Any, values: Sequence[str], postgres: bool) -> Any:
+    """``column IN (...)``; on PostgreSQL ``= ANY(array)``, one parameter however many values
+    (a statement with thousands of parameters costs more to build and parse than to run)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)
+
+
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
-    wado_roots: Mapping[int, str | None],
+    wado_roots: Mapping[int, Roots],
     present: Collection[tuple[int, str]] = (),
 ) -> set[tuple[int, str]]:
     """Insert (series id, instance, source path) rows that are new; return (series id, SOP UID).
 
-    ``wado_roots`` maps series id to the series list's WADO-RS root, used to build imageIds.
+    ``wado_roots`` maps series id to the series list's WADO-RS and WADO-URI roots, used to
+    build the imageIds of instances given without one.
     ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
     """
     rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
         if (series_id, inst.sop_instance_uid) in present:
             continue
-        image_id = inst.image_id or (
-            file_image_id(path)
-            if path and not (inst.wado_root or wado_roots.get(series_id))
-            else wadors_image_id(
-                inst.wado_root or wado_roots.get(series_id),
-                inst.study_instance_uid,
-                inst.series_instance_uid,
-                inst.sop_instance_uid,
-            )
-        )
+        root, uri = wado_roots.get(series_id, (None, None))
+        image_id = inst.image_id or instance_image_id(
+            inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid,
+            wado_root=inst.wado_root or root, wado_uri=inst.wado_uri or uri, path=path,
+        )  # fmt: skip
         rows.append(instance_row(series_id, inst, image_id))
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD and _copy(conn, rows):
+        return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
+    if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
         index_elements=["series_id", "sop_instance_uid"]
@@ -346,6 +320,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     of them since, the COPY fails with a unique violation and is rolled back to its savepoint;
     the caller then inserts them with ``ON CONFLICT DO NOTHING``, as for small batches.
     """
+
     driver = conn.connection.driver_connection
     assert driver is not None
     columns = ", ".join(f'"{c}"' for c in (*_COPY_COLUMNS, "metadata"))
@@ -357,12 +332,35 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
         ):
             for row in rows:
-                metadata = orjson.dumps(row["metadata_"]).decode()
+                metadata = dumps(row["metadata_"])
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except TransactionConflictError as error:
         if not is_unique_violation(error):
             raise
         return False
+    return True
+
+
+def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
+    """SQLite: the driver's executemany, without RETURNING; False if a row was not inserted.
+
+    A SQLite writer holds the database's write lock (``BEGIN IMMEDIATE``) since before
+    ``check_conflicts``, so the rows are new; should the row count say otherwise, the insert is
+    rolled back to its savepoint and the caller inserts with RETURNING, as for PostgreSQL.
+    """
+    columns = (*_COPY_COLUMNS, "metadata")
+    names = ", ".join(f'"{c}"' for c in columns)
+    stmt = (
+        f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING"
+    )
+    params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
+    savepoint = conn.begin_nested()
+    result = conn.exec_driver_sql(stmt, params)
+    if result.rowcount != len(rows):
+        savepoint.rollback()
+        return False
+    savepoint.commit()
     return True
 
 

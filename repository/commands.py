@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from sqlalchemy import Connection, func, select, update
 
-from . import _writes, events
+from . import _writes, derived, events
 from .columns import INSTANCE_COLUMNS, column_values
 from .errors import ConflictError, InvalidValueError, NotFoundError
 from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
+from .normalize.values import element_key, is_tag_key
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
 from .unit_of_work import Transaction
-from .validation import check_data_source, check_uid, require_uid
+from .validation import as_int, check_data_source, check_uid, require_uid
 
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
@@ -44,9 +46,13 @@ def add_study(
     wado_root: str | None,
     wado_uri: str | None,
 ) -> Work[bool]:
-    """OHIF ``addStudy``: create the study (and its series list) if new; True if created."""
+    """OHIF ``addStudy``: create the study (and its series list) if new; True if created.
+
+    Takes every field OHIF's ``addStudy`` copies; its ``NumInstances`` (the count a study query
+    reported) is stored as NumberOfStudyRelatedInstances, its DICOM name.
+    """
     check_data_source(data_source)
-    md = _writes.study_metadata(to_naturalized(study))
+    md = _writes.study_metadata(to_naturalized(_ohif_study_fields(study)))
     uid = require_uid(md, "StudyInstanceUID")
 
     def work(tx: Transaction) -> bool:
@@ -56,6 +62,18 @@ def add_study(
         return bool(created)
 
     return work
+
+
+def _ohif_study_fields(study: Dataset | Mapping[str, Any]) -> Dataset | Mapping[str, Any]:
+    """OHIF's ``NumInstances`` under its DICOM keyword (a keyword given wins)."""
+    if isinstance(study, Dataset) or "NumInstances" not in study:
+        return study
+    fields = {k: v for k, v in study.items() if k != "NumInstances"}
+    count = study["NumInstances"]
+    if count is not None and as_int(count) is None:
+        raise InvalidValueError(f"NumInstances {count!r} is not a number of instances")
+    fields.setdefault("NumberOfStudyRelatedInstances", count)
+    return fields
 
 
 def _group_summaries(
@@ -74,8 +92,6 @@ def _group_summaries(
             raise type(error)(f"series summary #{index}: {error}") from None
         by_study.setdefault(study_uid, {})[series_uid] = md
         study_md.setdefault(study_uid, _writes.study_metadata(md))
-    for study_uid, series in by_study.items():
-        study_md[study_uid].setdefault("NumberOfStudyRelatedSeries", len(series))
     return by_study, study_md
 
 
@@ -85,11 +101,14 @@ def add_series_metadata(
     made_in_client: bool,
     wado_root: str | None,
     wado_uri: str | None,
-) -> Work[None]:
-    """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed."""
+) -> Work[None] | None:
+    """OHIF ``addSeriesMetadata``: merge the summaries onto their series, creating as needed;
+    None when there are no summaries."""
     check_data_source(data_source)
     items = [summaries] if isinstance(summaries, Mapping) else list(summaries)
     by_study, study_md = _group_summaries(items)
+    if not items:
+        return None  # nothing to write (not an empty INSERT)
 
     def work(tx: Transaction) -> None:
         ids, created = _writes.upsert_studies(tx.conn, study_md)
@@ -101,7 +120,7 @@ def add_series_metadata(
             for uid, md in series.items()
         }
         result = _writes.upsert_series(tx.conn, wanted, incoming_wins=True)
-        _writes.refresh_modalities(tx.conn, ids.values())
+        derived.refresh_studies(tx.conn, ids.values())
         touched = set(result.created) | set(result.changed)
         tx.changes.extend(events.study_added(s, data_source, made_in_client) for s in created)
         for study, series in by_study.items():
@@ -160,7 +179,8 @@ class _Parents:
 
     created_studies: list[str]
     series_id: dict[tuple[str, str], int]
-    wado_roots: dict[int, str | None]
+    wado_roots: dict[int, _writes.Roots]
+    study_ids: list[int]
 
 
 def add_normalized(
@@ -189,6 +209,8 @@ def add_normalized(
             for i in batch.instances
         ]  # fmt: skip
         inserted = _writes.insert_instances(tx.conn, rows, parents.wado_roots, present)
+        if inserted:
+            derived.refresh_studies(tx.conn, parents.study_ids)
         already = frozenset(
             i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
             not in inserted
@@ -213,11 +235,9 @@ def _upsert_parents(conn: Connection, batch: _Batch) -> _Parents:
     wanted = {(list_of[st], se): _writes.series_metadata(i.metadata)
               for (st, se), i in firsts.items()}  # fmt: skip
     series = _writes.upsert_series(conn, wanted, incoming_wins=False)
-    if series.created:
-        _writes.refresh_modalities(conn, ids.values())
     series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in firsts}
     roots = {series_id[key]: lists[ids[key[0]]][1] for key in firsts}
-    return _Parents(created, series_id, roots)
+    return _Parents(created, series_id, roots, list(ids.values()))
 
 
 def _instance_changes(
@@ -263,17 +283,26 @@ def update_metadata_for_series(
     study_uid: str, series_uid: str, metadata: Mapping[str, Any]
 ) -> Work[None]:
     """OHIF ``updateMetadataForSeries``: merge ``metadata`` into every instance of the series,
-    in every data source; the work raises NotFoundError if the series is not stored."""
+    in every data source; the work raises NotFoundError if the series is not stored.
+
+    As OHIF does, a value given as an object is merged into the instance's object under that key
+    and other values replace; a list replaces a list (OHIF spreads arrays into objects, a bug not
+    copied). Keys may be keywords or 8-hex-digit tags. The typed columns, the series summary and
+    the study's derived values follow.
+    """
     check_uid(study_uid, "StudyInstanceUID")
     check_uid(series_uid, "SeriesInstanceUID")
     patch = to_naturalized(metadata)
+    merged_keys = frozenset(
+        _stored_key(key) for key, value in metadata.items() if isinstance(value, Mapping)
+    )
     for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "imageId"):
         if key in patch:
             raise InvalidValueError(f"update_metadata_for_series cannot change {key}")
 
     def work(tx: Transaction) -> None:
         targets = tx.conn.execute(
-            select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source)
+            select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source, StudyRow.id)
             .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
             .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
             .where(StudyRow.study_instance_uid == study_uid,
@@ -283,15 +312,39 @@ def update_metadata_for_series(
         ).all()  # fmt: skip
         if not targets:
             raise NotFoundError(f"series {series_uid} of study {study_uid} is not stored")
-        for series_id, series_md, source in targets:
-            _patch_series(tx.conn, series_id, series_md, patch)
+        for series_id, series_md, source, _ in targets:
+            _patch_series(tx.conn, series_id, series_md, patch, merged_keys)
             tx.changes.append(events.series_updated(study_uid, series_uid, patch, source))
+        derived.refresh_studies(tx.conn, {study_id for *_, study_id in targets})
 
     return work
 
 
+def _stored_key(key: str) -> str:
+    """The key ``key`` is stored under (a public tag given as hex: its keyword)."""
+    return element_key(Tag(int(key, 16)))[0] if is_tag_key(key) else key
+
+
+def merge_patch(
+    md: Mapping[str, Any], patch: Mapping[str, Any], merged_keys: frozenset[str]
+) -> dict[str, Any]:
+    """``md`` with ``patch`` applied as OHIF's updateMetadataForSeries applies it."""
+    out = dict(md)
+    for key, value in patch.items():
+        old = out.get(key)
+        if key in merged_keys and isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = {**old, **value}
+        else:
+            out[key] = value
+    return out
+
+
 def _patch_series(
-    conn: Connection, series_id: int, series_md: Mapping[str, Any], patch: Mapping[str, Any]
+    conn: Connection,
+    series_id: int,
+    series_md: Mapping[str, Any],
+    patch: Mapping[str, Any],
+    merged_keys: frozenset[str],
 ) -> None:
     """Merge ``patch`` into the instances of one series row, and into the series itself."""
     rows = conn.execute(
@@ -301,7 +354,7 @@ def _patch_series(
         .with_for_update()
     ).all()
     for instance_id, md in rows:
-        merged = {**md, **patch}
+        merged = merge_patch(md, patch, merged_keys)
         conn.execute(
             update(InstanceRow)
             .where(InstanceRow.id == instance_id)
@@ -309,7 +362,7 @@ def _patch_series(
         )
     series_patch = _writes.series_metadata(patch)
     if series_patch:
-        merged_series = {**series_md, **series_patch}
+        merged_series = merge_patch(series_md, series_patch, merged_keys)
         conn.execute(
             update(SeriesRow)
             .where(SeriesRow.id == series_id)

@@ -10,13 +10,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from .config import resolve_url
+from .serialized import json_default
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 def dumps(value: Any) -> str:
-    """Serialize JSON for the database (orjson, as text)."""
-    return orjson.dumps(value).decode()
+    """Serialize JSON for the database (orjson, as text; metadata serialized by a parse
+    worker is passed through as it is)."""
+    return orjson.dumps(value, default=json_default).decode()
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:

@@ -8,7 +8,9 @@ Hierarchy::
     │   ├── MissingAttributeError
     │   ├── InvalidUIDError
     │   ├── InvalidValueError (and the handlers' InvalidHandlerError, MissingReferenceError)
-    │   └── ConflictError
+    │   ├── ConflictError
+    │   └── QueryError
+    │       └── QueryRefusedError
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
     ├── PullError (repository.sources)
@@ -49,6 +51,14 @@ class InvalidValueError(InvalidInputError):
 
 class ConflictError(InvalidInputError):
     """Raised when input contradicts committed data (a SOP instance filed under another series)."""
+
+
+class QueryError(InvalidInputError):
+    """Raised when the database rejects a reporting query (``dicom-repo sql``/``report``)."""
+
+
+class QueryRefusedError(QueryError):
+    """Raised when a read-only query would write or holds more than one statement."""
 
 
 class NotFoundError(RepositoryError, LookupError):

@@ -23,11 +23,13 @@ import select
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    import psycopg
+
 
 from . import changelog
 from .events import Callback, Event, EventHub, Subscription
@@ -150,6 +152,8 @@ class Feed:
 
     def connect_listener(self) -> psycopg.Connection[Any]:
         """A new autocommit psycopg connection to the store's database, for LISTEN."""
+        import psycopg  # here: SQLite users never load the PostgreSQL driver
+
         _args, params = self.engine.dialect.create_connect_args(self.engine.url)
         params.pop("context", None)
         params.setdefault("connect_timeout", 10)
@@ -217,7 +221,7 @@ class _Follower(threading.Thread):
                     schema = conn.execute("SELECT current_schema()").fetchone()
                     channel = changelog.notify_channel(schema[0] if schema else None)
                     conn.execute("SELECT set_config('application_name', %s, false)", [channel])
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    conn.execute(_listen(channel))
                     if self.reconnects:
                         log.warning("change feed: listener reconnected; catching up")
                     delay = RECONNECT_MIN
@@ -250,3 +254,9 @@ class _Follower(threading.Thread):
                 conn.execute("SELECT 1")  # the safety poll also proves the connection alive
                 next_poll = time.monotonic() + interval
             self.feed.deliver()
+
+
+def _listen(channel: str) -> Any:
+    from psycopg import sql  # loaded with the listener connection, never for SQLite
+
+    return sql.SQL("LISTEN {}").format(sql.Identifier(channel))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import threading
@@ -22,11 +23,19 @@ from .normalize import (
     BULK_DATA_THRESHOLD,
     NormalizedInstance,
     file_bulk_uri,
+    naturalize_dataset,
     normalize_instance,
 )
+from .normalize.fast import naturalize_dataset_fast
+from .pipeline import BackgroundWriter, ordered_results
+from .serialized import SerializedMetadata
 from .store import Store
 
 DEFAULT_BATCH_SIZE = 500
+CHUNK = 16
+"""Files per worker task."""
+WINDOW = 4
+"""Worker tasks in flight per worker: enough to keep it busy, few enough to bound memory."""
 PARENT_POLL_SECONDS = 0.5
 
 
@@ -100,9 +109,14 @@ def _is_instance(path: Path) -> bool:
     return True
 
 
-def read_file(path: str | Path) -> NormalizedInstance:
-    """Parse one file (large values are not read) into stored form; errors name the file."""
+def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
+    """Parse one file (large values are not read) into stored form; errors name the file.
+
+    ``fast`` decodes common raw elements without pydicom's value classes (same result, see
+    :mod:`repository.normalize.fast`); ``fast=False`` has pydicom convert every element.
+    """
     path = Path(path)
+    naturalize = naturalize_dataset_fast if fast else naturalize_dataset
     name = display_name(path)
     _check_openable(path, name)
     try:
@@ -122,7 +136,8 @@ def read_file(path: str | Path) -> NormalizedInstance:
             cut = truncation(ds, path.stat().st_size)
             if cut:
                 raise NotDicomError(f"{name}: truncated: {cut}")
-            inst = normalize_instance(ds, source=name, bulk=file_bulk_uri(path))
+            bulk = file_bulk_uri(path)
+            inst = normalize_instance(ds, source=name, bulk=bulk, naturalize=naturalize)
     except InvalidInputError:
         raise
     except OSError as error:
@@ -160,14 +175,16 @@ def _file_kind(mode: int) -> str:
 
 
 def _read_or_report(path: Path) -> tuple[str, NormalizedInstance | None, str | None]:
-    """One file's outcome; nothing that goes wrong with one file ends the run."""
+    """One file's outcome (in a worker: metadata serialized here, not by the writer);
+    nothing that goes wrong with one file ends the run."""
     name = display_name(path)
     try:
-        return name, read_file(path), None
+        inst = read_file(path)
     except InvalidInputError as error:
         return name, None, str(error)
     except Exception as error:  # an unforeseen failure is that file's, not the run's
         return name, None, f"{name}: unexpected {type(error).__name__}: {error}"
+    return name, dataclasses.replace(inst, metadata=SerializedMetadata.of(inst.metadata)), None
 
 
 def _watch_parent() -> None:
@@ -199,20 +216,29 @@ def ingest(
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()
+
+    def write(batch: list[tuple[str, NormalizedInstance]]) -> None:
+        _write_batch(store, batch, data_source, report)
+
     if workers > 1 and len(files) > 1:
         with ProcessPoolExecutor(workers, initializer=_watch_parent) as pool:
-            results = pool.map(_read_or_report, files, chunksize=16)
-            _write_all(store, results, data_source, batch_size, report, progress)
+            results = ordered_results(
+                pool, _read_or_report, files, chunk=CHUNK, window=WINDOW * workers
+            )
+            # inside the caller's transaction, writes must stay in the caller's thread
+            if store.in_transaction:
+                _write_all(results, write, batch_size, report, progress)
+            else:
+                with BackgroundWriter(write) as writer:
+                    _write_all(results, writer.put, batch_size, report, progress)
     else:
-        results_iter = map(_read_or_report, files)
-        _write_all(store, results_iter, data_source, batch_size, report, progress)
+        _write_all(map(_read_or_report, files), write, batch_size, report, progress)
     return report
 
 
 def _write_all(
-    store: Store,
     results: Iterable[tuple[str, NormalizedInstance | None, str | None]],
-    data_source: str,
+    write: Callable[[list[tuple[str, NormalizedInstance]]], object],
     batch_size: int,
     report: IngestReport,
     progress: Callable[[int], object] | None,
@@ -224,12 +250,12 @@ def _write_all(
         else:
             batch.append((path, inst))
         if len(batch) >= batch_size:
-            _write_batch(store, batch, data_source, report)
+            write(batch)
             batch = []
         if progress:
             progress(1)
     if batch:
-        _write_batch(store, batch, data_source, report)
+        write(batch)
 
 
 def _write_batch(

@@ -137,6 +137,16 @@ class ChangeRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
+class SopClassRow(Base):
+    """A SOP class of the DICOM standard: its UID and name (filled by the migrations from
+    pydicom's UID dictionary; the reporting view ``v_instance`` reads names from it)."""
+
+    __tablename__ = "sop_class"
+
+    uid: Mapped[str] = mapped_column(UID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+
+
 study_table = cast(Table, StudyRow.__table__)
 series_list_table = cast(Table, SeriesListRow.__table__)
 series_table = cast(Table, SeriesRow.__table__)

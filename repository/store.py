@@ -19,6 +19,7 @@ from .commands import DEFAULT_DATA_SOURCE, InstanceInput
 from .errors import NotFoundError
 from .events import Callback, Event, Subscription
 from .feed import Feed
+from .image_id import instance_frame_ids
 from .models import AddResult, Instance, Series, Study
 from .normalize import NormalizedInstance
 from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
@@ -56,6 +57,11 @@ class Store:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self.engine.dialect.name
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``with store.transaction():`` in the calling thread."""
+        return self._uow.current is not None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -140,7 +146,8 @@ class Store:
         work = commands.add_series_metadata(
             summaries, data_source, made_in_client, wado_root, wado_uri
         )
-        self._uow.write(work)
+        if work is not None:  # an empty list is a no-op
+            self._uow.write(work)
 
     def add_instances(
         self,
@@ -232,6 +239,23 @@ class Store:
         """The instance an imageId (frame-level too) refers to (OHIF ``getInstanceByImageId``)."""
         with self._uow.read() as conn:
             return _reads.get_instance_from_image_id(conn, image_id)
+
+    def get_image_ids(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        """One imageId per frame, in display order, of the study's (or one series') image
+        display sets, as OHIF's ``getImageIdsForDisplaySet`` / ``getImageIdsForInstance``
+        build them: a multi-frame instance gives ``.../frames/N`` or ``&frame=N`` for each of
+        its NumberOfFrames frames, other instances their own imageId. Display sets without
+        images (no frame count: SR, SEG, RTSTRUCT...) and unsupported ones give none.
+        Raises :class:`NotFoundError` if the study is not stored.
+        """
+        return [
+            image_id
+            for display_set in self.get_display_sets(study_uid)
+            if series_uid in (None, display_set.series_instance_uid)
+            and display_set.num_image_frames is not None
+            and not display_set.is_unsupported
+            for image_id in instance_frame_ids(display_set.instances)
+        ]
 
     @property
     def handlers(self) -> HandlerRegistry:

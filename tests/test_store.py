@@ -173,7 +173,7 @@ def test_missing_things_are_none(store: Store) -> None:
 )  # fmt: skip
 def test_image_id_lookup_is_frame_aware(store: Store, stored: str, asked: str) -> None:
     store.add_instances(
-        [instance("1.2.3", "1.2.3.1", "1.2.3.1.1", imageId=stored),
+        [instance("1.2.3", "1.2.3.1", "1.2.3.1.1", imageId=stored, NumberOfFrames=8),
          instance("1.2.3", "1.2.3.1", "1.2.3.1.2", imageId=stored + "x")]
     )  # fmt: skip
     found = store.get_instance_from_image_id(asked)
@@ -265,7 +265,7 @@ def test_connect_uses_the_environment_url(tmp_path: Any, monkeypatch: Any) -> No
 
 
 def test_lookups_pick_the_right_copy_and_reject_wrong_uids(store: Store) -> None:
-    inst = instance("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    inst = instance("1.2.3", "1.2.3.1", "1.2.3.1.1", NumberOfFrames=7)
     store.add_instances([inst], data_source="a")
     store.add_instances([inst], data_source="b", wado_root="https://b.example/dicom-web")
     assert store.get_instance("1.2.3", "1.2.3.1", "1.2.3.1.1").data_source == "a"  # type: ignore[union-attr]

@@ -25,6 +25,8 @@ COMMANDS: tuple[str, ...] = (
     "repository.cli.read:display_sets",
     "repository.cli.read:image_id",
     "repository.cli.feed:changes",
+    "repository.reporting.cli:sql",
+    "repository.reporting.cli:report",
     "repository.web.cli:serve",
 )
 """Every command of ``dicom-repo``, as ``module:attribute`` of a click command or group."""

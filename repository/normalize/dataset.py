@@ -27,8 +27,10 @@ from .values import (
 def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
     """Return the stored form of a pydicom Dataset, file meta included.
 
-    ``bulk_data_uri`` maps a large binary element to the URI stored in its place (``None`` when
-    the data has no address). Elements pydicom cannot decode are kept as tag-keyed ``UN``.
+    ``bulk_data_uri`` maps a large binary element to the URI stored in its place; without one
+    (a Dataset built in memory: its values have no address to refer to) binary values are kept
+    inline, never replaced by a reference that leads nowhere. Elements pydicom cannot decode
+    are kept as tag-keyed ``UN``.
     """
     out: Metadata = {}
     meta = getattr(ds, "file_meta", None)
@@ -41,25 +43,35 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
 def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, and reads them)
         raw = ds.get_item(tag, keep_deferred=True)  # do not read deferred (large) values
-        if raw is None:
-            continue
-        vr = raw.VR or _dictionary_vr(BaseTag(tag))
-        if vr in BINARY_VRS and _is_bulk(raw):
-            key, kw = element_key(BaseTag(tag))
-            ref = {"BulkDataURI": bulk(raw) if bulk else None}
-            out[key] = ref if kw else {"vr": vr, **ref}
-            continue
-        try:
-            elem = ds[tag]
-            key, kw = element_key(elem.tag)
-            values = _element_values(elem, bulk)
-        except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
-            key, kw = f"{int(tag):08X}", None
-            values = _binary(raw.value if isinstance(raw.value, bytes) else b"")
-            vr = "UN"
-        else:
-            vr = elem.VR
-        out[key] = natural_value(vr, values) if kw else tagged_value(vr, values)
+        if raw is not None:
+            naturalize_element(out, ds, tag, raw, bulk)
+
+
+def naturalize_element(
+    out: Metadata,
+    ds: Dataset,
+    tag: int,
+    raw: DataElement | RawDataElement,
+    bulk: BulkDataURI | None,
+) -> None:
+    """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
+    vr = raw.VR or _dictionary_vr(BaseTag(tag))
+    if bulk is not None and vr in BINARY_VRS and _is_bulk(raw):
+        key, kw = element_key(BaseTag(tag))
+        ref = {"BulkDataURI": bulk(raw)}
+        out[key] = ref if kw else {"vr": vr, **ref}
+        return
+    try:
+        elem = ds[tag]
+        key, kw = element_key(elem.tag)
+        values = _element_values(elem, bulk)
+    except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
+        key, kw = f"{int(tag):08X}", None
+        values = _binary(raw.value if isinstance(raw.value, bytes) else b"")
+        vr = "UN"
+    else:
+        vr = elem.VR
+    out[key] = natural_value(vr, values) if kw else tagged_value(vr, values)
 
 
 def _dictionary_vr(tag: BaseTag) -> str:
@@ -87,8 +99,8 @@ def _element_values(elem: DataElement, bulk: BulkDataURI | None) -> Any:
         return [naturalize_dataset(item, bulk) for item in value or ()]
     if vr in BINARY_VRS or isinstance(value, bytes | bytearray):
         if isinstance(value, bytes | bytearray):
-            if len(value) > BULK_DATA_THRESHOLD:
-                return {"BulkDataURI": bulk(elem) if bulk else None}
+            if bulk is not None and len(value) > BULK_DATA_THRESHOLD:
+                return {"BulkDataURI": bulk(elem)}
             return _binary(bytes(value))
         if value is None:
             return []

@@ -9,8 +9,8 @@ from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
 from ..validation import scalar
+from .coerce import inline_binary
 from .values import (
-    BULK_DATA_THRESHOLD,
     OHIF_EXTRA_KEYS,
     Metadata,
     element_key,
@@ -48,9 +48,7 @@ def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
     if "BulkDataURI" in elem:
         return {"BulkDataURI": elem["BulkDataURI"]}
     if "InlineBinary" in elem:
-        data = str(elem["InlineBinary"])
-        big = len(data) * 3 // 4 > BULK_DATA_THRESHOLD
-        return {"BulkDataURI": None} if big else {"InlineBinary": data}
+        return inline_binary(elem["InlineBinary"], key)
     raw = elem.get("Value") or []
     if not isinstance(raw, list):
         raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,13 +47,21 @@ class NormalizedInstance:
     image_id: str | None
     wado_root: str | None
     wado_uri: str | None
-    metadata: Metadata
+    metadata: Mapping[str, Any]  # a dict, or SerializedMetadata coming from a parse worker
 
 
-def to_naturalized(obj: Dataset | Mapping[str, Any], bulk: BulkDataURI | None = None) -> Metadata:
+DatasetNaturalizer = Callable[[Dataset, BulkDataURI | None], Metadata]
+"""A function from a Dataset to its stored form (``naturalize_dataset`` or a faster equal one)."""
+
+
+def to_naturalized(
+    obj: Dataset | Mapping[str, Any],
+    bulk: BulkDataURI | None = None,
+    naturalize: DatasetNaturalizer = naturalize_dataset,
+) -> Metadata:
     """Any accepted input (Dataset, DICOM JSON, naturalized dict) in stored form."""
     if isinstance(obj, Dataset):
-        return naturalize_dataset(obj, bulk)
+        return naturalize(obj, bulk)
     if not isinstance(obj, Mapping):
         raise InvalidValueError(f"expected a pydicom Dataset or a dict, got {type(obj).__name__}")
     if is_dicom_json(obj):
@@ -67,10 +75,11 @@ def normalize_instance(
     source: str,
     bulk: BulkDataURI | None = None,
     columns: Iterable[TypedColumn] = INSTANCE_COLUMNS,
+    naturalize: DatasetNaturalizer = naturalize_dataset,
 ) -> NormalizedInstance:
     """Validate one instance and extract its typed ``columns``; errors name ``source``."""
     try:
-        return instance_from_metadata(to_naturalized(obj, bulk), columns)
+        return instance_from_metadata(to_naturalized(obj, bulk, naturalize), columns)
     except (InvalidValueError, MissingAttributeError, InvalidUIDError) as exc:
         raise type(exc)(f"{source}: {exc}") from None
 

@@ -1,40 +1,106 @@
-"""Checks of naturalized input (keyword or tag keys), returning the cleaned stored form."""
+"""Naturalized input (keyword or tag keys, as OHIF and dcmjs make it) -> the stored form.
+
+What dcmjs adds to an instance (``DicomMetaDictionary.naturalizeDataset`` and OHIF's local file
+loader) is understood here: ``_vrMap`` gives the VRs of the elements it names and is never stored;
+``_meta`` (the file meta group in dcmjs's "namified" DICOM JSON) is stored as the file meta
+elements a file ingest stores; ``url`` (OHIF's imageId of a local file) becomes the imageId when
+none is given; ``AvailableTransferSyntaxUID`` next to ``_meta`` is OHIF's copy of the file meta's
+TransferSyntaxUID and is not stored. Values are converted by :mod:`.coerce`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
-from ..validation import clean_text
+from .coerce import coerce_values, dcmjs_name, infer_vr, keyword_vr, tag_vr
 from .dicom_json import is_dicom_json, naturalize_dicom_json
-from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, tagged_value
+from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, natural_value, tagged_value
+
+VR_MAP_KEY = "_vrMap"
+META_KEY = "_meta"
 
 
 def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
-    """Validate a naturalized dict (keyword or tag keys) and return a cleaned copy."""
+    """Validate a naturalized dict (keyword or tag keys) and return it in stored form."""
+    vr_map = _vr_map(obj.get(VR_MAP_KEY), where)
     out: Metadata = {}
     for key, value in obj.items():
         if not isinstance(key, str):
             raise InvalidValueError(f"{where}key {key!r} is not a string")
+        if key in (VR_MAP_KEY, META_KEY):
+            continue
         if key in OHIF_EXTRA_KEYS and not where:
             out[key] = value
             continue
-        if is_tag_key(key):
-            name, kw = element_key(Tag(int(key, 16)))
-            if kw is None:
-                if not isinstance(value, Mapping) or "vr" not in value:
-                    raise InvalidValueError(f"{where}{key}: a tag-keyed value needs a 'vr'")
-                out[name] = _check_tagged(key, name, value, where)
-                continue
-            key = name  # a public tag written as hex: store under its keyword
-        elif not tag_for_keyword(key):
-            raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
-        out[key] = _check_value(key, value, where)
+        name, stored = _element(key, value, vr_map, where)
+        out[name] = stored
+    if not where:
+        _ohif_keys(obj, out)
     return out
+
+
+def _ohif_keys(obj: Mapping[str, Any], out: Metadata) -> None:
+    """The file meta group from ``_meta``; ``url`` and ``AvailableTransferSyntaxUID`` as OHIF
+    means them (see the module docstring)."""
+    meta = obj.get(META_KEY)
+    if meta is not None:
+        for name, stored in _file_meta(meta).items():
+            out.setdefault(name, stored)
+        out.pop("AvailableTransferSyntaxUID", None)
+    url = out.pop("url", None)
+    if url is not None and out.get("imageId") is None:
+        out["imageId"] = url
+
+
+def _vr_map(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(f"{where}{VR_MAP_KEY} must be an object of VRs")
+    return value
+
+
+def _file_meta(meta: Any) -> Metadata:
+    """dcmjs's namified file meta (``{keyword: {"vr", "Value"}}``) in stored form."""
+    if not isinstance(meta, Mapping):
+        raise InvalidValueError(f"{META_KEY} must be an object")
+    out: Metadata = {}
+    for key, elem in meta.items():
+        if not isinstance(elem, Mapping) or not isinstance(elem.get("vr"), str):
+            raise InvalidValueError(f"{META_KEY}.{key}: expected an object with a 'vr'")
+        value = next((elem[k] for k in ("InlineBinary", "BulkDataURI") if k in elem), None)
+        if value is not None:
+            value = {k: elem[k] for k in ("InlineBinary", "BulkDataURI") if k in elem}
+        else:
+            value = elem.get("Value")
+        name, stored = _element(key, value, {key: elem["vr"]}, f"{META_KEY}.")
+        out[name] = stored
+    return out
+
+
+def _element(key: str, value: Any, vr_map: Mapping[str, Any], where: str) -> tuple[str, Any]:
+    """The stored key and value of one naturalized element."""
+    if is_tag_key(key):
+        name, kw = element_key(Tag(int(key, 16)))
+        if kw is None:  # private or unknown: DICOM JSON form, or a bare value
+            if isinstance(value, Mapping) and "vr" in value:
+                return name, _check_tagged(key, name, value, where)
+            given = vr_map.get(key) or vr_map.get(name) or tag_vr(Tag(int(key, 16)))
+            vr = given if isinstance(given, str) and given else _infer(value, where, name)
+            return name, _stored(vr, value, name, where, tagged=True)
+        vr_map = {name: vr_map[key]} if key in vr_map else vr_map
+        key = name  # a public tag written as hex: stored under its keyword
+    elif not tag_for_keyword(key):
+        known = dcmjs_name(key)
+        if known is not None:
+            return _element(known, value, {known: vr_map[key]} if key in vr_map else {}, where)
+        raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
+    return key, _stored(keyword_vr(key, vr_map, value), value, key, where, tagged=False)
 
 
 def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> Any:
@@ -53,22 +119,18 @@ def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> 
     return tagged_value("SQ", items)
 
 
-def _check_value(key: str, value: Any, where: str) -> Any:
-    if isinstance(value, str):
-        try:
-            return clean_text(value)
-        except InvalidValueError as error:
-            raise InvalidValueError(f"{where}{key}: {error}") from None
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _check_value(key, v, where) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        if dictionary_VR(key) == "SQ":
-            return [
-                check_naturalized(item, f"{where}{key}[{i}].")
-                for i, item in enumerate(value)
-                if isinstance(item, Mapping)
-            ]
-        return [_check_value(key, v, where) for v in value]
-    raise InvalidValueError(f"{where}{key}: value of type {type(value).__name__} is not JSON")
+def _infer(value: Any, where: str, name: str) -> str:
+    try:
+        return infer_vr(value)
+    except InvalidValueError:
+        raise InvalidValueError(f"{where}{name}: cannot tell the VR of {value!r}") from None
+
+
+def _stored(vr: str, value: Any, key: str, where: str, *, tagged: bool) -> Any:
+    try:
+        values = coerce_values(vr, value, key)
+    except InvalidValueError as error:
+        raise InvalidValueError(f"{where}{error}") from None
+    if vr == "SQ":
+        values = [check_naturalized(item, f"{where}{key}[{i}].") for i, item in enumerate(values)]
+    return tagged_value(vr, values) if tagged else natural_value(vr, values)

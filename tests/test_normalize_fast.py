@@ -1,0 +1,240 @@
+"""The fast raw-element decoder stores exactly what the pydicom path stores, file by file.
+
+Every file of pydicom's test folder and of pydicom-data goes through both paths:
+``read_file(path, fast=False)`` (pydicom converts every element, then ``naturalize_dataset``)
+and ``read_file(path)`` (``naturalize_dataset_fast`` decodes the common raw elements itself).
+The typed columns and the naturalized JSON must be equal, or both paths must reject the file
+with the same message. Known differences: none (``KNOWN_DIFFERENCES`` is empty; a file listed
+there would need its reason written beside it).
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import orjson
+import pydicom
+import pytest
+
+import repository
+from repository.errors import InvalidInputError
+from repository.ingest import ingest, read_file
+from repository.normalize import BULK_DATA_THRESHOLD, file_bulk_uri, naturalize_dataset
+from repository.normalize.dataset import naturalize_element
+from repository.normalize.fast import naturalize_dataset_fast
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _pydicom_data() -> Path:
+    import data_store  # pydicom-data, a test dependency
+
+    return Path(data_store.__file__).parent / "data"
+
+
+def _all_files() -> list[Path]:
+    folders = [PYDICOM_FILES, _pydicom_data()]
+    return sorted(p for folder in folders for p in folder.rglob("*") if p.is_file())
+
+
+KNOWN_DIFFERENCES: dict[str, str] = {}
+"""File name -> why the fast path may store something else for it (none today)."""
+
+
+def _outcome(path: Path, *, fast: bool) -> tuple[str, bytes]:
+    try:
+        inst = read_file(path, fast=fast)
+    except InvalidInputError as error:
+        return "error", f"{type(error).__name__}: {error}".encode()
+    columns = {k: getattr(inst, k) for k in inst.__slots__ if k != "metadata"}
+    return "ok", orjson.dumps([columns, inst.metadata], option=orjson.OPT_SORT_KEYS)
+
+
+def test_the_corpus_is_the_whole_of_both_test_folders() -> None:
+    files = _all_files()
+    assert len(files) > 150
+    assert any(p.name == "eCT_Supplemental.dcm" for p in files)  # pydicom-data is included
+
+
+@pytest.mark.parametrize("path", _all_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fast_path_stores_what_the_pydicom_path_stores(path: Path) -> None:
+    if path.name in KNOWN_DIFFERENCES:
+        pytest.skip(KNOWN_DIFFERENCES[path.name])
+    slow, fast = _outcome(path, fast=False), _outcome(path, fast=True)
+    if slow != fast:
+        a, b = (orjson.loads(x[1]) if x[0] == "ok" else x for x in (slow, fast))
+        diff = _differences(a, b) if slow[0] == fast[0] == "ok" else [(slow, fast)]
+        pytest.fail(f"{path.name}: the paths differ at {diff[:5]}")
+
+
+def _differences(a: object, b: object, where: str = "") -> list[tuple[str, object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in _differences(x, y, f"{where}[{i}]")]  # fmt: skip
+    return [] if a == b else [(where, a, b)]
+
+
+def _read(path: Path) -> pydicom.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, defer_size=BULK_DATA_THRESHOLD)
+
+
+# Hand-encoded elements (tag, VR, raw bytes) with the values that need care: character sets
+# (Latin-1, UTF-8, ISO 2022 escapes, invalid UTF-8), blank and padded items, malformed numbers,
+# odd lengths, a LUT descriptor, private tags, a sequence, a deferred long text.
+EDGE_ELEMENTS = [
+    (0x00080060, "CS", b"CT\\ \\MR "),
+    (0x00080020, "DA", b"20200101 "),
+    (0x00080054, "AE", b" AE1 \\ AE2\x00"),
+    (0x00080080, "LO", b"A\\ \\B "),
+    (0x00080081, "ST", b"Line 1\\Line 2 \x00"),
+    (0x00080190, "UR", b"http://x/y  "),
+    (0x00081030, "LO", b"  "),
+    (0x00081040, "LO", b"D" * 1500),  # longer than the defer size: read by pydicom
+    (0x00100010, "PN", b"M\xfcller^J\xf6rg=\xc3\xa9=\\^B\\=\\A==C\\A===D"),
+    (0x00100020, "LO", b"\x1b$B;3ED\x1b(B"),
+    (0x00101001, "PN", b"\xff\xfe^X"),
+    (0x00181310, "US", b"\x01\x00\x02\x00\x03\x00\x04\x00"),
+    (0x00181020, "LO", b"\xc3\xa9t\xc3\xa9"),
+    (0x00200011, "IS", b" 5 "),
+    (0x00200012, "IS", b"1.0"),
+    (0x00200013, "IS", b"+7\\ -3"),
+    (0x00200100, "IS", b"abc"),
+    (0x00280002, "US", b"\x01\x00\x02"),  # odd length: pydicom gives up, UN on both paths
+    (0x00280009, "AT", b"\x18\x00\x63\x10\x20\x00\x13\x00"),
+    (0x00280030, "DS", b" 0.5\\.5e1 "),
+    (0x00281050, "DS", b"nan\\1"),
+    (0x00281051, "DS", b"1\\ \\2"),
+    (0x00281052, "DS", b"1.5e400"),
+    (0x00283002, "US", b"\x00\x01\x00\x80\x10\x00"),
+    (0x00091010, "LO", b"ACME 1.0"),
+    (0x00091001, "FL", b"\x00\x00\xc0\x3f"),
+    (0x00091002, "SL", b"\xff\xff\xff\xff\x01\x00\x00\x00"),
+    (0x00091003, "OB", b"\x01\x02\x03\x04"),
+    (0x00091004, "UN", b"ABCD"),
+    (0x00091005, "PN", b"Doe^John"),
+    (0x00091006, "FD", b"\x00" * 7 + b"\xf8\x7f"),  # 9 bytes
+]
+CHARSETS = [b"", b"ISO_IR 100", b"ISO_IR 192", b"ISO 2022 IR 6\\ISO 2022 IR 87", b"GB18030"]
+TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.1": (False, True), "1.2.840.10008.1.2": (True, True),
+                     "1.2.840.10008.1.2.2": (False, False)}  # fmt: skip
+_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
+
+
+def _element(tag: int, vr: str, value: bytes, implicit: bool, little: bool) -> bytes:
+    e = "<" if little else ">"
+    head = struct.pack(e + "HH", tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + struct.pack(e + "L", len(value)) + value
+    if vr in _LONG_VRS:
+        return head + vr.encode() + struct.pack(e + "HL", 0, len(value)) + value
+    return head + vr.encode() + struct.pack(e + "H", len(value)) + value
+
+
+def _edge_file(folder: Path, charset: bytes, syntax: str) -> Path:
+    implicit, little = TRANSFER_SYNTAXES[syntax]
+    meta = b"".join(_element(t, vr, v, False, True) for t, vr, v in [
+        (0x00020001, "OB", b"\x00\x01"),
+        (0x00020002, "UI", b"1.2.840.10008.5.1.4.1.1.7\x00"),
+        (0x00020003, "UI", b"1.2.3.4.3\x00"),
+        (0x00020010, "UI", syntax.encode() + b"\x00" * (len(syntax) % 2)),
+    ])  # fmt: skip
+    item = _element(0x00081150, "UI", b"1.2.3\x00", implicit, little)
+    item += _element(0x00080100, "SH", b"\xc3\xa9\\X ", implicit, little)
+    item_head = struct.pack("<HHL" if little else ">HHL", 0xFFFE, 0xE000, len(item))
+    elements = [
+        (0x00080005, "CS", charset),
+        (0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.7\x00"),
+        (0x00080018, "UI", b"1.2.3.4.3\x00"),
+        (0x00081140, "SQ", item_head + item),
+        (0x0020000D, "UI", b"1.2.3.4.1\x00"),
+        (0x0020000E, "UI", b"1.2.3.4.2\x00"),
+        *EDGE_ELEMENTS,
+    ]
+    body = b"".join(_element(t, vr, v, implicit, little) for t, vr, v in sorted(elements))
+    group_length = _element(0x00020000, "UL", struct.pack("<L", len(meta)), False, True)
+    path = folder / f"edge-{len(charset)}-{syntax}.dcm"
+    path.write_bytes(b"\x00" * 128 + b"DICM" + group_length + meta + body)
+    return path
+
+
+@pytest.mark.parametrize("syntax", TRANSFER_SYNTAXES)
+@pytest.mark.parametrize("charset", CHARSETS)
+def test_fast_path_matches_on_hand_encoded_edge_cases(
+    tmp_path: Path, charset: bytes, syntax: str
+) -> None:
+    path = _edge_file(tmp_path, charset, syntax)
+    slow, fast = _outcome(path, fast=False), _outcome(path, fast=True)
+    assert slow[0] == "ok", slow
+    assert fast == slow, _differences(orjson.loads(slow[1]), orjson.loads(fast[1]))[:5]
+
+
+def test_fast_path_decodes_the_common_elements_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    import repository.normalize.fast as fast_module
+
+    left_to_pydicom: list[int] = []
+
+    def spy(out: dict[str, object], ds: object, tag: int, *args: object) -> None:
+        left_to_pydicom.append(tag)
+        naturalize_element(out, ds, tag, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast_module, "naturalize_element", spy)
+    path = PYDICOM_FILES / "CT_small.dcm"
+    md = naturalize_dataset_fast(_read(path), file_bulk_uri(path))
+    assert len(md) > 90
+    # pydicom: the file meta it had already decoded, the character set, an ambiguous US/SS,
+    # and two values too large to inline (a private OB and the pixel data).
+    assert len(left_to_pydicom) <= 6, [f"{t:08X}" for t in left_to_pydicom]
+
+
+def test_nul_inside_a_value_is_kept_as_raw_bytes_on_both_paths(tmp_path: Path) -> None:
+    ds = _read(PYDICOM_FILES / "CT_small.dcm")
+    ds.InstitutionName = "A\x00B"
+    path = tmp_path / "nul.dcm"
+    ds.save_as(path)
+    expected = naturalize_dataset(_read(path))
+    assert expected["00080080"]["vr"] == "UN"
+    assert naturalize_dataset_fast(_read(path)) == expected
+
+
+def test_pixel_data_is_never_read_by_the_fast_path(tmp_path: Path) -> None:
+    path = _pydicom_data() / "eCT_Supplemental.dcm"
+    ds = _read(path)
+    md = naturalize_dataset_fast(ds, file_bulk_uri(path))
+    assert md["PixelData"]["BulkDataURI"].startswith(path.resolve().as_uri() + "?offset=")
+    assert ds.get_item(0x7FE00010, keep_deferred=True).value is None  # still deferred
+
+
+def test_ingest_through_the_fast_path_stores_the_pydicom_form(store: repository.Store) -> None:
+    files = [PYDICOM_FILES / "CT_small.dcm", PYDICOM_FILES / "MR_small.dcm"]
+    files += [_pydicom_data() / "SC_rgb.dcm", _pydicom_data() / "eCT_Supplemental.dcm"]
+    report = ingest(store, files, workers=1)
+    assert report.ingested == len(files), report.skipped
+    for path in files:
+        expected = naturalize_dataset(_read(path), file_bulk_uri(path))
+        got = store.get_instance(
+            expected["StudyInstanceUID"], expected["SeriesInstanceUID"], expected["SOPInstanceUID"]
+        )
+        assert got is not None
+        stored = orjson.loads(orjson.dumps(dict(got.metadata)))
+        assert stored == orjson.loads(orjson.dumps(expected))
+
+
+def test_fast_path_agrees_on_every_hostile_file(tmp_path: Path) -> None:
+    from hostile_corpus import cases
+
+    different = []
+    for case in cases():
+        try:
+            path = case.make(tmp_path)
+        except OSError:
+            continue  # a file kind this file system cannot hold
+        if path.is_file() and _outcome(path, fast=False) != _outcome(path, fast=True):
+            different.append(case.name)
+    assert different == []
