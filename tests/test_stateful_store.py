@@ -384,11 +384,10 @@ def test_store_follows_ohif_semantics_under_random_operations(module_store: Stor
     run_state_machine_as_test(machine, settings=MACHINE_SETTINGS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12, being done on branch ohif-input")
 def test_an_update_merges_an_object_value_into_the_instances_object(store: Store) -> None:
     """The rule the model applies (issue 12, OHIF's updateMetadataForSeries): an object value
-    is merged into the instance's object under that key; main replaces it. The machine's
-    patches only use objects for which both agree, so it stays green until this lands."""
+    is merged into the instance's object under that key (before branch ohif-input it replaced
+    it)."""
     md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4", "SOPInstanceUID": "1.2.3.5",
           "OperatorsName": {"Alphabetic": "Doe^Jane", "Ideographic": "Jane"}}  # fmt: skip
     store.add_instances([md])
