@@ -120,3 +120,35 @@ def store(db_url: str) -> Iterator[repository.Store]:
 def pg_empty_url() -> Iterator[str]:
     """URL of an empty schema on the PostgreSQL test server (PostgreSQL-only tests)."""
     yield from postgres_schema_url()
+
+
+def _migrated(url: str) -> str:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+    ],
+)
+def module_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[repository.Store]:
+    """One open store per module and backend, for tests that run many examples (Hypothesis):
+    each example must use UIDs of its own, as the database is shared."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module_store") / "test.db"
+        with repository.connect(_migrated(f"sqlite:///{path}")) as opened:
+            yield opened
+        return
+    schema = postgres_schema_url()
+    try:
+        with repository.connect(_migrated(next(schema))) as opened:
+            yield opened
+    finally:
+        schema.close()  # drops the schema

@@ -18,7 +18,7 @@ from pydicom.tag import Tag
 
 from ..errors import InvalidValueError
 from .coerce import coerce_values, dcmjs_name, infer_vr, keyword_vr, tag_vr
-from .dicom_json import naturalize_dicom_json
+from .dicom_json import is_dicom_json, naturalize_dicom_json
 from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, natural_value, tagged_value
 
 VR_MAP_KEY = "_vrMap"
@@ -89,7 +89,7 @@ def _element(key: str, value: Any, vr_map: Mapping[str, Any], where: str) -> tup
         name, kw = element_key(Tag(int(key, 16)))
         if kw is None:  # private or unknown: DICOM JSON form, or a bare value
             if isinstance(value, Mapping) and "vr" in value:
-                return name, naturalize_dicom_json({key: value})[name]
+                return name, _check_tagged(key, name, value, where)
             given = vr_map.get(key) or vr_map.get(name) or tag_vr(Tag(int(key, 16)))
             vr = given if isinstance(given, str) and given else _infer(value, where, name)
             return name, _stored(vr, value, name, where, tagged=True)
@@ -101,6 +101,22 @@ def _element(key: str, value: Any, vr_map: Mapping[str, Any], where: str) -> tup
             return _element(known, value, {known: vr_map[key]} if key in vr_map else {}, where)
         raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
     return key, _stored(keyword_vr(key, vr_map, value), value, key, where, tagged=False)
+
+
+def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> Any:
+    """A private or unknown element in DICOM JSON form. Its sequence items may be naturalized
+    (the form the store returns them in) or DICOM JSON."""
+    raw = value.get("Value")
+    if value["vr"] != "SQ" or not raw or not isinstance(raw, list):
+        return naturalize_dicom_json({key: value})[name]
+    items: list[Metadata] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise InvalidValueError(f"{where}{key}[{index}]: a sequence item must be an object")
+        inner = f"{where}{key}[{index}]."
+        items.append(naturalize_dicom_json(item) if is_dicom_json(item)
+                     else check_naturalized(item, inner))  # fmt: skip
+    return tagged_value("SQ", items)
 
 
 def _infer(value: Any, where: str, name: str) -> str:

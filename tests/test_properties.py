@@ -1,0 +1,135 @@
+"""Property: any naturalized dataset in stored form round-trips through the store unchanged.
+
+``add_instances([md])`` then ``get_instance(...).metadata`` gives ``md`` back, with the same
+types (an int stays an int, a float a float), on SQLite and PostgreSQL. The only change is the
+store's documented normalization of naturalized input (tests/strategies.py,
+:func:`expected_stored_form`): trailing DICOM padding (spaces, NULs) is removed from text; and
+one known defect on PostgreSQL, kept visible by a strict xfail below: integral floats from 1e16
+to 2**64 come back as ints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from pydicom.dataset import Dataset
+from strategies import datasets, expected_stored_form, strictly_equal
+
+from repository import Store
+from repository.normalize import to_dicom_json
+
+PROPERTY_SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,  # the same examples in every run: CI stays deterministic
+    database=None,  # no .hypothesis folder is read or written
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _read_back(store: Store, md: dict[str, Any]) -> dict[str, Any]:
+    uids = (md["StudyInstanceUID"], md["SeriesInstanceUID"], md["SOPInstanceUID"])
+    inst = store.get_instance(*uids)
+    assert inst is not None
+    return dict(inst.metadata)
+
+
+def test_naturalized_datasets_round_trip_unchanged(module_store: Store) -> None:
+    @PROPERTY_SETTINGS
+    @given(md=datasets())
+    def round_trip(md: dict[str, Any]) -> None:
+        result = module_store.add_instances([md])
+        assert (result.added, result.already_present) == (1, 0)
+        stored = _read_back(module_store, md)
+        expected = expected_stored_form(md, module_store.dialect)
+        assert strictly_equal(stored, expected), (stored, expected)
+
+    round_trip()
+
+
+def test_stored_form_re_added_elsewhere_is_stored_identically(module_store: Store) -> None:
+    """What the store returns is valid input: re-adding it (under new UIDs, as when copying a
+    study between stores) stores exactly the same metadata."""
+
+    @PROPERTY_SETTINGS
+    @given(md=datasets(), copy=datasets(depth=0))
+    def copy_round_trip(md: dict[str, Any], copy: dict[str, Any]) -> None:
+        module_store.add_instances([md])
+        stored = _read_back(module_store, md)
+        moved = {**stored, **{k: copy[k] for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                   "SOPInstanceUID")}}  # fmt: skip
+        module_store.add_instances([moved])
+        expected = expected_stored_form(moved, module_store.dialect)
+        assert strictly_equal(_read_back(module_store, moved), expected)
+
+    copy_round_trip()
+
+
+# --------------------------------------------------------------------------- regressions
+# Each was found by the properties above, minimized, and fixed.
+
+
+def test_a_private_sequence_read_from_a_file_can_be_added_again(store: Store) -> None:
+    """Found by the round trip (``{"00091000": {"vr": "SQ", "Value": [{"RetrieveAETitle":
+    None}]}}`` was rejected): the store returns a private sequence's items naturalized, and
+    refused them as input ("DICOM JSON key 'RetrieveAETitle' is not an 8-hex-digit tag"), so
+    the metadata of a file with a private sequence could not be copied to another store."""
+    ds = Dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.5"
+    item = Dataset()
+    item.add_new(0x00080054, "AE", "ARCHIVE")
+    ds.add_new(0x00091000, "SQ", [item])
+    store.add_instances([ds])
+    stored = _read_back(store, {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4",
+                                "SOPInstanceUID": "1.2.3.5"})  # fmt: skip
+    assert stored["00091000"] == {"vr": "SQ", "Value": [{"RetrieveAETitle": "ARCHIVE"}]}
+
+    copy = {**stored, "SOPInstanceUID": "1.2.3.6"}
+    store.add_instances([copy])
+    assert _read_back(store, copy) == copy
+
+
+@pytest.mark.xfail(strict=True, reason="KNOWN DEFECT, reported: JSONB drops the float type")
+def test_a_large_integral_float_stays_a_float(store: Store) -> None:
+    """Found by the round trip on PostgreSQL (``{"00091000": {"vr": "DS", "Value":
+    [1e+16]}}``): orjson writes 1e16 as ``1e+16``, JSONB stores the numeric
+    10000000000000000 and it reads back as the int 10000000000000000 (a DS value of 16
+    characters, ``1e16`` or ``1.5e17``, is legal DICOM). SQLite keeps the text as written.
+    Not fixed here: the fix belongs in the JSON serializer shared by every write path
+    (engine.dumps and the COPY path), e.g. writing such floats with a decimal point."""
+    if store.dialect == "sqlite":
+        pytest.xfail("SQLite keeps the float (the defect is PostgreSQL's)")
+    md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4",
+          "SOPInstanceUID": "1.2.3.5", "SliceThickness": 1e16}  # fmt: skip
+    store.add_instances([md])
+    assert type(_read_back(store, md)["SliceThickness"]) is float
+
+
+@pytest.mark.xfail(strict=True, reason="KNOWN DEFECT, reported: input normalization (ohif-input)")
+def test_a_public_tag_given_as_dicom_json_is_stored_under_its_keyword(store: Store) -> None:
+    """Found while writing the round trip: a public element given by its hex tag in DICOM JSON
+    form inside a naturalized dict (``"00100010": {"vr": "PN", "Value": [...]}``) is stored
+    under its keyword with the DICOM JSON wrapper left in (``PatientName: {"vr": "PN",
+    "Value": [...]}``), so the study's patient_name column is empty. Branch ohif-input rewrites
+    this function (tags as keys, dcmjs forms)."""
+    md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4", "SOPInstanceUID": "1.2.3.5",
+          "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]}}  # fmt: skip
+    store.add_instances([md])
+    assert _read_back(store, md)["PatientName"] == {"Alphabetic": "Doe^Jane"}
+
+
+def test_stored_form_sent_as_dicom_json_is_stored_identically(module_store: Store) -> None:
+    """``to_dicom_json`` of the stored form (what a DICOMweb server built on the store would
+    send) is accepted as input and stored exactly as the naturalized form is."""
+
+    @PROPERTY_SETTINGS
+    @given(md=datasets())
+    def dicom_json_round_trip(md: dict[str, Any]) -> None:
+        canonical = expected_stored_form(md)  # no padding: the stored form itself
+        module_store.add_instances([to_dicom_json(canonical)])
+        stored = _read_back(module_store, canonical)
+        assert strictly_equal(stored, expected_stored_form(canonical, module_store.dialect))
+
+    dicom_json_round_trip()
