@@ -245,11 +245,7 @@ def ingest(
     ``report.not_committed`` how many files are left for a re-run, which finishes the job.
     """
     files = list(iter_files(check_items(paths, "paths")))
-    for value, name in ((workers, "workers"), (batch_size, "batch_size")):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise InvalidValueError(f"{name} must be an int >= 1, not {value!r}")
+    _check_counts(workers=workers, batch_size=batch_size)
     if workers is None:
         workers = os.cpu_count() or 1
     report = IngestReport()
@@ -280,6 +276,14 @@ def ingest(
         report.not_committed = len(files) - report.done
     report.retries = store.retries - retries_before
     return report
+
+
+def _check_counts(**counts: int | None) -> None:
+    for name, value in counts.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidValueError(f"{name} must be an int >= 1, not {value!r}")
 
 
 def _write_all(
