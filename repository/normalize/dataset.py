@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,20 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
     inline, never replaced by a reference that leads nowhere. Elements pydicom cannot decode
     are kept as tag-keyed ``UN``.
     """
+    return with_file_meta(ds, bulk_data_uri, _naturalize_into)
+
+
+Naturalizer = Callable[[Metadata, Dataset, BulkDataURI | None], None]
+"""Writes the stored form of one dataset's elements into a dict."""
+
+
+def with_file_meta(ds: Dataset, bulk: BulkDataURI | None, into: Naturalizer) -> Metadata:
+    """The stored form of ``ds``'s file meta group (if any), then of ``ds``, by ``into``."""
     out: Metadata = {}
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        _naturalize_into(out, meta, bulk_data_uri)
-    _naturalize_into(out, ds, bulk_data_uri)
+        into(out, meta, bulk)
+    into(out, ds, bulk)
     return out
 
 

@@ -34,7 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from ..validation import clean_text
-from .dataset import naturalize_element
+from .dataset import naturalize_element, with_file_meta
 from .values import (
     BINARY_VRS,
     BULK_DATA_THRESHOLD,
@@ -69,12 +69,7 @@ class _Fallback(Exception):
 
 def naturalize_dataset_fast(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
     """The stored form of ``ds`` (file meta included), equal to ``naturalize_dataset(ds)``."""
-    out: Metadata = {}
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        _naturalize_into(out, meta, bulk_data_uri)
-    _naturalize_into(out, ds, bulk_data_uri)
-    return out
+    return with_file_meta(ds, bulk_data_uri, _naturalize_into)
 
 
 def _naturalize_into(out: Metadata, ds: Dataset, bulk: BulkDataURI | None) -> None:
