@@ -116,7 +116,8 @@ def coerce_values(vr: str, value: Any, key: str) -> Any:
             out += [_one(vr, part, key) for part in item.split("\\")]
         else:
             out.append(_one(vr, item, key))
-    return [] if all(v is None for v in out) else out
+    # one empty value is an empty element; several (``"\\"``) stay as file ingest keeps them
+    return [] if out == [None] else out
 
 
 _JSON_SCALARS = (str, int, float, Mapping, type(None))
