@@ -7,23 +7,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from test_store import instance as ct_instance
 
 from repository import Store
 from repository.cli import main
 
 
 def instance(study: str, series: str, sop: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "StudyInstanceUID": study,
-        "SeriesInstanceUID": series,
-        "SOPInstanceUID": sop,
-        "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
-        "Modality": "CT",
-        "PatientName": "Doe^Jane",
-        "StudyDate": "20240102",
-        "StudyDescription": "Chest",
-        **extra,
-    }
+    """test_store's CT instance, with a patient, date and description."""
+    study_level = {"PatientName": "Doe^Jane", "StudyDate": "20240102", "StudyDescription": "Chest"}
+    return ct_instance(study, series, sop, **{**study_level, **extra})
 
 
 def test_summaries_count_series_and_instances_per_data_source(store: Store) -> None:
