@@ -130,6 +130,7 @@ EDGE_ELEMENTS = [
     (0x00200013, "IS", b"+7\\ -3"),
     (0x00200100, "IS", b"abc"),
     (0x00280002, "US", b"\x01\x00\x02"),  # odd length: pydicom gives up, UN on both paths
+    (0x00200052, "UI", b" 1.2.3\t\\ \\4.5\x85"),  # pydicom's UID strips all whitespace
     (0x00280009, "AT", b"\x18\x00\x63\x10\x20\x00\x13\x00"),
     (0x00280030, "DS", b" 0.5\\.5e1 "),
     (0x00281050, "DS", b"nan\\1"),

@@ -13,6 +13,7 @@ any point, it must be refused with the pydicom path's message.
 from __future__ import annotations
 
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -231,3 +232,64 @@ def test_pydicom_files_taken_by_the_reader() -> None:
     folder = Path(pydicom.__file__).parent / "data" / "test_files"
     for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm"):
         assert read_metadata(folder / name, file_bulk_uri(folder / name)) is not None, name
+
+
+def test_a_value_cut_short_by_its_sequence_is_stored_as_pydicom_stores_it(tmp_path: Path) -> None:
+    # pydicom reads the items of a defined-length sequence from the sequence's bytes: a value
+    # whose length runs past them is read short, and stored by its declared length (a
+    # BulkDataURI here), not by the bytes read; the reader leaves such a file to that path.
+    inner = element(0x00081150, "UI", b"1.2.3\x00", False)
+    inner += element(0x00420011, "OB", b"\x01" * 10, False, length=5000)
+    body = dataset([(0x00081140, sequence(0x00081140, [item(inner)], False)),
+                    *[(t, e) for t, e in _identity(False)]])  # fmt: skip
+    path = dicom_file(tmp_path / "short.dcm", body, EXPLICIT)
+    assert_same_outcomes(path)
+    stored = read_file(path, via="pydicom").metadata["ReferencedImageSequence"][0]
+    assert stored["EncapsulatedDocument"]["BulkDataURI"].endswith("length=5000")
+    assert read_metadata(path, file_bulk_uri(path)) is None
+
+
+def _identity(imp: bool) -> list[tuple[int, bytes]]:
+    return [(tag, element(tag, "UI", value, imp)) for tag, value in [
+        (0x00080016, b"1.2.840.10008.5.1.4.1.1.7\x00"), (0x00080018, b"1.2.3.4.3\x00"),
+        (0x0020000D, b"1.2.3.4.1\x00"), (0x0020000E, b"1.2.3.4.2\x00")]]  # fmt: skip
+
+
+MUTATION_SEEDS = ["CT_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm", "JPEG2000.dcm"]
+
+
+def test_mutated_files_are_stored_or_refused_as_pydicom_does(tmp_path: Path) -> None:
+    """Bytes changed, inserted, removed or cut at random (seeded): whatever the reader takes
+    it stores as the pydicom path does, and what it leaves gets that path's outcome."""
+    rng = random.Random(13)
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    seeds = [(folder / name).read_bytes() for name in MUTATION_SEEDS]
+    seeds += [dicom_file(tmp_path / "s.dcm", structures(imp), s).read_bytes()
+              for imp, s in ((False, EXPLICIT), (True, IMPLICIT))]  # fmt: skip
+    path, taken, different = tmp_path / "mutant.dcm", 0, []
+    for number in range(150):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            _mutate(rng, data)
+        path.write_bytes(bytes(data))
+        if _outcome(path, "reader") != _outcome(path, "pydicom"):
+            different.append(number)
+        taken += read_metadata(path, file_bulk_uri(path)) is not None
+    assert different == []
+    assert taken >= 15  # and so exercised: most mutants are refused, or left to pydicom
+
+
+def _mutate(rng: random.Random, data: bytearray) -> None:
+    at = rng.randrange(132, min(len(data), rng.choice([400, 3000, 20000])))
+    kind = rng.randrange(5)
+    if kind == 0:
+        data[at] = rng.randrange(256)
+    elif kind == 1:
+        lengths = [0, UNDEFINED, rng.randrange(2000), 0x4000]
+        data[at : at + 4] = struct.pack("<L", rng.choice(lengths))
+    elif kind == 2:
+        del data[at : at + rng.randrange(1, 20)]
+    elif kind == 3:
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12)))
+    else:
+        del data[at:]

@@ -38,10 +38,10 @@ NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "
 """struct formats of the binary number VRs."""
 INLINE_BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 """Binary VRs whose bytes are stored as they are (base64), up to the bulk data threshold."""
-_CHARSET_FREE = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # pydicom: default encoding
+_CHARSET_FREE = frozenset({"AS", "CS", "DA", "DT", "TM"})  # pydicom: default encoding, as UI
 _CHARSET_TEXT = frozenset({"SH", "LO", "UC"})  # split on backslash, decoded with the charset
 _SINGLE_TEXT = frozenset({"ST", "LT", "UT"})  # never split
-TEXT_VRS = _CHARSET_FREE | _CHARSET_TEXT | _SINGLE_TEXT | {"AE", "DS", "IS", "PN", "UR"}
+TEXT_VRS = _CHARSET_FREE | _CHARSET_TEXT | _SINGLE_TEXT | {"AE", "DS", "IS", "PN", "UI", "UR"}
 """Text VRs :func:`decode_value` decodes (others: UN, SQ, binary and number VRs)."""
 _SIMPLE_CODECS = {"iso8859": "latin-1", "latin_1": "latin-1", "iso_ir_100": "latin-1",
                   "UTF8": "utf-8", "utf_8": "utf-8", "ascii": "ascii"}  # fmt: skip
@@ -124,6 +124,14 @@ def _charset_free(data: bytes, little: bool, codec: str) -> list[Any]:
     if "\\" not in text:  # one value (the common case)
         return [clean_text(text)] if text else []
     return [None if item == "" else clean_text(item) for item in text.split("\\")]
+
+
+def _uids(data: bytes, little: bool, codec: str) -> list[Any]:
+    items = data.decode("latin-1").rstrip(" \x00").split("\\")
+    if len(items) == 1:  # pydicom's UID strips whitespace, all of it, on both sides
+        uid = items[0].strip()
+        return [clean_text(uid)] if uid else []
+    return [clean_text(uid) if (uid := item.strip()) else None for item in items]
 
 
 def _decimals(data: bytes, little: bool, codec: str) -> list[Any]:
@@ -225,4 +233,5 @@ _DECODERS: dict[str, Callable[[bytes, bool, str], list[Any]]] = {
     **dict.fromkeys(_SINGLE_TEXT, _single_text),
     **{vr: _numbers_decoder(vr) for vr in NUMBER_FORMATS},
     "DS": _decimals, "IS": _integers, "AE": _titles, "UR": _uri, "PN": _person_names,
+    "UI": _uids,
 }  # fmt: skip

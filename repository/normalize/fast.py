@@ -23,8 +23,6 @@ from .dataset import naturalize_element, with_file_meta
 from .decode import NotHandled, codec_of, decode_value, implicit_vr
 from .values import BINARY_VRS, BulkDataURI, Metadata, element_key, natural_value, tagged_value
 
-_UNDEFINED = 0xFFFFFFFF
-
 
 def naturalize_dataset_fast(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
     """The stored form of ``ds`` (file meta included), equal to ``naturalize_dataset(ds)``."""
@@ -68,6 +66,6 @@ def _decode(raw: RawDataElement, codec: str) -> tuple[str, Any]:
     data = raw.value
     if data is None and raw.length == 0 and vr not in BINARY_VRS:
         data = b""  # empty, not deferred (an empty binary value is a BulkDataURI: pydicom path)
-    if vr is None or data is None or raw.length == _UNDEFINED:
-        raise NotHandled
+    if vr is None or data is None or len(data) != raw.length:
+        raise NotHandled  # deferred, undefined length, or cut short by the end of the file
     return decode_value(raw.tag, vr, data, raw.is_little_endian, codec)
