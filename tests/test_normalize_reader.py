@@ -5,9 +5,10 @@ shapes the reader must get right: sequences and items of defined and undefined l
 ones, nested ones, a sequence of defined length longer than the defer size (pydicom reads it
 again, and counts the offsets of its large values from the sequence's first byte), private
 elements found in pydicom's private dictionary or not, a UN element of a known tag, group
-lengths, a US-or-SS element, encapsulated pixel data, metadata longer than the reader's first
-read. Every file must be taken by the reader and stored as the pydicom path stores it; cut at
-any point, it must be refused with the pydicom path's message.
+lengths, US-or-SS elements (a LUT descriptor among them), encapsulated pixel data, metadata
+longer than the reader's first read. Every file must be taken by the reader and stored as the
+pydicom path stores it; cut at any point, it must be refused with the pydicom path's message;
+mutated at random, it must get the pydicom path's outcome, whichever way it is read.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def structures(imp: bool, extra: list[tuple[int, bytes]] = ()) -> bytes:  # type
         (0x0020000E, e(0x0020000E, "UI", b"1.2.3.4.2\x00", imp)),
         (0x00280103, e(0x00280103, "US", b"\x00\x00", imp)),
         (0x00280106, e(0x00280106, "US", b"\xfe\xff", imp)),  # US or SS: US in implicit
+        (0x00281101, e(0x00281101, "SS", b"\x00\x80\x00\x00\x10\x00", imp)),  # + 65536 if SS
         (0x00290010, e(0x00290010, "LO", b"SIEMENS CSA HEADER", imp)),
         (0x00291010, e(0x00291010, "OB", b"CSA1" * 10, imp)),  # OB in the private dictionary
         (0x00291020, e(0x00291020, "OB", b"CSA2" * 750, imp)),  # a private bulk value
@@ -293,3 +295,15 @@ def _mutate(rng: random.Random, data: bytearray) -> None:
         data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12)))
     else:
         del data[at:]
+
+
+def test_a_lut_descriptor_read_as_signed_by_its_pixel_representation(tmp_path: Path) -> None:
+    # implicit VR: pydicom reads US-or-SS by PixelRepresentation, after its fix of negative LUT
+    # descriptors (which then does not apply): -32768 stays; the reader leaves it to pydicom
+    lut = [(0x00280103, element(0x00280103, "US", b"\x01\x00", True)),
+           (0x00281101, element(0x00281101, "SS", b"\x00\x80\x00\x00\x10\x00", True))]  # fmt: skip
+    path = dicom_file(tmp_path / "lut.dcm", dataset(_identity(True) + lut), IMPLICIT)
+    assert_same_outcomes(path)
+    stored = read_file(path, via="pydicom").metadata
+    assert stored["RedPaletteColorLookupTableDescriptor"] == [-32768, 0, 16]
+    assert read_metadata(path, file_bulk_uri(path)) is None

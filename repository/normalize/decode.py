@@ -11,7 +11,7 @@ Dataset, :mod:`.reader` reads a file's bytes. What is decoded here:
 - US, SS, UL, SL, FL, FD, SV, UV and AT, in either byte order;
 - binary values (OB, OW, OF, OD, OL, OV) up to the bulk data threshold.
 
-Anything else (other character sets, escapes, UN, LUT descriptors read as SS, malformed
+Anything else (other character sets, escapes, UN, ambiguous VRs, malformed
 numbers, NUL characters, values pydicom must fix) raises :class:`NotHandled`: the caller leaves
 that element (or file) to pydicom, so the result is the same by construction.
 """
@@ -28,7 +28,7 @@ from functools import cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
-from pydicom.tag import BaseTag
+from pydicom.tag import _LUT_DESCRIPTOR_TAGS, BaseTag
 
 from ..validation import clean_text
 from .values import BULK_DATA_THRESHOLD, element_key, natural_value, tagged_value
@@ -46,9 +46,8 @@ TEXT_VRS = _CHARSET_FREE | _CHARSET_TEXT | _SINGLE_TEXT | {"AE", "DS", "IS", "PN
 _SIMPLE_CODECS = {"iso8859": "latin-1", "latin_1": "latin-1", "iso_ir_100": "latin-1",
                   "UTF8": "utf-8", "utf_8": "utf-8", "ascii": "ascii"}  # fmt: skip
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-_LUT_DESCRIPTORS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
-"""pydicom rewrites the first value of these when negative (an SS read of a US): read as US
-they are left alone, as SS they are left to pydicom."""
+LUT_DESCRIPTORS = frozenset(_LUT_DESCRIPTOR_TAGS)
+"""pydicom rewrites the first value of these when negative (an SS read of a US)."""
 
 _DS = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *"
 _DS_VALUES = re.compile(rf"{_DS}(?:\\{_DS})*")
@@ -94,8 +93,8 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
     ``vr`` is the element's VR as pydicom resolves it; ``codec`` is from :func:`codec_of`.
     Raises :class:`NotHandled` when pydicom must decode it.
     """
-    if tag in _LUT_DESCRIPTORS and vr != "US":
-        raise NotHandled
+    if tag in LUT_DESCRIPTORS and vr != "US":
+        return _lut_descriptor(tag, vr, data, little)
     decoder = _DECODERS.get(vr)
     if decoder is None:
         if vr in INLINE_BINARY:
@@ -103,6 +102,18 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
         raise NotHandled
     key, is_keyword = tag_key(tag)
     values = decoder(data, little, codec) if data else []
+    return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
+
+
+def _lut_descriptor(tag: int, vr: str, data: bytes, little: bool) -> tuple[str, Any]:
+    """A LUT descriptor read as SS: pydicom adds 65536 to a negative first of several values
+    (hooks.raw_element_value); read with another VR, it is left to pydicom."""
+    if vr != "SS":
+        raise NotHandled
+    values = _DECODERS["SS"](data, little, "") if data else []
+    if len(values) > 1 and values[0] < 0:
+        values[0] += 65536
+    key, is_keyword = tag_key(tag)
     return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
 
 

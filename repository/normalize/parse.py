@@ -31,6 +31,7 @@ from pydicom.values import convert_string
 from ..completeness import MAX_SEQUENCE_DEPTH
 from .dataset import dictionary_vr
 from .decode import (
+    LUT_DESCRIPTORS,
     NUMBER_FORMATS,
     TEXT_VRS,
     NotHandled,
@@ -330,7 +331,11 @@ def _pixel_vr(tag: int, out: Metadata) -> str:
         raise NotHandled
     if type(pixel_representation) is not int:
         raise NotHandled
-    return "US" if pixel_representation == 0 else "SS"
+    if pixel_representation == 0:
+        return "US"
+    if tag in LUT_DESCRIPTORS:
+        raise NotHandled  # corrected to SS after the LUT fix (which :mod:`.decode` applies)
+    return "SS"
 
 
 @lru_cache(maxsize=4096)
