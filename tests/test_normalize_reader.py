@@ -307,3 +307,11 @@ def test_a_lut_descriptor_read_as_signed_by_its_pixel_representation(tmp_path: P
     stored = read_file(path, via="pydicom").metadata
     assert stored["RedPaletteColorLookupTableDescriptor"] == [-32768, 0, 16]
     assert read_metadata(path, file_bulk_uri(path)) is None
+
+
+def test_what_is_not_a_regular_file_is_left_to_pydicom(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.dcm"
+    os.mkfifo(pipe)
+    assert read_metadata(pipe, file_bulk_uri(pipe)) is None  # without waiting for a writer
+    assert read_metadata(tmp_path, file_bulk_uri(tmp_path)) is None
+    assert read_metadata(tmp_path / "missing.dcm", file_bulk_uri(tmp_path)) is None

@@ -18,6 +18,7 @@ form and the errors are the same by construction (``tests/test_normalize_fast.py
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from pydicom.uid import (
@@ -43,7 +44,7 @@ def read_metadata(path: str | Path, bulk: BulkDataURI) -> Metadata | None:
     """The stored form of the DICOM file at ``path`` (file meta included), BulkDataURIs made
     by ``bulk``; None when the file is one to leave to pydicom."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe must not block
     except (OSError, ValueError):
         return None
     try:
@@ -56,7 +57,10 @@ def read_metadata(path: str | Path, bulk: BulkDataURI) -> Metadata | None:
 
 def read_open(fd: int, bulk: BulkDataURI) -> Metadata:
     """:func:`read_metadata` of an open file; raises (NotHandled...) when pydicom must read it."""
-    size = os.fstat(fd).st_size
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        raise NotHandled
+    size = status.st_size
     data = os.pread(fd, min(size, HEAD), 0)
     if len(data) < min(size, HEAD) or data[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
         raise NotHandled  # no preamble: pydicom reads it as a bare data set
