@@ -1,0 +1,84 @@
+"""Start-up: ``dicom-repo ingest`` loads only what ingesting needs.
+
+Each check runs in a fresh interpreter. The migration tool, the web server, the DICOMweb client,
+the SQL formatter, the terminal toolkit and (for a SQLite URL) the PostgreSQL driver are never
+imported on the way; whatever ``import pydicom`` loads by itself (numpy, and today requests) is
+not ours to avoid, and is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PYDICOM_FILES
+
+import repository
+from repository import migrate
+from repository.engine import make_engine
+
+NOT_FOR_INGEST = ("alembic", "mako", "psycopg", "requests", "dicomweb_client", "starlette",
+                  "uvicorn", "python_multipart", "sqlparse", "rich")  # fmt: skip
+"""Top-level packages that ``dicom-repo ingest --quiet`` has no use for."""
+
+INGEST = """
+import sys
+from repository.cli import main
+main(["--db", sys.argv[1], "ingest", sys.argv[2], "--quiet"], standalone_mode=False)
+"""
+REPORT = """
+import json, sys
+print(json.dumps(sorted(name for name in {names!r} if name in sys.modules)))
+"""
+
+
+def loaded(code: str, *args: str) -> set[str]:
+    """Which of :data:`NOT_FOR_INGEST` are imported after ``code`` ran in a new interpreter."""
+    script = code + REPORT.format(names=NOT_FOR_INGEST)
+    done = subprocess.run([sys.executable, "-c", script, *args],
+                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    assert "1 ingested" in done.stdout or "ingest" not in code, done.stdout
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def pydicoms_own() -> set[str]:
+    """What ``import pydicom`` alone imports of :data:`NOT_FOR_INGEST`."""
+    return loaded("import pydicom")
+
+
+@pytest.fixture
+def one_file(tmp_path: Path) -> str:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", folder)
+    return str(folder)
+
+
+@pytest.mark.sqlite
+def test_ingest_on_sqlite_imports_no_migration_tool_driver_or_server(
+    tmp_path: Path, one_file: str, pydicoms_own: set[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'startup.db'}"
+    repository.connect(url).close()  # created and migrated: the command only checks the revision
+    assert loaded(INGEST, url, one_file) - pydicoms_own == set()
+
+
+@pytest.mark.postgresql
+def test_ingest_on_postgresql_imports_its_driver_and_no_migration_tool(
+    pg_empty_url: str, one_file: str, pydicoms_own: set[str]
+) -> None:
+    engine = make_engine(pg_empty_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert loaded(INGEST, pg_empty_url, one_file) - pydicoms_own == {"psycopg"}
+
+
+def test_importing_the_library_and_its_cli_imports_none_of_them(
+    pydicoms_own: set[str],
+) -> None:
+    assert loaded("import repository, repository.cli") - pydicoms_own == set()
