@@ -36,19 +36,27 @@ print(json.dumps(sorted(name for name in {names!r} if name in sys.modules)))
 """
 
 
-def loaded(code: str, *args: str) -> set[str]:
-    """Which of :data:`NOT_FOR_INGEST` are imported after ``code`` ran in a new interpreter."""
+def loaded(code: str, *args: str) -> tuple[set[str], str]:
+    """Which of :data:`NOT_FOR_INGEST` are imported after ``code`` ran in a new interpreter,
+    and what it printed."""
     script = code + REPORT.format(names=NOT_FOR_INGEST)
     done = subprocess.run([sys.executable, "-c", script, *args],
                           capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
-    assert "1 ingested" in done.stdout or "ingest" not in code, done.stdout
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    *printed, names = done.stdout.splitlines()
+    return set(json.loads(names)), "\n".join(printed)
+
+
+def ingest_loads(url: str, folder: str) -> set[str]:
+    """What ``dicom-repo --db URL ingest FOLDER --quiet`` (one new file) imports of them."""
+    names, printed = loaded(INGEST, url, folder)
+    assert printed.startswith("1 ingested,"), printed
+    return names
 
 
 @pytest.fixture(scope="module")
 def pydicoms_own() -> set[str]:
     """What ``import pydicom`` alone imports of :data:`NOT_FOR_INGEST`."""
-    return loaded("import pydicom")
+    return loaded("import pydicom")[0]
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def test_ingest_on_sqlite_imports_no_migration_tool_driver_or_server(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'startup.db'}"
     repository.connect(url).close()  # created and migrated: the command only checks the revision
-    assert loaded(INGEST, url, one_file) - pydicoms_own == set()
+    assert ingest_loads(url, one_file) - pydicoms_own == set()
 
 
 @pytest.mark.postgresql
@@ -75,10 +83,10 @@ def test_ingest_on_postgresql_imports_its_driver_and_no_migration_tool(
     engine = make_engine(pg_empty_url)
     migrate.upgrade(engine)
     engine.dispose()
-    assert loaded(INGEST, pg_empty_url, one_file) - pydicoms_own == {"psycopg"}
+    assert ingest_loads(pg_empty_url, one_file) - pydicoms_own == {"psycopg"}
 
 
 def test_importing_the_library_and_its_cli_imports_none_of_them(
     pydicoms_own: set[str],
 ) -> None:
-    assert loaded("import repository, repository.cli") - pydicoms_own == set()
+    assert loaded("import repository, repository.cli")[0] - pydicoms_own == set()
