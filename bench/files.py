@@ -69,7 +69,7 @@ def large_files(count: int) -> list[Path]:
 def _cli_ingest(url: str, folder: Path, workers: int) -> None:
     """``dicom-repo --db URL ingest FOLDER`` as its own process, start-up included."""
     script = Path(sys.executable).with_name("dicom-repo")
-    run_cli = [sys.executable, "-c", "from repository.cli import main; main()"]
+    run_cli = [sys.executable, "-c", "from repository.cli import run; run()"]
     prefix = [str(script)] if script.exists() else run_cli
     cmd = [*prefix, "--db", url, "ingest", str(folder), "--quiet", "--workers", str(workers)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -170,7 +170,7 @@ def _tree_memory(pid: int) -> tuple[int, int]:
 
 
 def _peak_memory_of_ingest(url: str, folder: Path) -> tuple[int, int, float]:
-    cli = "from repository.cli import main; main()"
+    cli = "from repository.cli import run; run()"
     cmd = [sys.executable, "-c", cli, "--db", url, "ingest", str(folder), "--quiet"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)

@@ -90,3 +90,20 @@ def test_importing_the_library_and_its_cli_imports_none_of_them(
     pydicoms_own: set[str],
 ) -> None:
     assert loaded("import repository, repository.cli")[0] - pydicoms_own == set()
+
+
+def test_the_console_script_freezes_what_it_imported_so_exit_skips_collecting_it() -> None:
+    script = """
+import gc, sys
+from repository.cli import run
+sys.argv = ["dicom-repo", "--help"]
+try:
+    run()
+except SystemExit:
+    pass
+print(gc.get_freeze_count())
+"""
+    done = subprocess.run([sys.executable, "-c", script],
+                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    frozen = int(done.stdout.splitlines()[-1])
+    assert frozen > 10_000, frozen  # the objects of SQLAlchemy, pydicom, click and ours

@@ -9,6 +9,7 @@ or alembic. To add a command, write it as a click command in your package and ad
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from importlib import import_module
 from typing import Any
@@ -87,4 +88,21 @@ def main(ctx: click.Context, url: str | None) -> None:
     ctx.obj = {"url": url}
 
 
-__all__ = ["COMMANDS", "LazyGroup", "load_command", "main"]
+def run() -> None:
+    """The ``dicom-repo`` console script: :func:`main`, then a quick exit.
+
+    The objects of every module imported so far are moved out of the garbage collector's reach
+    (``gc.freeze``) before the command runs and again when it ends. Without it CPython's final
+    collection at exit walks SQLAlchemy's, pydicom's and numpy's objects: about 0.2 s of every
+    command, as much as a short ingest. The worker processes forked by ``ingest`` inherit the
+    frozen objects, so their collections skip them too. (In-process callers of :func:`main`,
+    such as tests, are not affected.)
+    """
+    gc.freeze()
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
+__all__ = ["COMMANDS", "LazyGroup", "load_command", "main", "run"]
