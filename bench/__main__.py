@@ -98,7 +98,7 @@ def _reads_command(name: str, doc: str) -> None:
         wanted = {
             "get-series": ("get-series", "get-series-scale"),
             "get-study": ("get-study", "get-study-scale"),
-            "display-sets": ("display-sets",),
+            "display-sets": ("display-sets", "display-sets-scale"),
             "image-id": ("image-id", "image-id-cold"),
         }[name]
         reads.run(url, small, big, only=wanted)

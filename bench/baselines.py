@@ -5,12 +5,18 @@ nothing else (the issue-13 baseline): ``dcmread``, then each element's ``.value`
 str / number / list, sequences recursed, binary values over 1 KiB skipped without being read,
 and the result serialized. ``to_json_dict`` is pydicom's own DICOM JSON conversion (slower; kept
 as a second, labelled baseline).
+
+Run as a script, ``python -m bench.baselines DIR --workers N`` is that loop as a user runs it:
+its own process, interpreter start-up and imports included, the files of ``DIR`` spread over
+``N`` worker processes. ``bench ingest-files`` times it beside the ``dicom-repo ingest`` process.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +77,19 @@ def to_json_dict(path: Path) -> int:
             bulk_data_threshold=BULK, bulk_data_element_handler=lambda elem: f"file://{path}"
         )
     return len(orjson.dumps(as_json))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.baselines DIR --workers N``: the naive loop over DIR's ``*.dcm`` files."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    files = sorted(args.folder.glob("*.dcm"))
+    with ProcessPoolExecutor(args.workers) as pool:
+        written = sum(pool.map(naive_loop, files, chunksize=16))
+    print(f"{len(files)} files, {written} bytes of JSON")
+
+
+if __name__ == "__main__":
+    main()

@@ -168,6 +168,7 @@ def run(url: str, small: int, big: int, only: tuple[str, ...] | None = None) -> 
     scaled = (
         ("series", "get-series-scale"),
         ("study", "get-study-scale"),
+        ("display_sets", "display-sets-scale"),
         ("image_id_p50", "image-id"),
         ("image_id_cold", "image-id-cold"),
     )

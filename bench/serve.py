@@ -61,7 +61,7 @@ def serving(url: str, workers: int = 1) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-c", "from repository.cli import main; main()", "--db", url,
+    command = [sys.executable, "-c", "from repository.cli import run; run()", "--db", url,
                "serve", "--port", str(port), "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL)
     root = f"http://127.0.0.1:{port}/dicom-web"

@@ -81,7 +81,8 @@ def raw_postgres(url: str, instances: Sequence[NormalizedInstance]) -> None:
 
 
 def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
-    """sqlite3: executemany, one transaction."""
+    """sqlite3: executemany, one transaction per ``BATCH`` instances (on a disk as slow as
+    this machine's, one transaction of 100k rows is slower: the WAL grows to gigabytes)."""
     conn = sqlite3.connect(make_url(url).database or "")
     try:
         cur = conn.cursor()
@@ -108,10 +109,13 @@ def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
                 )
                 series_id = cur.lastrowid or 0
                 rows.extend(_instance_row(series_id, inst) for inst in members)
-        cur.executemany(
-            f"INSERT INTO instance ({_INSTANCE_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-            rows,
-        )
+        for start in range(0, len(rows), BATCH):  # one transaction per batch, as the store
+            cur.executemany(
+                f"INSERT INTO instance ({_INSTANCE_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                rows[start : start + BATCH],
+            )
+            conn.commit()
+            cur.execute("BEGIN")
         conn.commit()
     finally:
         conn.close()

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
+
 from . import migrate
 from .config import DEFAULT_URL, resolve_url
 from .engine import make_engine
@@ -30,6 +32,7 @@ from .events import EVENTS, Event, Subscription
 from .models import AddResult, Instance, Series, SeriesList, Study
 from .store import Store
 from .summaries import StudySummary
+from .unit_of_work import run_with_retries
 from .validation import strip_credentials
 
 __all__ = [
@@ -86,9 +89,7 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
             f"invalid database URL {url and strip_credentials(url)!r}: {error}"
         ) from error
     try:
-        if engine.dialect.name == "sqlite" and migrate.is_empty(engine):
-            migrate.upgrade(engine)
-        migrate.ensure_current(engine)
+        run_with_retries(lambda: _open(engine))
     except NotMigratedError:
         engine.dispose()
         raise
@@ -97,3 +98,11 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
         where = strip_credentials(engine.url)
         raise DatabaseError(f"cannot open database {where}: {error}") from error
     return Store(engine, poll_interval=poll_interval)
+
+
+def _open(engine: Engine) -> None:
+    """Create a new SQLite database's schema, then check the revision (run again if the
+    connection is lost on the way, as a write would be)."""
+    if engine.dialect.name == "sqlite" and migrate.is_empty(engine):
+        migrate.upgrade(engine)
+    migrate.ensure_current(engine)

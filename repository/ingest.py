@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -27,6 +28,8 @@ from .normalize import (
     normalize_instance,
 )
 from .normalize.fast import naturalize_dataset_fast
+from .normalize.instance import stored_instance
+from .normalize.reader import read_metadata
 from .pipeline import BackgroundWriter, ordered_results
 from .serialized import SerializedMetadata
 from .store import Store
@@ -134,16 +137,26 @@ def _is_instance(path: Path) -> bool:
     return True
 
 
-def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
+Via = Literal["reader", "fast", "pydicom"]
+"""How :func:`read_file` reads a file; each way stores the same (see test_normalize_fast.py)."""
+
+
+def read_file(path: str | Path, *, via: Via = "reader") -> NormalizedInstance:
     """Parse one file (large values are not read) into stored form; errors name the file.
 
-    ``fast`` decodes common raw elements without pydicom's value classes (same result, see
-    :mod:`repository.normalize.fast`); ``fast=False`` has pydicom convert every element.
+    ``via="reader"`` reads common files straight from their bytes
+    (:mod:`repository.normalize.reader`) and the others as ``"fast"`` does: ``dcmread``, then
+    common raw elements decoded without pydicom's value classes
+    (:mod:`repository.normalize.fast`); ``"pydicom"`` has pydicom convert every element.
     """
     path = Path(path)
-    naturalize = naturalize_dataset_fast if fast else naturalize_dataset
     name = display_name(path)
     _check_openable(path, name)
+    if via == "reader":
+        inst = _read_directly(path, name)
+        if inst is not None:
+            return inst
+    naturalize = naturalize_dataset if via == "pydicom" else naturalize_dataset_fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -171,6 +184,19 @@ def read_file(path: str | Path, *, fast: bool = True) -> NormalizedInstance:
         raise NotDicomError(f"{name}: sequences nested too deep to read") from None
     except Exception as error:  # pydicom raises many types for damaged files
         raise NotDicomError(f"{name}: not readable as DICOM ({error})") from None
+    check_depth(inst.metadata, name)
+    return inst
+
+
+def _read_directly(path: Path, name: str) -> NormalizedInstance | None:
+    """The file read without dcmread, or None when it is one to leave to pydicom."""
+    try:
+        md = read_metadata(path, file_bulk_uri(path))
+    except Exception:  # making its bulk data URIs failed: pydicom's path reports it
+        return None
+    if md is None:
+        return None
+    inst = stored_instance(md, source=name)
     check_depth(inst.metadata, name)
     return inst
 

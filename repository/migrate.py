@@ -1,24 +1,35 @@
-"""Alembic migrations, run from the checkout's ``migrations/`` or the copy inside the wheel."""
+"""Alembic migrations, run from the checkout's ``migrations/`` or the copy inside the wheel.
+
+Opening a store only checks the database's revision (:func:`ensure_current`): plain queries of
+the ``alembic_version`` table, compared with the head read from the migration files. alembic
+itself (a quarter of a second to import) is imported only by the functions that migrate or
+compare the schema.
+"""
 
 from __future__ import annotations
 
+import ast
+import functools
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Connection, Engine, Index, func, inspect, select
+from sqlalchemy import Column, Connection, Engine, Index, func, inspect, select, text
 
-from .errors import NotMigratedError, RepositoryError
+from .errors import DatabaseError, NotMigratedError, RepositoryError
 from .schema import Base
 from .unit_of_work import translate_errors
 from .validation import strip_credentials
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+VERSION_TABLE = "alembic_version"
+"""Where alembic keeps the database's revision (its default name, which env.py keeps)."""
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 def migrations_dir() -> Path:
@@ -32,24 +43,99 @@ def migrations_dir() -> Path:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An alembic Config pointing at our migrations, sharing ``connection`` if given."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["connection"] = connection
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest revision this library ships."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revision this library ships (:func:`script_head` of our migrations)."""
+    return script_head(migrations_dir() / "versions")
+
+
+def script_head(versions: Path) -> str:
+    """The head of the migrations in ``versions``: the one revision no other one revises.
+
+    Read from the ``revision`` and ``down_revision`` lines of the files alembic loads (every
+    ``.py`` but ``__init__.py``) without importing alembic; tests hold it equal to alembic's.
+    """
+    parents: dict[str, tuple[str, ...]] = {}
+    for path in sorted(versions.glob("*.py")):
+        if path.name != "__init__.py" and not path.name.startswith(".#"):
+            revision, down = _revision_lines(path)
+            parents[revision] = down
+    heads = sorted(set(parents) - {down for downs in parents.values() for down in downs})
+    if len(heads) != 1:
+        raise RepositoryError(f"the migrations in {versions} have {len(heads)} heads: {heads}")
+    return heads[0]
+
+
+def _revision_lines(path: Path) -> tuple[str, tuple[str, ...]]:
+    """A migration file's ``revision`` and its ``down_revision`` (none, one or a merge's)."""
+    source = path.read_text(encoding="utf-8")
+    found = _quick_read(source)
+    if found is None:  # not one plain line of each (a docstring's, a merge's over lines...)
+        found = _parsed(source, path)
+    revision, down = found.get("revision"), found.get("down_revision")
+    downs = (down,) if isinstance(down, str) else down or ()
+    if not isinstance(revision, str) or not isinstance(downs, tuple | list):
+        raise RepositoryError(f"{path}: no revision = '...' and down_revision = ... lines")
+    if not all(isinstance(d, str) for d in downs):
+        raise RepositoryError(f"{path}: down_revision is not a revision or a list of them")
+    return revision, tuple(downs)
+
+
+def _quick_read(source: str) -> dict[str, Any] | None:
+    """``revision`` and ``down_revision`` if ``source`` has one plain line of each, else None."""
+    lines = [(match[1], match[2]) for match in _REVISION_LINE.finditer(source)]
+    if sorted(name for name, _ in lines) != ["down_revision", "revision"]:
+        return None
+    try:
+        return {name: ast.literal_eval(value.strip()) for name, value in lines}
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _parsed(source: str, path: Path) -> dict[str, Any]:
+    """The module-level ``revision`` and ``down_revision`` of ``source``, parsing all of it
+    (a few milliseconds a file, where :func:`_quick_read` takes microseconds)."""
+    try:
+        module = ast.parse(source, str(path))
+    except SyntaxError as error:
+        raise RepositoryError(f"{path}: {error}") from None
+    found: dict[str, Any] = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    found[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    raise RepositoryError(
+                        f"{path}: cannot read {target.id} = {ast.unparse(value)}"
+                    ) from None
+    return found
 
 
 @translate_errors("cannot read the schema revision")
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an unmigrated database)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        raise DatabaseError(f"{VERSION_TABLE} holds several revisions ({', '.join(rows)})")
+    return rows[0] if rows else None
 
 
 MIGRATION_LOCK_KEY = 0x6469636F6D5F6D67  # "dicom_mg"
@@ -73,6 +159,8 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 @translate_errors("upgrade failed")
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``."""
+    from alembic import command
+
     with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
@@ -80,6 +168,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 @translate_errors("downgrade failed")
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops everything)."""
+    from alembic import command
+
     with _migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
 
@@ -101,6 +191,9 @@ def include_object(
 @translate_errors("cannot compare the schema")
 def model_differences(engine: Engine) -> list[object]:
     """Differences between the migrated database and the models (empty when they agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         opts = {"compare_type": True, "include_object": include_object}
@@ -112,7 +205,7 @@ def model_differences(engine: Engine) -> list[object]:
 def is_empty(engine: Engine) -> bool:
     """True when the database has none of our tables and no alembic version table."""
     names = set(inspect(engine).get_table_names())
-    return not names & ({"alembic_version"} | set(Base.metadata.tables))
+    return not names & ({VERSION_TABLE} | set(Base.metadata.tables))
 
 
 def ensure_current(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine
@@ -22,8 +22,6 @@ from .feed import Feed
 from .image_id import instance_frame_ids
 from .models import AddResult, Instance, Series, Study
 from .normalize import NormalizedInstance
-from .sop_class_handlers import DisplaySet, HandlerRegistry, build_display_sets, default_registry
-from .sop_class_handlers.registry import HandlerLike
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
 from .validation import (
@@ -34,6 +32,10 @@ from .validation import (
     check_uid,
     check_url,
 )
+
+if TYPE_CHECKING:  # the handlers are imported when display sets are first asked for
+    from .sop_class_handlers import DisplaySet, HandlerRegistry
+    from .sop_class_handlers.registry import HandlerLike
 
 __all__ = ["DEFAULT_DATA_SOURCE", "InstanceInput", "Store"]
 
@@ -304,6 +306,8 @@ class Store:
         Loaded on first use; ``store.handlers.register(handler, before="stack")`` adds one.
         """
         if self._handlers is None:
+            from .sop_class_handlers import default_registry
+
             self._handlers = default_registry()
         return self._handlers
 
@@ -332,6 +336,8 @@ class Store:
         if study is None or not study.series_lists:
             where = f" from data source {data_source!r}" if data_source else ""
             raise NotFoundError(f"study {study_uid}{where} is not in the store")
+        from .sop_class_handlers import build_display_sets
+
         return build_display_sets(study, chosen, authorization_headers=authorization_headers,
                                   dicom_web_client=dicom_web_client)  # fmt: skip
 

@@ -7,7 +7,9 @@ just before commit, and published (handed to the feed) only after the commit ret
 rollback discards them.
 
 Driver exceptions are translated here and nowhere else: :func:`translate_errors` maps any
-SQLAlchemy, psycopg or sqlite3 error to the hierarchy in :mod:`repository.errors`.
+SQLAlchemy, psycopg or sqlite3 error to the hierarchy in :mod:`repository.errors`. psycopg is not
+imported here: SQLAlchemy loads it with a PostgreSQL engine, and before that none of its errors
+can exist, so its classes are looked up in ``sys.modules`` (a SQLite user never loads it).
 
 Concurrent writers on PostgreSQL can fail with a serialization failure (SQLSTATE 40001), a
 deadlock (40P01) or a unique violation on a key another transaction inserted meanwhile (23505);
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +34,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import psycopg
 from sqlalchemy import Connection, Engine, RootTransaction, exc
 
 from . import changelog
@@ -55,8 +57,7 @@ LOST_CONNECTION_SQLSTATES = {
 """SQLSTATEs (besides class 08, connection exceptions) of a connection the server dropped."""
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
-"""What :func:`translate_errors` turns into our exceptions."""
+_ALWAYS_DRIVER_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, sqlite3.Error)
 RETRYABLE_ERRORS = (TransactionConflictError, ConnectionLostError)
 """Our exceptions after which running the whole transaction again may succeed."""
 
@@ -65,6 +66,22 @@ BASE_DELAY = 0.01
 MAX_DELAY = 1.0
 
 # --------------------------------------------------------------------------- error mapping
+
+
+def _psycopg_class(name: str) -> type[BaseException] | None:
+    """psycopg's exception class ``name``, or None while psycopg is not loaded."""
+    module = sys.modules.get("psycopg")
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """What :func:`translate_errors` turns into our exceptions: SQLAlchemy's and sqlite3's
+    errors, and psycopg's once it is loaded."""
+    psycopg_error = _psycopg_class("Error")
+    if psycopg_error is None:
+        return _ALWAYS_DRIVER_ERRORS
+    return (*_ALWAYS_DRIVER_ERRORS, psycopg_error)
 
 
 def _driver_error(error: BaseException) -> BaseException:
@@ -98,7 +115,8 @@ def lost_connection_reason(error: BaseException) -> str | None:
         return f"{LOST_CONNECTION_SQLSTATES[sqlstate]} ({sqlstate})"
     if isinstance(sqlstate, str) and sqlstate.startswith("08"):
         return f"connection exception ({sqlstate})"
-    if isinstance(orig, psycopg.OperationalError):
+    operational = _psycopg_class("OperationalError")
+    if operational is not None and isinstance(orig, operational):
         text = str(orig).lower()
         if "connection" in text and any(w in text for w in ("closed", "terminat", "lost")):
             return "connection closed"
@@ -138,7 +156,7 @@ def translate_errors(what: str = "database error") -> Iterator[None]:
     """Raise our exception (:func:`translate`) for any driver error raised in the block."""
     try:
         yield
-    except DRIVER_ERRORS as error:
+    except driver_errors() as error:
         raise translate(error, what) from error
 
 
@@ -238,7 +256,7 @@ class UnitOfWork:
                 trans.commit()
         finally:
             self._local.tx = None
-            with contextlib.suppress(*DRIVER_ERRORS):  # a lost connection cannot be closed
+            with contextlib.suppress(*driver_errors()):  # a lost connection cannot be closed
                 conn.close()
         if tx.changes:
             self._publish()
@@ -297,5 +315,5 @@ class UnitOfWork:
 
 def _rollback(trans: RootTransaction) -> None:
     # A connection that is gone cannot roll back; the server already discarded the work.
-    with contextlib.suppress(*DRIVER_ERRORS):
+    with contextlib.suppress(*driver_errors()):
         trans.rollback()

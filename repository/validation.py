@@ -84,6 +84,8 @@ def check_text(value: Any, what: str) -> str:
         raise InvalidValueError(f"{what} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidValueError(f"{what} {value[:40]!r} contains a NUL character")
+    if value.isascii():  # the common case, and no lone surrogate can be in it
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

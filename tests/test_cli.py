@@ -481,7 +481,10 @@ def test_an_unknown_image_id_exits_non_zero_naming_it(ingested: str) -> None:
 def _walk(command: click.Command, path: str = "dicom-repo") -> list[tuple[str, click.Command]]:
     found = [(path, command)]
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, f"{path} {name}"
             found += _walk(sub, f"{path} {name}")
     return found
 
@@ -514,11 +517,15 @@ def test_help_of_every_command_renders() -> None:
         assert "Usage:" in result.output
 
 
-def test_every_command_of_the_command_table_is_registered_once() -> None:
-    from repository.cli import COMMANDS, load_command
+def test_every_command_of_the_command_table_is_listed_under_its_own_name() -> None:
+    from repository.cli import COMMANDS, LazyGroup, load_command
 
-    names = [load_command(spec).name for spec in COMMANDS]
-    assert len(names) == len(set(names))
-    assert set(names) == set(main.commands)
+    assert {name: load_command(spec).name for name, spec in COMMANDS.items()} == {
+        name: name for name in COMMANDS
+    }
+    assert main.list_commands(click.Context(main)) == sorted(COMMANDS)
     with pytest.raises(TypeError, match="not a click command"):
         load_command("repository.cli._shared:print_json")
+    misnamed = LazyGroup(lazy_commands={"load": "repository.cli.ingest:ingest"})
+    with pytest.raises(TypeError, match="the command 'ingest', not 'load'"):
+        misnamed.get_command(click.Context(misnamed), "load")

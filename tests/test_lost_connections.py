@@ -85,7 +85,8 @@ def _instances(dsn: str) -> int:
 
 @pytest.fixture
 def terminator(migrated: str) -> Iterator[list[int]]:
-    """Terminates the backends named ``victim-*``, four rounds 1.5 s apart (a transaction
+    """Terminates the backends named ``victim-*`` that are running a statement or inside a
+    transaction past the start-up revision check, four rounds 1.5 s apart (a transaction
     killed more often than it takes to run can never finish); yields the pids killed."""
     killed: list[int] = []
     stop = threading.Event()
@@ -98,7 +99,8 @@ def terminator(migrated: str) -> Iterator[list[int]]:
                 rows = conn.execute(
                     "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name LIKE 'victim-%' AND pid <> pg_backend_pid() "
-                    "AND state = 'active'"
+                    "AND state IN ('active', 'idle in transaction') "
+                    "AND query NOT ILIKE '%alembic_version%'"  # the write path, not the open
                 ).fetchall()
                 killed.extend(pid for pid, done in rows if done)
                 if any(done for _, done in rows):
@@ -127,6 +129,32 @@ def test_ingest_finishes_by_retry_while_its_connections_are_terminated(
     assert "Traceback" not in result.stderr
     assert _counts(migrated) == (FILES, FILES, 0)
     print(f"terminated {len(terminator)} backends; {summary}")
+
+
+def test_connect_runs_its_revision_check_again_when_the_connection_is_lost(migrated: str) -> None:
+    name = f"victim-{uuid.uuid4().hex[:8]}"
+    opened: list[repository.Store] = []
+    with psycopg.connect(_libpq(migrated)) as admin:  # holds the lock until rollback
+        admin.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        opener = threading.Thread(
+            target=lambda: opened.append(repository.connect(_as_app(migrated, name)))
+        )
+        opener.start()
+        waiting = (
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'"
+        )
+        with psycopg.connect(_libpq(migrated), autocommit=True) as killer:
+            deadline = time.monotonic() + 30
+            while not (rows := killer.execute(waiting, (name,)).fetchall()):
+                assert time.monotonic() < deadline, "connect() never reached the revision check"
+                time.sleep(0.02)
+            killer.execute("SELECT pg_terminate_backend(%s)", (rows[0][0],))
+        admin.rollback()
+    opener.join(30)
+    assert opened, "connect() failed instead of running its check again"
+    with opened[0] as store:
+        assert store.get_study_instance_uids() == []
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,13 +10,45 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import repository
-from repository import NotMigratedError, migrate
+from repository import NotMigratedError, RepositoryError, migrate
 from repository.engine import make_engine
 
 
-def test_there_is_a_single_head() -> None:
+def test_there_is_a_single_head_and_it_is_the_one_read_without_alembic() -> None:
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert len(script.get_heads()) == 1
+    assert migrate.head_revision() == script.get_current_head()
+
+
+MIGRATIONS = {
+    "a_base.py": 'revision = "a"\ndown_revision = None\n',
+    "b_typed.py": 'revision: str = "b"\ndown_revision: str | None = "a"  # a comment\n',
+    "c_branch.py": (
+        '"""Revision ID: c\nrevision = "x"\n"""\nrevision = \'c\'\ndown_revision = \'a\'\n'
+    ),
+    "d_merge.py": 'revision = "d"\ndown_revision: tuple[str, ...] = (\n    "b",\n    "c",\n)\n',
+}
+"""A base, a revision, a branch (a docstring line that looks like one) and their merge."""
+
+
+@pytest.mark.parametrize("files", [["a_base.py"], ["a_base.py", "c_branch.py"], list(MIGRATIONS)])
+def test_the_head_read_without_alembic_is_alembics(tmp_path: Path, files: list[str]) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "__init__.py").write_text('revision = "not a migration"\n')
+    for name in files:
+        (versions / name).write_text(MIGRATIONS[name])
+    assert migrate.script_head(versions) == ScriptDirectory(str(tmp_path)).get_current_head()
+
+
+def test_two_heads_or_an_unreadable_revision_are_errors(tmp_path: Path) -> None:
+    for name in ("a_base.py", "b_typed.py", "c_branch.py"):
+        (tmp_path / name).write_text(MIGRATIONS[name])
+    with pytest.raises(RepositoryError, match=r"2 heads: \['b', 'c'\]"):
+        migrate.script_head(tmp_path)
+    (tmp_path / "c_branch.py").write_text("revision = make_revision()\n")
+    with pytest.raises(RepositoryError, match=r"cannot read revision = make_revision\(\)"):
+        migrate.script_head(tmp_path)
 
 
 def test_upgrade_from_empty_creates_the_schema_and_models_match(empty_db_url: str) -> None:

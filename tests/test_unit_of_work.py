@@ -76,6 +76,22 @@ def test_any_driver_error_in_a_store_call_reaches_the_caller_as_ours(store: Stor
     assert stored_studies(store) == []  # the study insert was rolled back with the change
 
 
+@pytest.mark.postgresql
+def test_psycopg_errors_raised_without_sqlalchemy_are_ours_too(pg_empty_url: str) -> None:
+    conn = psycopg.connect(dsn(pg_empty_url))  # as the change feed's LISTEN connection is
+    with (
+        pytest.raises(DatabaseError, match=r"listing failed: .*no_such_table") as caught,
+        translate_errors("listing failed"),
+    ):
+        conn.execute("SELECT * FROM no_such_table")
+    assert type(caught.value) is DatabaseError
+    assert isinstance(caught.value.__cause__, psycopg.errors.UndefinedTable)
+    conn.close()
+    with pytest.raises(ConnectionLostError, match="connection closed") as lost, translate_errors():
+        conn.execute("SELECT 1")
+    assert isinstance(lost.value.__cause__, psycopg.OperationalError)
+
+
 @pytest.fixture
 def locked_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A SQLite store with a short busy timeout, and a second connection that can lock it."""

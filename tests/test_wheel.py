@@ -97,7 +97,7 @@ def test_the_wheel_declares_the_dicom_repo_command(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         [entry_points] = [n for n in archive.namelist() if n.endswith("/entry_points.txt")]
         text = archive.read(entry_points).decode()
-    assert "dicom-repo = repository.cli:main" in text
+    assert "dicom-repo = repository.cli:run" in text
 
 
 def test_the_unzipped_wheel_migrates_sqlite_without_the_checkout(

@@ -20,7 +20,7 @@ import pydicom
 import requests
 from orthanc import free_port
 
-SERVE = "from repository.cli import main; main()"
+SERVE = "from repository.cli import run; run()"
 
 
 @dataclass

@@ -1,16 +1,19 @@
-"""What every command shares: consoles, the --json option, JSON output, store and engine."""
+"""What every command shares: consoles, the --json option, JSON output, store and engine.
+
+rich is imported only by the commands that print with it (tables, colours, a progress bar):
+``dicom-repo ingest --quiet`` never loads it.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
-from rich.console import Console
-from rich.progress import Progress, ProgressColumn
 from sqlalchemy import Engine
 
 from ..engine import make_engine
@@ -18,11 +21,28 @@ from ..errors import RepositoryError
 from ..store import Store
 from ..validation import strip_credentials
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Piped output is not wrapped at 80 columns: UIDs must survive copy and paste.
-console = Console(width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True)
+
+@functools.cache
+def console() -> Console:
+    """The rich console of standard output (piped output is not wrapped at 80 columns: UIDs
+    must survive copy and paste)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 250)
+
+
+@functools.cache
+def err() -> Console:
+    """The rich console of standard error."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def json_option(help: str = "Print JSON instead of a table.") -> Callable[[F], F]:
@@ -44,7 +64,24 @@ def print_json(value: Any) -> None:
 
 def progress_bar(quiet: bool, *columns: str | ProgressColumn) -> Progress:
     """A progress bar on stderr, shown only on a terminal and without ``--quiet``."""
-    return Progress(*columns, console=err, disable=quiet or not err.is_terminal)
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err(), disable=quiet or not err().is_terminal)
+
+
+@contextmanager
+def counting_bar(quiet: bool, label: str, total: int) -> Iterator[Callable[[int], object]]:
+    """Yield ``advance(n)`` of a ``label ━━━━ done/total time-left`` bar (see
+    :func:`progress_bar`); with ``--quiet`` it does nothing, without importing rich."""
+    if quiet:
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with progress_bar(quiet, *columns) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 def database_url(ctx: click.Context) -> str | None:

@@ -53,6 +53,6 @@ def db_check(ctx: click.Context) -> None:
         diffs = migrate.model_differences(engine)
     if diffs:
         for diff in diffs:
-            err.print(f"[red]differs:[/] {diff}")
+            err().print(f"[red]differs:[/] {diff}")
         sys.exit(1)
     click.echo("models match migrations")

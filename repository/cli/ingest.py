@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from ..ingest import IngestReport, iter_files, sample_files
 from ..ingest import ingest as ingest_files
-from ._shared import open_store, progress_bar, quiet_option
+from ._shared import counting_bar, open_store, quiet_option
 
 
 @click.command()
@@ -38,17 +37,9 @@ def ingest(
     if not paths and not sample:
         raise click.UsageError("give PATH... or --sample")
     files = list(iter_files(paths)) + (sample_files() if sample else [])
-    progress = progress_bar(
-        quiet, TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    )
-    with open_store(ctx) as store, progress:
-        task = progress.add_task("ingest", total=len(files))
+    with open_store(ctx) as store, counting_bar(quiet, "ingesting", len(files)) as advance:
         report = ingest_files(
-            store,
-            files,
-            data_source=data_source,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
+            store, files, data_source=data_source, workers=workers, progress=advance
         )
     _print_report(report)
     if report.failed:

@@ -20,8 +20,8 @@ def studies(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json([render.study_json(s) for s in found])
         return
-    console.print(render.studies_table(found))
-    console.print(f"{len(found)} studies")
+    console().print(render.studies_table(found))
+    console().print(f"{len(found)} studies")
 
 
 @click.command()
@@ -39,7 +39,7 @@ def study(ctx: click.Context, study_uid: str, as_json: bool) -> None:
         return
     click.echo(f"Study {found.study_instance_uid}  {found.patient_name or ''}  "
                f"{found.study_date or ''}  {found.study_description or ''}")  # fmt: skip
-    console.print(render.study_table(found))
+    console().print(render.study_table(found))
 
 
 @click.command()
@@ -61,7 +61,7 @@ def series(
         return
     click.echo(f"Series {found.series_instance_uid}  {found.modality or ''}  "
                f"{found.series_description or ''}  ({found.data_source})")  # fmt: skip
-    console.print(render.series_table(found))
+    console().print(render.series_table(found))
 
 
 @click.command()
@@ -98,7 +98,7 @@ def _print_instance(found: Instance, as_json: bool) -> None:
     if as_json:
         print_json(render.instance_json(found))
     else:
-        console.print(render.instance_table(found), markup=False)
+        console().print(render.instance_table(found), markup=False)
 
 
 @click.command("display-sets")
@@ -127,4 +127,4 @@ def display_sets(
     if as_json:
         print_json([ds.to_json() for ds in found])
     else:
-        console.print(render.display_sets_table(found))
+        console().print(render.display_sets_table(found))

@@ -67,7 +67,7 @@ def naturalize_element(
     bulk: BulkDataURI | None,
 ) -> None:
     """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
-    vr = raw.VR or _dictionary_vr(BaseTag(tag))
+    vr = raw.VR or dictionary_vr(BaseTag(tag))
     if bulk is not None and vr in BINARY_VRS and _is_bulk(raw):
         key, kw = element_key(BaseTag(tag))
         ref = {"BulkDataURI": bulk(raw)}
@@ -88,8 +88,9 @@ def naturalize_element(
     out[key] = natural_value(vr, values) if kw else tagged_value(vr, values)
 
 
-def _dictionary_vr(tag: BaseTag) -> str:
-    """VR of an implicit-VR element: binary if any of the dictionary's choices is binary."""
+def dictionary_vr(tag: BaseTag) -> str:
+    """VR of an implicit-VR element for the bulk data test: the dictionary's, binary if any of
+    its choices is binary; "UN" for tags it does not hold (private ones included)."""
     try:
         choices = dictionary_VR(tag).split(" or ")
     except KeyError:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +79,23 @@ def normalize_instance(
     naturalize: DatasetNaturalizer = naturalize_dataset,
 ) -> NormalizedInstance:
     """Validate one instance and extract its typed ``columns``; errors name ``source``."""
-    try:
+    with _named(source):
         return instance_from_metadata(to_naturalized(obj, bulk, naturalize), columns)
+
+
+def stored_instance(
+    md: Metadata, *, source: str, columns: Iterable[TypedColumn] = INSTANCE_COLUMNS
+) -> NormalizedInstance:
+    """:func:`normalize_instance` of metadata already in stored form (as a file is read)."""
+    with _named(source):
+        return instance_from_metadata(md, columns)
+
+
+@contextmanager
+def _named(source: str) -> Iterator[None]:
+    """Errors about an instance name where it came from."""
+    try:
+        yield
     except (InvalidValueError, MissingAttributeError, InvalidUIDError) as exc:
         raise type(exc)(f"{source}: {exc}") from None
 

@@ -42,7 +42,7 @@ def _run(ctx: click.Context, sql: str, params: Mapping[str, Any], fmt: str) -> N
         if fmt == "table":
             from ..cli._shared import console
 
-            write_table(console, result.columns, result.rows)
+            write_table(console(), result.columns, result.rows)
         else:
             WRITERS[fmt](sys.stdout, result.columns, result.rows)
 
