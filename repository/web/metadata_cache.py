@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Select, case, select
+from sqlalchemy import Connection, Dialect, Engine, Select, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .._reads import json_text
@@ -76,10 +77,15 @@ def with_root(data: bytes, root: str) -> bytes:
     return data.replace(BULK_KEY, BULK_KEY + orjson.dumps(root + "/")[1:-1])
 
 
-def answer_statement(uids: Sequence[str], with_json: bool) -> Select[Any]:
-    """Id, study, series and SOP Instance UID of the instances under ``uids`` (a study, a series
-    or an instance), in answer order; ``with_json``: then generation and JSON of the kept row,
-    and the stored metadata text where no JSON is kept (one statement, one snapshot)."""
+LEVELS = ("study", "series", "instance")
+"""The bound parameters of :func:`answer_statement`: the UIDs of a study, series and instance."""
+
+
+def answer_statement(levels: int, with_json: bool) -> Select[Any]:
+    """Id, study, series and SOP Instance UID of the instances under the first ``levels`` of
+    :data:`LEVELS` (a study, a series or an instance), in answer order; ``with_json``: then
+    generation and JSON of the kept row, and the stored metadata text where no JSON is kept
+    (one statement, one snapshot)."""
     cached = instance_dicom_json_table.c
     columns: list[Any] = [
         InstanceRow.id,
@@ -96,14 +102,14 @@ def answer_statement(uids: Sequence[str], with_json: bool) -> Select[Any]:
         .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
         .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
         .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        .where(StudyRow.study_instance_uid == uids[0])
+        .where(StudyRow.study_instance_uid == bindparam("study"))
     )
     if with_json:
         stmt = stmt.outerjoin(instance_dicom_json_table, cached.instance_id == InstanceRow.id)
-    if len(uids) > 1:
-        stmt = stmt.where(SeriesRow.series_instance_uid == uids[1])
-    if len(uids) > 2:
-        stmt = stmt.where(instance_table.c.sop_instance_uid == uids[2])
+    if levels > 1:
+        stmt = stmt.where(SeriesRow.series_instance_uid == bindparam("series"))
+    if levels > 2:
+        stmt = stmt.where(instance_table.c.sop_instance_uid == bindparam("instance"))
     return stmt.order_by(
         SeriesRow.id, instance_table.c.instance_number.is_(None), instance_table.c.instance_number,
         instance_table.c.sop_instance_uid,
@@ -125,18 +131,19 @@ def answer_rows(conn: Connection, uids: Sequence[str], size: int) -> Generator[l
     it: the instances are listed first, and their JSON read by id, ``size`` at a time, all in
     one read transaction.
     """
+    params = dict(zip(LEVELS, uids, strict=False))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if conn.dialect.name == "postgresql":
-            compiled = answer_statement(uids, with_json=True).compile(conn)
-            rows = cursor.stream(str(compiled), compiled.params)  # single-row mode: any libpq
+            sql = _compiled(conn.dialect, len(uids))
+            rows = cursor.stream(sql, params)  # single-row mode: works with any libpq
             try:
                 while batch := list(islice(rows, size)):
                     yield batch
             finally:
                 rows.close()  # cancels the query if it was not read to the end
             return
-        instances = conn.execute(answer_statement(uids, with_json=False)).all()
+        instances = conn.execute(answer_statement(len(uids), with_json=False), params).all()
         for start in range(0, len(instances), size):
             listed = instances[start : start + size]
             cursor.execute(SQLITE_READ.format(", ".join("?" * len(listed))), [i[0] for i in listed])
@@ -144,6 +151,12 @@ def answer_rows(conn: Connection, uids: Sequence[str], size: int) -> Generator[l
             yield [(*i, *found[i[0]]) for i in listed if i[0] in found]  # else: deleted since
     finally:
         cursor.close()
+
+
+@lru_cache(maxsize=16)
+def _compiled(dialect: Dialect, levels: int) -> str:
+    """:func:`answer_statement` with JSON as SQL for ``dialect`` (compiling took a millisecond)."""
+    return str(answer_statement(levels, with_json=True).compile(dialect=dialect))
 
 
 SQLITE_READ = (
