@@ -1,12 +1,14 @@
 """The DICOMweb server (``dicom-repo serve``) against its honest alternatives, in one run.
 
-- ``serve-metadata``: WADO-RS metadata of a 1000-instance series over HTTP vs the raw driver
-  reading the same rows and serializing them as the same DICOM JSON in-process.
+- ``serve-metadata``: WADO-RS metadata of a 1000-instance series over HTTP, warm (the server
+  keeps each instance's DICOM JSON) vs the bare driver reading the same kept JSON, and cold (the
+  first request) vs the bare driver converting the stored metadata (bench/serve_metadata.py).
 - ``serve-orthanc`` (``--orthanc URL``): the same series, written as files, uploaded to that
-  Orthanc and ingested here: Orthanc's WADO-RS series metadata time vs ours.
+  Orthanc and ingested here: Orthanc's WADO-RS series metadata time vs ours, warm and cold.
 - ``serve-qido``: QIDO-RS study search (PatientName wildcard + StudyDate range, OHIF's limit of
   101) p50 over a database of ``size`` instances, with the SQL and its query plan.
-- ``serve-workers``: metadata requests per second with 2 workers vs 1 (concurrent clients).
+- ``serve-workers``: series metadata requests per second with 2 workers vs 1, the load made by
+  ``wrk`` (skipped, saying so, when it is not installed).
 """
 
 from __future__ import annotations
@@ -29,29 +31,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 import requests
 import sqlalchemy as sa
 
 import repository
+from repository import migrate
 from repository.engine import make_engine
 from repository.ingest import ingest
-from repository.normalize import NormalizedInstance, to_dicom_json
+from repository.normalize import NormalizedInstance
 from repository.web import qido, qido_sql
 from repository.web.attributes import STUDY
 
 from .common import backend, create, drop, emit, scoped_url
 from .corpus import (
     ROOT,
-    TARGET_SERIES,
-    TARGET_STUDY,
     SeriesShape,
     _fill,
     _template,
     normalized_instances,
     target_study,
 )
-from .reads import SERIES_SQL, _raw
 
 NO_GZIP = {"Accept-Encoding": "identity"}
 
@@ -91,35 +90,6 @@ def _median_get(session: requests.Session, url: str, repeat: int) -> float:
     return statistics.median(_timed(lambda: _get(session, url)) for _ in range(repeat))
 
 
-def _raw_metadata(query: Any, series: str) -> bytes:
-    """The rows read by the bare driver, each serialized as soon as decoded (nothing kept)."""
-    rows = query(SERIES_SQL, (series,))
-    return b"[" + b",".join(orjson.dumps(to_dicom_json(orjson.loads(t))) for (t,) in rows) + b"]"
-
-
-def raw_baseline(scoped: str, repeat: int) -> None:
-    """Print the median time of the raw read + DICOM JSON serialization of the target series."""
-    with _raw(scoped) as query:
-        _raw_metadata(query, TARGET_SERIES[0])
-        times = [_timed(lambda: _raw_metadata(query, TARGET_SERIES[0])) for _ in range(repeat)]
-    print(statistics.median(times))
-
-
-def metadata(url: str, scoped: str, repeat: int = 15) -> None:
-    """WADO-RS series metadata of the 1000-instance target series vs raw read + serialization."""
-    series_url = f"/studies/{TARGET_STUDY}/series/{TARGET_SERIES[0]}/metadata"
-    # The baseline runs in a fresh interpreter, as the server does: in this process, the objects
-    # left by filling the database make every garbage collection (and so the baseline) slower.
-    code = f"from bench.serve import raw_baseline; raw_baseline({scoped!r}, {repeat})"
-    raw = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                               text=True).stdout)  # fmt: skip
-    with serving(scoped) as root, requests.Session() as session:
-        served = _median_get(session, root + series_url, repeat)
-        size = len(session.get(root + series_url, headers=NO_GZIP).content)
-    emit("serve-metadata", url, served, "s", raw, served / raw, instances=1000, bytes=size,
-         target="ratio <= 1.3")  # fmt: skip
-
-
 def _timed(fn: Any) -> float:
     start = time.perf_counter()
     fn()
@@ -140,6 +110,26 @@ def _series_files(folder: Path, count: int = 1000) -> tuple[str, str, list[Path]
     return study, series, paths
 
 
+def wait_kept(scoped: str, series: str, count: int, timeout: float = 120.0) -> None:
+    """Wait until the server kept the JSON of ``count`` instances of ``series``."""
+    engine = make_engine(scoped)
+    sql = sa.text(
+        "SELECT count(*) FROM instance_dicom_json c JOIN instance i ON i.id = c.instance_id "
+        "JOIN series s ON s.id = i.series_id WHERE s.series_instance_uid = :uid "
+        "AND c.json IS NOT NULL"
+    )
+    deadline = time.perf_counter() + timeout
+    try:
+        while time.perf_counter() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(sql, {"uid": series}).scalar_one() >= count:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"the server kept no JSON for series {series} in {timeout} s")
+    finally:
+        engine.dispose()
+
+
 def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
     """The same 1000 files in Orthanc and here: WADO-RS series metadata, Orthanc vs ours."""
     with tempfile.TemporaryDirectory() as folder:
@@ -157,10 +147,13 @@ def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
             with requests.Session() as session:
                 theirs = _median_get(session, f"{orthanc_url}/dicom-web{path}", repeat)
                 with serving(scoped) as root:
+                    cold = _timed(lambda: _get(session, root + path))  # builds the JSON
+                    wait_kept(scoped, series, len(paths))
                     ours = _median_get(session, root + path, repeat)
         finally:
             drop(url, name)
     emit("serve-orthanc", url, ours, "s", theirs, ours / theirs, instances=len(paths),
+         cold=round(cold, 4), cold_ratio=round(cold / theirs, 3),
          target="ratio < 0.05")  # fmt: skip
 
 
@@ -181,8 +174,10 @@ def prepare_qido(url: str, size: int) -> str:
     engine = make_engine(scoped)
     try:
         with engine.connect() as conn:
-            if conn.execute(sa.text("SELECT count(*) FROM instance")).scalar_one() == size:
-                return scoped
+            found = conn.execute(sa.text("SELECT count(*) FROM instance")).scalar_one()
+        if found == size:
+            migrate.upgrade(engine)  # filled by an older version: migrations may add tables
+            return scoped
     except sa.exc.DBAPIError:
         pass
     finally:
@@ -223,42 +218,14 @@ def qido_search(url: str, scoped: str, repeat: int = 50) -> None:
          target="value < 0.050", sql=" ".join(sql.split()), plan=plan)  # fmt: skip
 
 
-def _hammer(root: str, paths: list[str], seconds: float, clients: int) -> float:
-    deadline = time.perf_counter() + seconds
-
-    def client(offset: int) -> int:
-        done = 0
-        with requests.Session() as session:
-            while time.perf_counter() < deadline:
-                path = paths[(offset + done) % len(paths)]
-                session.get(root + path, headers=NO_GZIP).raise_for_status()
-                done += 1
-        return done
-
-    with ThreadPoolExecutor(clients) as pool:
-        total = sum(pool.map(client, range(0, clients * 97, 97)))
-    return total / seconds
-
-
-def workers(url: str, scoped: str, seconds: float = 10.0, clients: int = 8) -> None:
-    """Instance metadata requests/s (instances of a 1000-instance series) of 2 workers vs 1."""
-    series = f"/studies/{TARGET_STUDY}/series/{TARGET_SERIES[1]}"
-    paths = [f"{series}/instances/{TARGET_SERIES[1]}.{n}/metadata" for n in range(1, 1001)]
-    rates = {}
-    for count in (1, 2):
-        with serving(scoped, workers=count) as root:
-            _hammer(root, paths, 1.0, clients)
-            rates[count] = _hammer(root, paths, seconds, clients)
-    emit("serve-workers", url, rates[2], "req/s", rates[1], rates[2] / rates[1],
-         clients=clients, target="ratio >= 1.7", cpus=os.cpu_count())  # fmt: skip
-
-
 def run(url: str, size: int, orthanc_url: str | None) -> None:
     """Every serve bench on a ``size``-instance database."""
+    from . import serve_metadata  # it uses serving() from here
+
     scoped = prepare_qido(url, size)
     print(f"database: {backend(url)} {size} instances", file=sys.stderr)
-    metadata(url, scoped)
+    serve_metadata.metadata(url, scoped)
     qido_search(url, scoped)
-    workers(url, scoped)
+    serve_metadata.workers(url, scoped)
     if orthanc_url:
         orthanc(url, orthanc_url)

@@ -361,11 +361,13 @@ def _patch_series(
     merged_keys: frozenset[str],
 ) -> None:
     """Merge ``patch`` into the instances of one series row, and into the series itself."""
+    # FOR NO KEY UPDATE on PostgreSQL (the keys stay): a server keeping these instances' DICOM
+    # JSON meanwhile checks its foreign key with a KEY SHARE lock, which this must not block.
     rows = conn.execute(
         select(InstanceRow.id, InstanceRow.metadata_)
         .where(InstanceRow.series_id == series_id)
         .order_by(InstanceRow.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     for instance_id, md in rows:
         merged = merge_patch(md, patch, merged_keys)

@@ -1,4 +1,4 @@
-"""The relational schema: study, series_list, series, instance and the change log.
+"""The relational schema: study, series_list, series, instance, the change log, and a cache.
 
 Typed columns hold what reports filter and sort on (they are declared once, in
 :mod:`repository.columns`, and added here by name); the ``metadata`` column holds the full
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -122,6 +123,25 @@ class InstanceRow(Base):
     )
 
 
+class InstanceDicomJsonRow(Base):
+    """One instance's DICOM JSON as WADO-RS metadata serves it, kept so that it is built once.
+
+    ``json`` holds the bytes of the instance's DICOM JSON object with every ``BulkDataURI``
+    relative to the DICOMweb root (``studies/.../bulkdata/7FE00010``); the server prefixes the
+    root the request came to. ``json`` NULL is a tombstone: a trigger of migration 0003 writes
+    one, with ``generation`` + 1, whenever the instance's ``metadata`` is updated. See
+    :mod:`repository.web.metadata_cache`.
+    """
+
+    __tablename__ = "instance_dicom_json"
+
+    instance_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    json: Mapped[str | None] = mapped_column(Text)
+
+
 class ChangeRow(Base):
     """One committed change, written in the same transaction as the data it describes."""
 
@@ -151,4 +171,5 @@ study_table = cast(Table, StudyRow.__table__)
 series_list_table = cast(Table, SeriesListRow.__table__)
 series_table = cast(Table, SeriesRow.__table__)
 instance_table = cast(Table, InstanceRow.__table__)
+instance_dicom_json_table = cast(Table, InstanceDicomJsonRow.__table__)
 """The tables, for access to their typed columns by name (``instance_table.c.rows``)."""
