@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,11 @@ def test_an_answer_whose_client_left_before_it_streamed_gives_its_connection_bac
     async def send(message: dict[str, Any]) -> None:
         await anyio.sleep(5)  # the client is gone: the response start never goes out
 
-    anyio.run(answer, {"type": "http", "method": "GET", "headers": []}, receive, send)
-    assert rows.closed
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    scope = {"type": "http", "method": "GET", "headers": []}
+    try:  # in a thread of its own: another test's event loop may be running in this one
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(anyio.run, answer, scope, receive, send).result()
+        assert rows.closed
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        rows.close()  # else a failure here leaves a transaction open that blocks the teardown
