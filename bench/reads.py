@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import repository
-from repository import Store
+from repository import Store, migrate
 from repository.engine import make_engine
 
 from .common import backend, best_of, create, emit, scoped_url
@@ -47,6 +47,9 @@ def prepare(url: str, size: int) -> str:
     name = f"bench_reads_{size}"
     scoped = scoped_url(url, name)
     if _count(scoped) == size:
+        engine = make_engine(scoped)
+        migrate.upgrade(engine)  # filled by an older version: migrations may add tables
+        engine.dispose()
         _analyze(scoped)
         return scoped
     create(url, name)
