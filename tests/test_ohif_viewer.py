@@ -62,9 +62,11 @@ def ohif_dist() -> Path:
         raise
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium for this module's tests, stopped after them: playwright's sync API
+    keeps an event loop running in the main thread while it is open, where later tests run
+    their own (``anyio.run``)."""
     try:
         with browser() as opened:
             yield opened

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -324,9 +323,8 @@ def test_an_answer_whose_client_left_before_it_streamed_gives_its_connection_bac
         await anyio.sleep(5)  # the client is gone: the response start never goes out
 
     scope = {"type": "http", "method": "GET", "headers": []}
-    try:  # in a thread of its own: another test's event loop may be running in this one
-        with ThreadPoolExecutor(1) as thread:
-            thread.submit(anyio.run, answer, scope, receive, send).result()
+    try:
+        anyio.run(answer, scope, receive, send)
         assert rows.closed
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
