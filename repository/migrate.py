@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 VERSION_TABLE = "alembic_version"
 """Where alembic keeps the database's revision (its default name, which env.py keeps)."""
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 def migrations_dir() -> Path:
@@ -76,10 +74,7 @@ def script_head(versions: Path) -> str:
 
 def _revision_lines(path: Path) -> tuple[str, tuple[str, ...]]:
     """A migration file's ``revision`` and its ``down_revision`` (none, one or a merge's)."""
-    source = path.read_text(encoding="utf-8")
-    found = _quick_read(source)
-    if found is None:  # not one plain line of each (a docstring's, a merge's over lines...)
-        found = _parsed(source, path)
+    found = _parsed(path.read_text(encoding="utf-8"), path)
     revision, down = found.get("revision"), found.get("down_revision")
     downs = (down,) if isinstance(down, str) else down or ()
     if not isinstance(revision, str) or not isinstance(downs, tuple | list):
@@ -89,20 +84,9 @@ def _revision_lines(path: Path) -> tuple[str, tuple[str, ...]]:
     return revision, tuple(downs)
 
 
-def _quick_read(source: str) -> dict[str, Any] | None:
-    """``revision`` and ``down_revision`` if ``source`` has one plain line of each, else None."""
-    lines = [(match[1], match[2]) for match in _REVISION_LINE.finditer(source)]
-    if sorted(name for name, _ in lines) != ["down_revision", "revision"]:
-        return None
-    try:
-        return {name: ast.literal_eval(value.strip()) for name, value in lines}
-    except (ValueError, SyntaxError):
-        return None
-
-
 def _parsed(source: str, path: Path) -> dict[str, Any]:
-    """The module-level ``revision`` and ``down_revision`` of ``source``, parsing all of it
-    (a few milliseconds a file, where :func:`_quick_read` takes microseconds)."""
+    """The module-level ``revision`` and ``down_revision`` of ``source`` (parsing a file takes
+    about a millisecond, once per process: :func:`head_revision` is cached)."""
     try:
         module = ast.parse(source, str(path))
     except SyntaxError as error:
