@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -57,7 +58,7 @@ def delete(
     needed = {"study": 1, "series": 2, "instance": 3}[level]
     if len(uids) < needed:
         raise click.UsageError(f"delete {level} needs {needed} UIDs or more (see --help)")
-    if not yes and click.get_text_stream("stdin").isatty():
+    if not yes and sys.stdin.isatty():
         click.confirm(f"Delete {level} {' '.join(uids)}?", abort=True, err=True)
     with open_store(ctx) as store:
         result = _delete(store, level, uids, data_source)
