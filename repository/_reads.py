@@ -16,11 +16,13 @@ from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColum
 from .image_id import frame_in_range, lookup_keys, requested_frame
 from .models import Instance, Series, SeriesList, Study
 from .schema import (
+    INSTANCE_IN_SERIES,
     InstanceRow,
     SeriesListRow,
     SeriesRow,
     StudyRow,
     instance_table,
+    same_study,
     series_list_table,
     series_table,
     study_table,
@@ -72,9 +74,14 @@ _SERIES_FIELDS = frozenset(f.name for f in fields(Series)) - {"instances"}
 def _instances_query() -> Any:
     return (
         select(InstanceRow.series_id, *instance_columns())
-        .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
-        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+        .join(SeriesRow, INSTANCE_IN_SERIES)
+        .join(
+            SeriesListRow,
+            same_study(SeriesListRow, SeriesRow) & (SeriesListRow.id == SeriesRow.series_list_id),
+        )
+        .join(
+            StudyRow, same_study(StudyRow, SeriesListRow) & (StudyRow.id == SeriesListRow.study_id)
+        )
         .order_by(
             InstanceRow.series_id,
             instance_table.c.instance_number.is_(None),
@@ -87,8 +94,10 @@ def _instances_query() -> Any:
 def _series_query() -> Any:
     return (
         select(*_SERIES_COLUMNS)
-        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
+        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+              & (SeriesListRow.id == SeriesRow.series_list_id))
+        .join(StudyRow, same_study(StudyRow, SeriesListRow)
+              & (StudyRow.id == SeriesListRow.study_id))
         .order_by(SeriesListRow.id, series_table.c.series_number.is_(None),
                   series_table.c.series_number, SeriesRow.id)
     )  # fmt: skip
@@ -120,16 +129,23 @@ def get_study(conn: Connection, study_uid: str, data_source: str | None = None) 
     lists = conn.execute(
         select(SeriesListRow.id, SeriesListRow.data_source, SeriesListRow.wado_root,
                SeriesListRow.wado_uri)
-        .where(SeriesListRow.study_id == study_id)
+        .where(SeriesListRow.study_instance_uid == study_uid, SeriesListRow.study_id == study_id)
         .where(*([SeriesListRow.data_source == data_source] if data_source else []))
         .order_by(SeriesListRow.id)
     ).all()  # fmt: skip
     list_ids = [r[0] for r in lists]
     by_series: dict[int, list[Instance]] = defaultdict(list)
-    for inst in conn.execute(_instances_query().where(SeriesRow.series_list_id.in_(list_ids))):
+    in_study = InstanceRow.study_instance_uid == study_uid
+    for inst in conn.execute(
+        _instances_query().where(in_study, SeriesRow.series_list_id.in_(list_ids))
+    ):
         by_series[inst.series_id].append(_instance(inst))
     series_by_list: dict[str, list[Series]] = defaultdict(list)
-    for s in conn.execute(_series_query().where(SeriesRow.series_list_id.in_(list_ids))):
+    for s in conn.execute(
+        _series_query().where(
+            SeriesRow.study_instance_uid == study_uid, SeriesRow.series_list_id.in_(list_ids)
+        )
+    ):
         series_by_list[s.data_source].append(_series(s, by_series[s.series_id]))
     series_lists = tuple(
         SeriesList(source, root, uri, tuple(series_by_list[source]))
@@ -150,7 +166,7 @@ def get_series(
     """One series with its instances; the first data source's copy unless one is named."""
     query = _series_query().where(SeriesRow.series_instance_uid == series_uid)
     if study_uid is not None:
-        query = query.where(StudyRow.study_instance_uid == study_uid)
+        query = query.where(SeriesRow.study_instance_uid == study_uid)
     if data_source is not None:
         query = query.where(SeriesListRow.data_source == data_source)
     found = conn.execute(query.add_columns(SeriesListRow.id.label("list_id")).order_by(None))
@@ -158,6 +174,7 @@ def get_series(
     if row is None:
         return None
     instances = [_instance(r) for r in conn.execute(_instances_query().where(
+        InstanceRow.study_instance_uid == row.study_instance_uid,
         InstanceRow.series_id == row.series_id))]  # fmt: skip
     return _series(row, instances)
 

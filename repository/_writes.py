@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import sop_registry
+from .citus import by_study
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .engine import dumps
-from .errors import ConflictError, TransactionConflictError
+from .errors import TransactionConflictError
 from .image_id import instance_image_id
-from .lookups import series_of_sop_instances
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
 from .schema import (
     InstanceRow,
@@ -31,6 +32,9 @@ from .schema import (
     instance_table,
 )
 from .unit_of_work import is_unique_violation, translate_errors
+
+STUDY_KEY = "study_instance_uid"
+"""The column every table of a study carries (the distribution column on Citus)."""
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
@@ -83,7 +87,7 @@ def upsert_studies(
     }
     ids = dict(created)
     existing = sorted(uid for uid in studies if uid not in created)
-    for chunk in _chunks(existing):
+    for chunk in by_study(conn, existing, str, CHUNK):
         found = conn.execute(
             select(StudyRow.id, StudyRow.study_instance_uid, StudyRow.metadata_)
             .where(StudyRow.study_instance_uid.in_(chunk))
@@ -99,7 +103,7 @@ def upsert_studies(
             if merged != old:
                 conn.execute(
                     update(StudyRow)
-                    .where(StudyRow.id == id_)
+                    .where(StudyRow.study_instance_uid == uid, StudyRow.id == id_)
                     .values(**study_columns(merged), metadata_=merged, updated_at=func.now())
                 )
     return ids, [uid for uid in studies if uid in created]
@@ -110,29 +114,33 @@ def upsert_studies(
 
 def upsert_series_lists(
     conn: Connection,
-    study_ids: Iterable[int],
+    study_ids: Mapping[str, int],
     data_source: str,
     wado_root: str | None = None,
     wado_uri: str | None = None,
 ) -> dict[int, tuple[int, Roots]]:
     """Create the (study, data_source) series lists that are missing.
 
-    Returns study id -> (series list id, the list's WADO-RS and WADO-URI roots).
+    ``study_ids`` maps StudyInstanceUID to study id (:func:`upsert_studies`). Returns study
+    id -> (series list id, the list's WADO-RS and WADO-URI roots).
 
     A list created without DICOMweb roots gets them when a later call knows them.
     """
-    ids = sorted(set(study_ids))
-    if not ids:
+    uids = sorted(study_ids)
+    if not uids:
         return {}
     rows = [
-        {"study_id": i, "data_source": data_source, "wado_root": wado_root, "wado_uri": wado_uri}
-        for i in ids
-    ]
+        {STUDY_KEY: uid, "study_id": study_ids[uid], "data_source": data_source,
+         "wado_root": wado_root, "wado_uri": wado_uri}
+        for uid in uids
+    ]  # fmt: skip
     stmt = _insert(conn, SeriesListRow.__table__).on_conflict_do_nothing(
-        index_elements=["study_id", "data_source"]
+        index_elements=[STUDY_KEY, "data_source"]
     )
     conn.execute(stmt, _params(rows))
-    where = and_(SeriesListRow.study_id.in_(ids), SeriesListRow.data_source == data_source)
+    where = and_(
+        SeriesListRow.study_instance_uid.in_(uids), SeriesListRow.data_source == data_source
+    )
     if wado_root or wado_uri:
         roots = {"wado_root": wado_root} if wado_root else {}
         roots |= {"wado_uri": wado_uri} if wado_uri else {}
@@ -142,11 +150,12 @@ def upsert_series_lists(
             .values(**roots)
         )
     result: dict[int, tuple[int, Roots]] = {}
-    for chunk in _chunks(ids):
+    for chunk in _chunks(uids):
         for study_id, list_id, root, uri in conn.execute(
             select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root,
                    SeriesListRow.wado_uri).where(
-                SeriesListRow.study_id.in_(chunk), SeriesListRow.data_source == data_source
+                SeriesListRow.study_instance_uid.in_(chunk),
+                SeriesListRow.data_source == data_source,
             )
         ):  # fmt: skip
             result[study_id] = (list_id, (root, uri))
@@ -166,20 +175,25 @@ class SeriesUpsert:
 
 
 def upsert_series(
-    conn: Connection, series: Mapping[tuple[int, str], Metadata], *, incoming_wins: bool
+    conn: Connection,
+    series: Mapping[tuple[int, str], Metadata],
+    study_of: Mapping[int, str],
+    *,
+    incoming_wins: bool,
 ) -> SeriesUpsert:
-    """Create missing series and merge metadata into existing ones.
+    """Create missing series (keyed by series list id and UID) and merge metadata into existing
+    ones; ``study_of`` maps each series list id to its StudyInstanceUID.
 
     ``incoming_wins`` merges a series summary over what is stored (OHIF's addSeriesMetadata);
     otherwise only missing attributes are filled in (metadata taken from instances).
     """
     rows = [
-        {"series_list_id": list_id, "series_instance_uid": uid, **series_columns(md),
-         "metadata_": md}
+        {STUDY_KEY: study_of[list_id], "series_list_id": list_id, "series_instance_uid": uid,
+         **series_columns(md), "metadata_": md}
         for (list_id, uid), md in sorted(series.items())
     ]  # fmt: skip
     stmt = _insert(conn, SeriesRow.__table__).on_conflict_do_nothing(
-        index_elements=["series_list_id", "series_instance_uid"]
+        index_elements=[STUDY_KEY, "series_list_id", "series_instance_uid"]
     )
     ids: dict[tuple[int, str], int] = {}
     for id_, list_id, uid in conn.execute(
@@ -190,11 +204,13 @@ def upsert_series(
     created = [key for key in series if key in ids]
     changed: list[tuple[int, str]] = []
     existing = sorted(key for key in series if key not in ids)
-    for chunk in _chunks(existing, CHUNK // 2):
+    for chunk in by_study(conn, existing, lambda key: study_of[key[0]], CHUNK // 2):
+        studies = sorted({study_of[list_id] for list_id, _ in chunk})
         found = conn.execute(
             select(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid,
                    SeriesRow.metadata_)
-            .where(tuple_(SeriesRow.series_list_id, SeriesRow.series_instance_uid).in_(chunk))
+            .where(SeriesRow.study_instance_uid.in_(studies),
+                   tuple_(SeriesRow.series_list_id, SeriesRow.series_instance_uid).in_(chunk))
             .order_by(SeriesRow.series_list_id, SeriesRow.series_instance_uid)
             .with_for_update()
         )  # fmt: skip
@@ -207,7 +223,7 @@ def upsert_series(
                 changed.append(key)
                 conn.execute(
                     update(SeriesRow)
-                    .where(SeriesRow.id == id_)
+                    .where(SeriesRow.study_instance_uid == study_of[list_id], SeriesRow.id == id_)
                     .values(**series_columns(merged), metadata_=merged, updated_at=func.now())
                 )
     return SeriesUpsert(ids, created, changed)
@@ -218,50 +234,20 @@ def upsert_series(
 
 def check_conflicts(
     conn: Connection, instances: Sequence[NormalizedInstance], data_source: str
-) -> set[tuple[int, str]]:
-    """Raise ConflictError if a SOP instance is already stored under another study or series.
+) -> set[str]:
+    """Raise ConflictError if a SOP instance is already stored under another study or series
+    (:func:`repository.sop_registry.register`, which registers the others).
 
-    Returns the (series id, SOP Instance UID) pairs already stored where they belong.
+    Returns the SOP Instance UIDs already stored where they belong.
     """
-    present: set[tuple[int, str]] = set()
-    wanted = {i.sop_instance_uid: i for i in instances}
-    postgres = conn.dialect.name == "postgresql"
-    for chunk in [list(wanted)] if postgres else _chunks(list(wanted)):
-        # Only the SOP Instance UID index, then the few series found: joining first lets the
-        # PostgreSQL planner walk every series of the data source once the table is large.
-        found = series_of_sop_instances(conn, chunk)
-        if not found:
-            continue
-        where = {
-            row[0]: (row[1], row[2])
-            for row in conn.execute(
-                select(SeriesRow.id, SeriesRow.series_instance_uid, StudyRow.study_instance_uid)
-                .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-                .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-                .where(SeriesRow.id.in_({series_id for series_id, _ in found}),
-                       SeriesListRow.data_source == data_source)
-            )
-        }  # fmt: skip
-        for series_id, sop in found:
-            if series_id not in where:
-                continue  # stored for another data source
-            series_uid, study_uid = where[series_id]
-            new = wanted[sop]
-            if (new.study_instance_uid, new.series_instance_uid) != (study_uid, series_uid):
-                raise ConflictError(
-                    f"SOPInstanceUID {sop} is already stored in study {study_uid} series "
-                    f"{series_uid} (data source {data_source!r}); refusing to file it under "
-                    f"study {new.study_instance_uid} series {new.series_instance_uid}"
-                )
-            present.add((series_id, sop))
-    return present
+    return sop_registry.register(conn, instances, data_source)
 
 
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
     wado_roots: Mapping[int, Roots],
-    present: Collection[tuple[int, str]] = (),
+    present: Collection[str] = (),
 ) -> set[tuple[int, str]]:
     """Insert (series id, instance, source path) rows that are new; return (series id, SOP UID).
 
@@ -271,7 +257,7 @@ def insert_instances(
     """
     rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
-        if (series_id, inst.sop_instance_uid) in present:
+        if inst.sop_instance_uid in present:
             continue
         root, uri = wado_roots.get(series_id, (None, None))
         image_id = inst.image_id or instance_image_id(
@@ -287,7 +273,7 @@ def insert_instances(
     if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
-        index_elements=["series_id", "sop_instance_uid"]
+        index_elements=[STUDY_KEY, "series_id", "sop_instance_uid"]
     )
     result = conn.execute(
         stmt.returning(InstanceRow.series_id, instance_table.c.sop_instance_uid), _params(rows)
@@ -298,12 +284,13 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_COPY_COLUMNS = ("series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
+_COPY_COLUMNS = (STUDY_KEY, "series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
 
 
 def instance_row(series_id: int, inst: NormalizedInstance, image_id: str) -> dict[str, Any]:
     """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
-    return {"series_id": series_id, **inst.typed, "image_id": image_id, "metadata_": inst.metadata}
+    return {STUDY_KEY: inst.study_instance_uid, "series_id": series_id, **inst.typed,
+            "image_id": image_id, "metadata_": inst.metadata}  # fmt: skip
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
@@ -345,7 +332,7 @@ def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     names = ", ".join(f'"{c}"' for c in columns)
     stmt = (
         f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
-        "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING"
+        f"ON CONFLICT ({STUDY_KEY}, series_id, sop_instance_uid) DO NOTHING"
     )
     params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
     savepoint = conn.begin_nested()

@@ -24,7 +24,7 @@ from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance, to_naturalized
 from .normalize.values import element_key, is_tag_key
 from .patients import patient_conflicts
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow
+from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, same_study
 from .unit_of_work import Transaction
 from .validation import as_int, check_data_source, check_items, check_uid, require_uid
 
@@ -60,7 +60,7 @@ def add_study(
 
     def work(tx: Transaction) -> bool:
         ids, created = _writes.upsert_studies(tx.conn, {uid: md})
-        _writes.upsert_series_lists(tx.conn, ids.values(), data_source, wado_root, wado_uri)
+        _writes.upsert_series_lists(tx.conn, ids, data_source, wado_root, wado_uri)
         tx.changes.extend(events.study_added(new, data_source, False) for new in created)
         return bool(created)
 
@@ -115,15 +115,16 @@ def add_series_metadata(
 
     def work(tx: Transaction) -> None:
         ids, created = _writes.upsert_studies(tx.conn, study_md)
-        lists = _writes.upsert_series_lists(tx.conn, ids.values(), data_source, wado_root, wado_uri)
+        lists = _writes.upsert_series_lists(tx.conn, ids, data_source, wado_root, wado_uri)
         list_of = {study: lists[ids[study]][0] for study in by_study}
+        study_of = {list_id: study for study, list_id in list_of.items()}
         wanted = {
             (list_of[study], uid): md
             for study, series in by_study.items()
             for uid, md in series.items()
         }
-        result = _writes.upsert_series(tx.conn, wanted, incoming_wins=True)
-        derived.refresh_studies(tx.conn, ids.values())
+        result = _writes.upsert_series(tx.conn, wanted, study_of, incoming_wins=True)
+        derived.refresh_studies(tx.conn, ids)
         touched = set(result.created) | set(result.changed)
         tx.changes.extend(events.study_added(s, data_source, made_in_client) for s in created)
         for study, series in by_study.items():
@@ -184,7 +185,7 @@ class _Parents:
     study_id: dict[str, int]
     series_id: dict[tuple[str, str], int]
     wado_roots: dict[int, _writes.Roots]
-    study_ids: list[int]
+    study_uids: list[str]
 
 
 def add_normalized(
@@ -214,7 +215,7 @@ def add_normalized(
         ]  # fmt: skip
         inserted = _writes.insert_instances(tx.conn, rows, parents.wado_roots, present)
         if inserted:
-            derived.refresh_studies(tx.conn, parents.study_ids)
+            derived.refresh_studies(tx.conn, parents.study_uids)
         already = frozenset(
             i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
             not in inserted
@@ -236,15 +237,16 @@ def _upsert_parents(conn: Connection, batch: _Batch) -> _Parents:
         study_md.setdefault(study, _writes.study_metadata(inst.metadata))
     ids, created = _writes.upsert_studies(conn, study_md)
     lists = _writes.upsert_series_lists(
-        conn, ids.values(), batch.data_source, batch.wado_root, batch.wado_uri
+        conn, ids, batch.data_source, batch.wado_root, batch.wado_uri
     )
     list_of = {study: lists[study_id][0] for study, study_id in ids.items()}
+    study_of = {list_id: study for study, list_id in list_of.items()}
     wanted = {(list_of[st], se): _writes.series_metadata(i.metadata)
               for (st, se), i in firsts.items()}  # fmt: skip
-    series = _writes.upsert_series(conn, wanted, incoming_wins=False)
+    series = _writes.upsert_series(conn, wanted, study_of, incoming_wins=False)
     series_id = {key: series.ids[(list_of[key[0]], key[1])] for key in firsts}
     roots = {series_id[key]: lists[ids[key[0]]][1] for key in firsts}
-    return _Parents(created, ids, series_id, roots, list(ids.values()))
+    return _Parents(created, ids, series_id, roots, list(ids))
 
 
 def _instance_changes(
@@ -317,9 +319,11 @@ def update_metadata_for_series(
     def work(tx: Transaction) -> None:
         targets = tx.conn.execute(
             select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source, StudyRow.id)
-            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-            .where(StudyRow.study_instance_uid == study_uid,
+            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+                  & (SeriesListRow.id == SeriesRow.series_list_id))
+            .join(StudyRow, same_study(StudyRow, SeriesListRow)
+                  & (StudyRow.id == SeriesListRow.study_id))
+            .where(SeriesRow.study_instance_uid == study_uid,
                    SeriesRow.series_instance_uid == series_uid)
             .order_by(SeriesRow.id)
             .with_for_update()
@@ -327,9 +331,9 @@ def update_metadata_for_series(
         if not targets:
             raise NotFoundError(f"series {series_uid} of study {study_uid} is not stored")
         for series_id, series_md, source, _ in targets:
-            _patch_series(tx.conn, series_id, series_md, patch, merged_keys)
+            _patch_series(tx.conn, (study_uid, series_id), series_md, patch, merged_keys)
             tx.changes.append(events.series_updated(study_uid, series_uid, patch, source))
-        derived.refresh_studies(tx.conn, {study_id for *_, study_id in targets})
+        derived.refresh_studies(tx.conn, [study_uid])
 
     return work
 
@@ -355,17 +359,19 @@ def merge_patch(
 
 def _patch_series(
     conn: Connection,
-    series_id: int,
+    series: tuple[str, int],
     series_md: Mapping[str, Any],
     patch: Mapping[str, Any],
     merged_keys: frozenset[str],
 ) -> None:
-    """Merge ``patch`` into the instances of one series row, and into the series itself."""
+    """Merge ``patch`` into the instances of one series row ((study UID, series id)), and into
+    the series itself."""
+    study_uid, series_id = series
     # FOR NO KEY UPDATE on PostgreSQL (the keys stay): a server keeping these instances' DICOM
     # JSON meanwhile checks its foreign key with a KEY SHARE lock, which this must not block.
     rows = conn.execute(
         select(InstanceRow.id, InstanceRow.metadata_)
-        .where(InstanceRow.series_id == series_id)
+        .where(InstanceRow.study_instance_uid == study_uid, InstanceRow.series_id == series_id)
         .order_by(InstanceRow.id)
         .with_for_update(key_share=True)
     ).all()
@@ -373,7 +379,7 @@ def _patch_series(
         merged = merge_patch(md, patch, merged_keys)
         conn.execute(
             update(InstanceRow)
-            .where(InstanceRow.id == instance_id)
+            .where(InstanceRow.study_instance_uid == study_uid, InstanceRow.id == instance_id)
             .values(metadata_=merged, **column_values(INSTANCE_COLUMNS, merged))
         )
     series_patch = _writes.series_metadata(patch)
@@ -381,7 +387,7 @@ def _patch_series(
         merged_series = merge_patch(series_md, series_patch, merged_keys)
         conn.execute(
             update(SeriesRow)
-            .where(SeriesRow.id == series_id)
+            .where(SeriesRow.study_instance_uid == study_uid, SeriesRow.id == series_id)
             .values(**_writes.series_columns(merged_series),
                     metadata_=merged_series, updated_at=func.now())
         )  # fmt: skip

@@ -17,17 +17,19 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
-from . import derived, events
+from . import derived, events, sop_registry
 from .commands import Work
 from .errors import InvalidValueError, NotFoundError
 from .models import DeleteResult
 from .schema import (
+    INSTANCE_IN_SERIES,
     InstanceDicomJsonRow,
     InstanceRow,
     SeriesListRow,
     SeriesRow,
     StudyRow,
     instance_table,
+    same_study,
 )
 from .unit_of_work import Transaction
 from .validation import as_int, check_data_source, check_items, check_uid
@@ -69,15 +71,15 @@ def delete_study(study_uid: str, data_source: str | None) -> Work[DeleteResult]:
 
     def work(tx: Transaction) -> DeleteResult:
         study_id = _lock_study(tx.conn, uid, source)
-        rows = _series_rows(tx.conn, study_id, source, None)
+        rows = _series_rows(tx.conn, (uid, study_id), source, None)
         if source is not None and not rows:
             raise NotFoundError(f"study {uid} is not stored{_where(source)}")
         removal = _Removal()
         lists: dict[int, list[_SeriesRow]] = {}
         for row in rows:
             lists.setdefault(row.list_id, []).append(row)
-        counts = _remove_series(tx.conn, [r.series_id for r in rows if r.series_id], removal)
-        _remove_lists(tx.conn, list(lists))
+        counts = _remove_series(tx.conn, uid, [r.series_id for r in rows if r.series_id], removal)
+        _remove_lists(tx.conn, uid, list(lists))
         gone = _remove_study_if_empty(tx.conn, study_id, uid, removal)
         for members in lists.values():
             series = [r.series_uid for r in members if r.series_uid]
@@ -87,7 +89,7 @@ def delete_study(study_uid: str, data_source: str | None) -> Work[DeleteResult]:
             )
             removal.series += [(members[0].data_source, s) for s in series]
         if not gone:
-            derived.refresh_studies(tx.conn, [study_id])
+            derived.refresh_studies(tx.conn, [uid])
         return removal.result()
 
     return work
@@ -101,11 +103,11 @@ def delete_series(study_uid: str, series_uid: str, data_source: str | None) -> W
 
     def work(tx: Transaction) -> DeleteResult:
         study_id = _lock_study(tx.conn, uid, None)
-        rows = _series_rows(tx.conn, study_id, source, series_uid)
+        rows = _series_rows(tx.conn, (uid, study_id), source, series_uid)
         if not rows:
             raise NotFoundError(f"series {series_uid} of study {uid} is not stored{_where(source)}")
         removal = _Removal()
-        counts = _remove_series(tx.conn, [r.series_id for r in rows if r.series_id], removal)
+        counts = _remove_series(tx.conn, uid, [r.series_id for r in rows if r.series_id], removal)
         for row in rows:
             count = counts.get(row.series_id or 0, 0)
             tx.changes.append(events.series_deleted(uid, series_uid, row.data_source, count))
@@ -130,8 +132,10 @@ def delete_instances(
 
     def work(tx: Transaction) -> DeleteResult:
         study_id = _lock_study(tx.conn, uid, None)
-        rows = [r for r in _series_rows(tx.conn, study_id, source, series_uid) if r.series_id]
-        found = _instances_of(tx.conn, [r.series_id for r in rows if r.series_id], wanted)
+        rows = [
+            r for r in _series_rows(tx.conn, (uid, study_id), source, series_uid) if r.series_id
+        ]
+        found = _instances_of(tx.conn, uid, [r.series_id for r in rows if r.series_id], wanted)
         missing = sorted(set(wanted) - {sop for _, sop, _, _ in found})
         if not rows:
             raise NotFoundError(f"series {series_uid} of study {uid} is not stored{_where(source)}")
@@ -142,7 +146,7 @@ def delete_instances(
                 f"{_where(source)}; nothing was deleted"
             )
         removal = _Removal()
-        _remove_instances(tx.conn, [id_ for id_, *_ in found], removal)
+        _remove_instances(tx.conn, uid, [id_ for id_, *_ in found], removal)
         emptied = _drop_empty_series(tx, uid, rows, found, removal)
         lists = {r.list_id: r.data_source for r in rows if r.series_id in emptied}
         _finish(tx, study_id, uid, lists, removal)
@@ -164,14 +168,16 @@ def _lock_study(conn: Connection, uid: str, source: str | None) -> int:
 
 
 def _series_rows(
-    conn: Connection, study_id: int, source: str | None, series_uid: str | None
+    conn: Connection, study: tuple[str, int], source: str | None, series_uid: str | None
 ) -> list[_SeriesRow]:
-    """The study's series lists (of ``source``) and their series (``series_uid`` only)."""
+    """The series lists (of ``source``) of the study (UID, id) and their series (``series_uid``
+    only)."""
     stmt = (
         select(SeriesListRow.id, SeriesListRow.data_source, SeriesRow.id,
                SeriesRow.series_instance_uid)
-        .outerjoin(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-        .where(SeriesListRow.study_id == study_id)
+        .outerjoin(SeriesRow, same_study(SeriesRow, SeriesListRow)
+                   & (SeriesRow.series_list_id == SeriesListRow.id))
+        .where(SeriesListRow.study_instance_uid == study[0], SeriesListRow.study_id == study[1])
         .order_by(SeriesListRow.id, SeriesRow.id)
     )  # fmt: skip
     if source is not None:
@@ -182,7 +188,7 @@ def _series_rows(
 
 
 def _instances_of(
-    conn: Connection, series_ids: Sequence[int], sop_uids: Sequence[str]
+    conn: Connection, uid: str, series_ids: Sequence[int], sop_uids: Sequence[str]
 ) -> list[tuple[int, str, int, str]]:
     """(id, SOP Instance UID, series id, imageId) of these instances of these series."""
     found: list[tuple[int, str, int, str]] = []
@@ -193,7 +199,8 @@ def _instances_of(
             for id_, sop, series, image in conn.execute(
                 select(InstanceRow.id, instance_table.c.sop_instance_uid, InstanceRow.series_id,
                        InstanceRow.image_id)
-                .where(InstanceRow.series_id.in_(series_ids),
+                .where(InstanceRow.study_instance_uid == uid,
+                       InstanceRow.series_id.in_(series_ids),
                        instance_table.c.sop_instance_uid.in_(chunk))
             )
         ]  # fmt: skip
@@ -207,35 +214,60 @@ def _files(conn: Connection, where: ColumnElement[bool]) -> list[str]:
     return [image_id.removeprefix(FILE_PREFIX) for (image_id,) in rows]
 
 
-def _remove_series(conn: Connection, series_ids: list[int], removal: _Removal) -> dict[int, int]:
-    """Delete these series and their instances; instance counts by series id."""
+def _remove_series(
+    conn: Connection, uid: str, series_ids: list[int], removal: _Removal
+) -> dict[int, int]:
+    """Delete these series of study ``uid`` and their instances; instance counts by series id."""
     if not series_ids:
         return {}
+    of_series = (InstanceRow.study_instance_uid == uid) & InstanceRow.series_id.in_(series_ids)
     counts = {
         int(series): int(n)
         for series, n in conn.execute(
             select(InstanceRow.series_id, func.count())
-            .where(InstanceRow.series_id.in_(series_ids))
+            .where(of_series)
             .group_by(InstanceRow.series_id)
         )
     }
-    removal.files += _files(conn, InstanceRow.series_id.in_(series_ids))
-    ids = select(InstanceRow.id).where(InstanceRow.series_id.in_(series_ids))
-    conn.execute(delete(InstanceDicomJsonRow).where(InstanceDicomJsonRow.instance_id.in_(ids)))
-    conn.execute(delete(InstanceRow).where(InstanceRow.series_id.in_(series_ids)))
-    conn.execute(delete(SeriesRow).where(SeriesRow.id.in_(series_ids)))
+    removal.files += _files(conn, of_series)
+    sop_registry.unregister(conn, _registered(conn, of_series))
+    ids = select(InstanceRow.id).where(of_series)
+    conn.execute(delete(InstanceDicomJsonRow).where(
+        InstanceDicomJsonRow.study_instance_uid == uid, InstanceDicomJsonRow.instance_id.in_(ids)
+    ))  # fmt: skip
+    conn.execute(delete(InstanceRow).where(of_series))
+    conn.execute(
+        delete(SeriesRow).where(SeriesRow.study_instance_uid == uid, SeriesRow.id.in_(series_ids))
+    )
     removal.instances += sum(counts.values())
     return counts
 
 
-def _remove_instances(conn: Connection, instance_ids: list[int], removal: _Removal) -> None:
+def _registered(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str]]:
+    """(SOP Instance UID, data source) of the instances ``where`` selects."""
+    rows = conn.execute(
+        select(instance_table.c.sop_instance_uid, SeriesListRow.data_source)
+        .join(SeriesRow, INSTANCE_IN_SERIES)
+        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+              & (SeriesListRow.id == SeriesRow.series_list_id))
+        .where(where)
+    )  # fmt: skip
+    return [(str(sop), str(source)) for sop, source in rows]
+
+
+def _remove_instances(
+    conn: Connection, uid: str, instance_ids: list[int], removal: _Removal
+) -> None:
     for start in range(0, len(instance_ids), CHUNK):
         chunk = instance_ids[start : start + CHUNK]
-        removal.files += _files(conn, InstanceRow.id.in_(chunk))
-        conn.execute(
-            delete(InstanceDicomJsonRow).where(InstanceDicomJsonRow.instance_id.in_(chunk))
-        )
-        conn.execute(delete(InstanceRow).where(InstanceRow.id.in_(chunk)))
+        these = (InstanceRow.study_instance_uid == uid) & InstanceRow.id.in_(chunk)
+        removal.files += _files(conn, these)
+        sop_registry.unregister(conn, _registered(conn, these))
+        conn.execute(delete(InstanceDicomJsonRow).where(
+            InstanceDicomJsonRow.study_instance_uid == uid,
+            InstanceDicomJsonRow.instance_id.in_(chunk),
+        ))  # fmt: skip
+        conn.execute(delete(InstanceRow).where(these))
     removal.instances += len(instance_ids)
 
 
@@ -257,32 +289,41 @@ def _drop_empty_series(
         tx.changes.append(
             events.instances_deleted(study_uid, row.series_uid, row.data_source, sops)
         )
+        this = (study_uid, row.series_id)
         left = tx.conn.execute(
-            select(func.count()).where(InstanceRow.series_id == row.series_id)
+            select(func.count()).where(
+                InstanceRow.study_instance_uid == study_uid, InstanceRow.series_id == row.series_id
+            )
         ).scalar_one()
         if left:
-            _lower_reported(tx.conn, row.series_id, len(sops), int(left))
+            _lower_reported(tx.conn, this, len(sops), int(left))
             continue
-        tx.conn.execute(delete(SeriesRow).where(SeriesRow.id == row.series_id))
+        tx.conn.execute(delete(SeriesRow).where(_series_is(this)))
         tx.changes.append(events.series_deleted(study_uid, row.series_uid, row.data_source, 0))
         removal.series.append((row.data_source, row.series_uid))
         emptied.add(row.series_id)
     return emptied
 
 
-def _lower_reported(conn: Connection, series_id: int, removed: int, left: int) -> None:
+def _series_is(series: tuple[str, int]) -> ColumnElement[bool]:
+    return (SeriesRow.study_instance_uid == series[0]) & (SeriesRow.id == series[1])
+
+
+def _lower_reported(conn: Connection, series: tuple[str, int], removed: int, left: int) -> None:
     """A series summary's NumberOfSeriesRelatedInstances, less the instances removed."""
-    md = conn.execute(select(SeriesRow.metadata_).where(SeriesRow.id == series_id)).scalar_one()
+    md = conn.execute(select(SeriesRow.metadata_).where(_series_is(series))).scalar_one()
     reported = as_int((md or {}).get("NumberOfSeriesRelatedInstances"))
     if reported is None:
         return
     new = {**md, "NumberOfSeriesRelatedInstances": max(reported - removed, left)}
-    conn.execute(update(SeriesRow).where(SeriesRow.id == series_id).values(metadata_=new))
+    conn.execute(update(SeriesRow).where(_series_is(series)).values(metadata_=new))
 
 
-def _remove_lists(conn: Connection, list_ids: list[int]) -> None:
+def _remove_lists(conn: Connection, uid: str, list_ids: list[int]) -> None:
     if list_ids:
-        conn.execute(delete(SeriesListRow).where(SeriesListRow.id.in_(list_ids)))
+        conn.execute(delete(SeriesListRow).where(
+            SeriesListRow.study_instance_uid == uid, SeriesListRow.id.in_(list_ids)
+        ))  # fmt: skip
 
 
 def _finish(
@@ -293,20 +334,28 @@ def _finish(
         list_id
         for list_id in lists
         if not tx.conn.execute(
-            select(func.count()).where(SeriesRow.series_list_id == list_id)
+            select(func.count()).where(
+                SeriesRow.study_instance_uid == uid, SeriesRow.series_list_id == list_id
+            )
         ).scalar_one()
     ]
-    _remove_lists(tx.conn, empty)
+    _remove_lists(tx.conn, uid, empty)
     gone = _remove_study_if_empty(tx.conn, study_id, uid, removal)
     tx.changes += [events.study_deleted(uid, lists[list_id], [], 0, gone) for list_id in empty]
     if not gone:
-        derived.refresh_studies(tx.conn, [study_id])
+        derived.refresh_studies(tx.conn, [uid])
 
 
 def _remove_study_if_empty(conn: Connection, study_id: int, uid: str, removal: _Removal) -> bool:
-    left = conn.execute(select(func.count()).where(SeriesListRow.study_id == study_id)).scalar_one()
+    left = conn.execute(
+        select(func.count()).where(
+            SeriesListRow.study_instance_uid == uid, SeriesListRow.study_id == study_id
+        )
+    ).scalar_one()
     if left:
         return False
-    conn.execute(delete(StudyRow).where(StudyRow.id == study_id))
+    conn.execute(
+        delete(StudyRow).where(StudyRow.study_instance_uid == uid, StudyRow.id == study_id)
+    )
     removal.studies.append(uid)
     return True

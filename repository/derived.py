@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from .citus import by_study
 from .columns import STUDY_COLUMNS, column_values
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, instance_table, series_table
+from .schema import InstanceRow, SeriesRow, StudyRow, instance_table, same_study, series_table
 from .validation import as_int
 
 CHUNK = 900
@@ -36,15 +37,13 @@ class _SeriesFacts:
     stored: set[str] = field(default_factory=set)
 
 
-def refresh_studies(conn: Connection, study_ids: Iterable[int]) -> None:
-    """Recompute the derived values of ``study_ids`` and write those that changed."""
-    ids = sorted(set(study_ids))
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+def refresh_studies(conn: Connection, study_uids: Iterable[str]) -> None:
+    """Recompute the derived values of the studies ``study_uids``; write those that changed."""
+    for chunk in by_study(conn, sorted(set(study_uids)), str, CHUNK):
         facts = _series_facts(conn, chunk)
         for study_id, md in conn.execute(
-            select(StudyRow.id, StudyRow.metadata_)
-            .where(StudyRow.id.in_(chunk))
+            select(StudyRow.study_instance_uid, StudyRow.metadata_)
+            .where(StudyRow.study_instance_uid.in_(chunk))
             .order_by(StudyRow.study_instance_uid)
             .with_for_update()
         ):
@@ -53,26 +52,25 @@ def refresh_studies(conn: Connection, study_ids: Iterable[int]) -> None:
                 _write_if_changed(conn, study_id, md, _derived(md, series))
 
 
-def _series_facts(conn: Connection, study_ids: list[int]) -> dict[int, dict[str, _SeriesFacts]]:
-    """study id -> series UID -> modality, reported and stored instances."""
-    out: dict[int, dict[str, _SeriesFacts]] = {}
+def _series_facts(conn: Connection, study_uids: list[str]) -> dict[str, dict[str, _SeriesFacts]]:
+    """study UID -> series UID -> modality, reported and stored instances."""
+    out: dict[str, dict[str, _SeriesFacts]] = {}
     for study_id, uid, modality, md in conn.execute(
-        select(SeriesListRow.study_id, SeriesRow.series_instance_uid, series_table.c.modality,
-               SeriesRow.metadata_)
-        .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-        .where(SeriesListRow.study_id.in_(study_ids))
+        select(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
+               series_table.c.modality, SeriesRow.metadata_)
+        .where(SeriesRow.study_instance_uid.in_(study_uids))
     ):  # fmt: skip
         facts = out.setdefault(study_id, {}).setdefault(uid, _SeriesFacts())
         facts.modality = facts.modality or modality
         reported = as_int((md or {}).get("NumberOfSeriesRelatedInstances")) or 0
         facts.reported = max(facts.reported, reported)
     for study_id, uid, sop in conn.execute(
-        select(SeriesListRow.study_id, SeriesRow.series_instance_uid,
+        select(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
                instance_table.c.sop_instance_uid)
-        .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-        .join(InstanceRow, InstanceRow.series_id == SeriesRow.id)
-        .where(SeriesListRow.study_id.in_(study_ids))
-        .group_by(SeriesListRow.study_id, SeriesRow.series_instance_uid,
+        .join(InstanceRow, same_study(InstanceRow, SeriesRow)
+              & (InstanceRow.series_id == SeriesRow.id))
+        .where(SeriesRow.study_instance_uid.in_(study_uids))
+        .group_by(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
                   instance_table.c.sop_instance_uid)
     ):  # fmt: skip
         out[study_id][uid].stored.add(sop)
@@ -92,11 +90,11 @@ def _derived(md: dict[str, Any], series: dict[str, _SeriesFacts]) -> dict[str, A
     return {**md, **derived}
 
 
-def _write_if_changed(conn: Connection, study_id: int, old: Any, new: dict[str, Any]) -> None:
+def _write_if_changed(conn: Connection, study_uid: str, old: Any, new: dict[str, Any]) -> None:
     if new == old:
         return
     conn.execute(
         update(StudyRow)
-        .where(StudyRow.id == study_id)
+        .where(StudyRow.study_instance_uid == study_uid)
         .values(**column_values(STUDY_COLUMNS, new), metadata_=new, updated_at=func.now())
     )

@@ -44,16 +44,20 @@ def patient_conflicts(
     conn: Connection, study_ids: Mapping[str, int], instances: Iterable[NormalizedInstance]
 ) -> dict[str, str]:
     """SOP Instance UID -> why it disagrees with its study's patient, for ``instances``."""
-    ids = sorted(set(study_ids.values()))
+    uids = sorted(study_ids)
     columns = [study_table.c[c] for c in PATIENT_KEYWORDS.values()]
-    stored: dict[int, Mapping[str, Any]] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        for row in conn.execute(select(StudyRow.id, *columns).where(StudyRow.id.in_(chunk))):
-            stored[row.id] = {c: row._mapping[c] for c in PATIENT_KEYWORDS.values()}
+    stored: dict[str, Mapping[str, Any]] = {}
+    for start in range(0, len(uids), CHUNK):
+        chunk = uids[start : start + CHUNK]
+        for row in conn.execute(
+            select(StudyRow.study_instance_uid, *columns).where(
+                StudyRow.study_instance_uid.in_(chunk)
+            )
+        ):
+            stored[row.study_instance_uid] = {c: row._mapping[c] for c in PATIENT_KEYWORDS.values()}
     found = {}
     for inst in instances:
-        why = conflict(inst, stored.get(study_ids.get(inst.study_instance_uid, -1), {}))
+        why = conflict(inst, stored.get(inst.study_instance_uid, {}))
         if why is not None:
             found[inst.sop_instance_uid] = why
     return found

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Select, exists, select
 
 from .errors import InvalidValueError, NotFoundError
 from .models import DeleteResult
-from .schema import SeriesListRow, SeriesRow, StudyRow, series_table, study_table
+from .schema import SeriesListRow, SeriesRow, StudyRow, same_study, series_table, study_table
 from .validation import check_data_source
 
 if TYPE_CHECKING:
@@ -61,15 +61,18 @@ class PruneRule:
             stmt = stmt.where(study_table.c.study_date < cutoff)
         if self.received_before is not None:
             stmt = stmt.where(StudyRow.created_at < self.received_before)
-        lists = select(SeriesListRow.id).where(SeriesListRow.study_id == StudyRow.id)
+        lists = select(SeriesListRow.id).where(
+            same_study(SeriesListRow, StudyRow), SeriesListRow.study_id == StudyRow.id
+        )
         if self.data_source is not None:
             lists = lists.where(SeriesListRow.data_source == self.data_source)
             stmt = stmt.where(exists(lists))
         if self.modalities:
             series = (
                 select(SeriesRow.id)
-                .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-                .where(SeriesListRow.study_id == StudyRow.id,
+                .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+                      & (SeriesListRow.id == SeriesRow.series_list_id))
+                .where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id,
                        series_table.c.modality.in_(list(self.modalities)))
             )  # fmt: skip
             if self.data_source is not None:

@@ -15,8 +15,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -57,6 +58,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _study_key(table: str, column: str) -> ForeignKeyConstraint:
+    """A foreign key ``(column, study_instance_uid)`` to ``table (id, study_instance_uid)``.
+
+    Every table of a study carries the study's UID, the distribution column on Citus: keys
+    include it, so one study's rows can live on one shard (see :mod:`repository.citus`).
+    """
+    return ForeignKeyConstraint(
+        [column, "study_instance_uid"], [f"{table}.id", f"{table}.study_instance_uid"],
+        ondelete="CASCADE",
+    )  # fmt: skip
+
+
 class StudyRow(Base):
     """One DICOM study, whatever data sources it came from."""
 
@@ -68,7 +81,7 @@ class StudyRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
-    __table_args__ = tuple(sql_columns(STUDY_COLUMNS))
+    __table_args__ = (*sql_columns(STUDY_COLUMNS), UniqueConstraint("id", "study_instance_uid"))
 
 
 class SeriesListRow(Base):
@@ -77,13 +90,18 @@ class SeriesListRow(Base):
     __tablename__ = "series_list"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    study_id: Mapped[int] = mapped_column(BigId)
     data_source: Mapped[str] = mapped_column(String(64))
     wado_root: Mapped[str | None] = mapped_column(Text)
     wado_uri: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
-    __table_args__ = (UniqueConstraint("study_id", "data_source"),)
+    __table_args__ = (
+        _study_key("study", "study_id"),
+        UniqueConstraint("study_instance_uid", "data_source"),
+        UniqueConstraint("id", "study_instance_uid"),
+    )
 
 
 class SeriesRow(Base):
@@ -92,7 +110,8 @@ class SeriesRow(Base):
     __tablename__ = "series"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    series_list_id: Mapped[int] = mapped_column(ForeignKey("series_list.id", ondelete="CASCADE"))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_list_id: Mapped[int] = mapped_column(BigId)
     series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
@@ -100,7 +119,9 @@ class SeriesRow(Base):
 
     __table_args__ = (
         *sql_columns(SERIES_COLUMNS),
-        UniqueConstraint("series_list_id", "series_instance_uid"),
+        _study_key("series_list", "series_list_id"),
+        UniqueConstraint("study_instance_uid", "series_list_id", "series_instance_uid"),
+        UniqueConstraint("id", "study_instance_uid"),
     )
 
 
@@ -110,14 +131,17 @@ class InstanceRow(Base):
     __tablename__ = "instance"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_id: Mapped[int] = mapped_column(BigId)
     image_id: Mapped[str] = mapped_column(Text, index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
     __table_args__ = (
         *sql_columns(INSTANCE_COLUMNS),
-        UniqueConstraint("series_id", "sop_instance_uid"),
+        _study_key("series", "series_id"),
+        UniqueConstraint("study_instance_uid", "series_id", "sop_instance_uid"),
+        UniqueConstraint("id", "study_instance_uid"),
         # Display sets group a series' instances by SOP class: this index answers that alone.
         Index(None, "series_id", "sop_class_uid", "instance_number"),
     )
@@ -135,11 +159,29 @@ class InstanceDicomJsonRow(Base):
 
     __tablename__ = "instance_dicom_json"
 
-    instance_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True
-    )
+    instance_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     json: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (_study_key("instance", "instance_id"),)
+
+
+class SopInstanceRow(Base):
+    """Which study and series each SOP Instance UID of a data source is stored under.
+
+    Written in the same transaction as the instance: its primary key makes one SOP Instance UID
+    one instance per data source, also when two writers race to file it under two studies. On
+    Citus it is distributed by SOP Instance UID (a unique index on ``instance`` could not be:
+    it would lack the distribution column). Deleting an instance deletes its row.
+    """
+
+    __tablename__ = "sop_instance"
+
+    sop_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
+    data_source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_instance_uid: Mapped[str] = mapped_column(UID)
 
 
 class ChangeRow(Base):
@@ -182,9 +224,18 @@ class SopClassRow(Base):
     name: Mapped[str] = mapped_column(Text)
 
 
+def same_study(a: Any, b: Any) -> ColumnElement[bool]:
+    """``a.study_instance_uid = b.study_instance_uid``: added to every join of two tables of a
+    study, so that Citus runs it on one shard (joins on the distribution column)."""
+    return cast(ColumnElement[bool], a.study_instance_uid == b.study_instance_uid)
+
+
 study_table = cast(Table, StudyRow.__table__)
 series_list_table = cast(Table, SeriesListRow.__table__)
 series_table = cast(Table, SeriesRow.__table__)
 instance_table = cast(Table, InstanceRow.__table__)
 instance_dicom_json_table = cast(Table, InstanceDicomJsonRow.__table__)
 """The tables, for access to their typed columns by name (``instance_table.c.rows``)."""
+
+INSTANCE_IN_SERIES = same_study(InstanceRow, SeriesRow) & (InstanceRow.series_id == SeriesRow.id)
+"""The join of an instance to its series (on the study's UID too: one shard on Citus)."""

@@ -19,7 +19,15 @@ from sqlalchemy import Connection, RowMapping, Text, cast, func, select
 
 from .columns import SERIES_COLUMNS, STUDY_COLUMNS, loaded
 from .models import read_model
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, series_table, study_table
+from .schema import (
+    InstanceRow,
+    SeriesListRow,
+    SeriesRow,
+    StudyRow,
+    same_study,
+    series_table,
+    study_table,
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +115,12 @@ _SERIES = (
 
 def _query() -> Any:
     counts = (
-        select(InstanceRow.series_id, func.count().label("number_of_instances"))
-        .group_by(InstanceRow.series_id)
+        select(
+            InstanceRow.study_instance_uid,
+            InstanceRow.series_id,
+            func.count().label("number_of_instances"),
+        )
+        .group_by(InstanceRow.study_instance_uid, InstanceRow.series_id)
         .subquery()
     )
     return (
@@ -119,9 +131,11 @@ def _query() -> Any:
             *_SERIES, cast(SeriesRow.metadata_, Text).label("series_metadata"),
             func.coalesce(counts.c.number_of_instances, 0).label("number_of_instances"),
         )
-        .outerjoin(SeriesListRow, SeriesListRow.study_id == StudyRow.id)
-        .outerjoin(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-        .outerjoin(counts, counts.c.series_id == SeriesRow.id)
+        .outerjoin(SeriesListRow, same_study(SeriesListRow, StudyRow)
+                   & (SeriesListRow.study_id == StudyRow.id))
+        .outerjoin(SeriesRow, same_study(SeriesRow, SeriesListRow)
+                   & (SeriesRow.series_list_id == SeriesListRow.id))
+        .outerjoin(counts, same_study(counts.c, SeriesRow) & (counts.c.series_id == SeriesRow.id))
         .order_by(StudyRow.id, SeriesListRow.id, series_table.c.series_number.is_(None),
                   series_table.c.series_number, SeriesRow.id)
     )  # fmt: skip

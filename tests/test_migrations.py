@@ -128,4 +128,4 @@ def test_lookup_indexes_exist(db_url: str) -> None:
     assert ("sop_instance_uid",) in indexes
     assert ("image_id",) in indexes
     assert ("series_id", "sop_class_uid", "instance_number") in indexes
-    assert ("series_id", "sop_instance_uid") in uniques
+    assert ("study_instance_uid", "series_id", "sop_instance_uid") in uniques

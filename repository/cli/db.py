@@ -56,3 +56,22 @@ def db_check(ctx: click.Context) -> None:
             err().print(f"[red]differs:[/] {diff}")
         sys.exit(1)
     click.echo("models match migrations")
+
+
+@db.command("distribute")
+@click.option(
+    "--shard-count",
+    type=click.IntRange(1, 10000),
+    default=None,
+    help="Shards per distributed table (default: citus.shard_count, 32).",
+)
+@click.pass_context
+def db_distribute(ctx: click.Context, shard_count: int | None) -> None:
+    """Distribute the tables over a Citus cluster (once, after `db upgrade`), by study."""
+    from .. import citus
+
+    with open_engine(ctx) as engine, engine.begin() as conn:
+        done = citus.distribute(conn, shard_count)
+    for step in done:
+        click.echo(step)
+    click.echo("distributed" if done else "already distributed")

@@ -64,9 +64,9 @@ def _convert(report: str, key: str, value: Any, default: Any) -> Any:
 _PRIVATE_TAG_SQL = """
 SELECT st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
 FROM instance i
-JOIN series se ON se.id = i.series_id
-JOIN series_list sl ON sl.id = se.series_list_id
-JOIN study st ON st.id = sl.study_id
+JOIN series se ON se.study_instance_uid = i.study_instance_uid AND se.id = i.series_id
+JOIN series_list sl ON sl.study_instance_uid = se.study_instance_uid AND sl.id = se.series_list_id
+JOIN study st ON st.study_instance_uid = sl.study_instance_uid AND st.id = sl.study_id
 WHERE i.metadata -> {key} -> 'Value' ->> 0 = :value
 ORDER BY st.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
 """

@@ -19,11 +19,12 @@ from sqlalchemy import Engine, select
 
 from .._reads import json_text
 from ..schema import (
+    INSTANCE_IN_SERIES,
     InstanceRow,
     SeriesListRow,
     SeriesRow,
-    StudyRow,
     instance_table,
+    same_study,
 )
 from .errors import not_found
 
@@ -68,10 +69,10 @@ def find_instance(engine: Engine, uids: list[str]) -> StoredInstance:
     stmt = (
         select(InstanceRow.image_id, SeriesListRow.wado_root, instance_table.c.transfer_syntax_uid,
                instance_table.c.number_of_frames, json_text(InstanceRow.metadata_))
-        .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
-        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        .where(StudyRow.study_instance_uid == uids[0],
+        .join(SeriesRow, INSTANCE_IN_SERIES)
+        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+              & (SeriesListRow.id == SeriesRow.series_list_id))
+        .where(InstanceRow.study_instance_uid == uids[0],
                SeriesRow.series_instance_uid == uids[1],
                instance_table.c.sop_instance_uid == uids[2])
     )  # fmt: skip

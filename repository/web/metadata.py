@@ -73,7 +73,7 @@ class _Rows:
                 assert text is not None  # the metadata column is NOT NULL
                 data = dicom_json((study, series, sop), text)
                 if self.held + len(data) <= KEEP_AT_MOST:
-                    self.fills.append((id_, generation or 0, data))
+                    self.fills.append((id_, study, generation or 0, data))
                     self.held += len(data)
             pieces.append(data if isinstance(data, bytes) else data.encode())
         return pieces

@@ -34,12 +34,14 @@ from .._reads import json_text
 from ..errors import RepositoryError
 from ..normalize import to_dicom_json
 from ..schema import (
+    INSTANCE_IN_SERIES,
     InstanceRow,
     SeriesListRow,
     SeriesRow,
     StudyRow,
     instance_dicom_json_table,
     instance_table,
+    same_study,
 )
 from ..unit_of_work import translate_errors
 
@@ -49,8 +51,9 @@ BULK_KEY = b'"BulkDataURI":"'
 """How a BulkDataURI starts in compact JSON: a key followed by a string can be nothing else (a
 quote inside a JSON string is escaped, and only a key is followed by a colon)."""
 
-Fill = tuple[int, int, bytes]
-"""An instance id, the generation of its row when its metadata was read (0: no row), its JSON."""
+Fill = tuple[int, str, int, bytes]
+"""An instance id, its StudyInstanceUID, the generation of its row when its metadata was read
+(0: no row), its JSON."""
 
 
 def relative_bulk(elements: dict[str, Any], base: str) -> None:
@@ -99,13 +102,18 @@ def answer_statement(levels: int, with_json: bool) -> Select[Any]:
     stmt = (
         select(*columns)
         .select_from(InstanceRow)
-        .join(SeriesRow, SeriesRow.id == InstanceRow.series_id)
-        .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-        .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        .where(StudyRow.study_instance_uid == bindparam("study"))
-    )
+        .join(SeriesRow, INSTANCE_IN_SERIES)
+        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+              & (SeriesListRow.id == SeriesRow.series_list_id))
+        .join(StudyRow, same_study(StudyRow, SeriesListRow)
+              & (StudyRow.id == SeriesListRow.study_id))
+        .where(InstanceRow.study_instance_uid == bindparam("study"))
+    )  # fmt: skip
     if with_json:
-        stmt = stmt.outerjoin(instance_dicom_json_table, cached.instance_id == InstanceRow.id)
+        stmt = stmt.outerjoin(
+            instance_dicom_json_table,
+            same_study(cached, InstanceRow) & (cached.instance_id == InstanceRow.id),
+        )
     if levels > 1:
         stmt = stmt.where(SeriesRow.series_instance_uid == bindparam("series"))
     if levels > 2:
@@ -179,13 +187,18 @@ def fill(engine: Engine, fills: Sequence[Fill]) -> bool:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.instance_id],
+        index_elements=[table.c.instance_id, table.c.study_instance_uid],
         set_={"json": stmt.excluded.json},
         where=(table.c.generation == stmt.excluded.generation) & table.c.json.is_(None),
     )
     params = [
-        {"instance_id": id_, "generation": generation, "json": data.decode()}
-        for id_, generation, data in sorted(fills, key=lambda f: f[0])
+        {
+            "instance_id": id_,
+            "study_instance_uid": study,
+            "generation": generation,
+            "json": data.decode(),
+        }
+        for id_, study, generation, data in sorted(fills, key=lambda f: f[0])
     ]
     try:
         with (

@@ -16,11 +16,13 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, se
 
 from .._reads import json_text
 from ..schema import (
+    INSTANCE_IN_SERIES,
     InstanceRow,
     SeriesListRow,
     SeriesRow,
     StudyRow,
     instance_table,
+    same_study,
     series_table,
     study_table,
 )
@@ -80,11 +82,16 @@ def _base(level: Level) -> Select[Any]:
     if level.rank >= SERIES.rank:
         stmt = (
             stmt.select_from(SeriesRow)
-            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-            .join(StudyRow, StudyRow.id == SeriesListRow.study_id)
-        )
+            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+                  & (SeriesListRow.id == SeriesRow.series_list_id))
+            .join(StudyRow, same_study(StudyRow, SeriesListRow)
+                  & (StudyRow.id == SeriesListRow.study_id))
+        )  # fmt: skip
     if level.rank >= INSTANCE.rank:
-        stmt = stmt.join(InstanceRow, InstanceRow.series_id == SeriesRow.id)
+        stmt = stmt.join(
+            InstanceRow,
+            INSTANCE_IN_SERIES,
+        )
     return stmt
 
 
@@ -94,13 +101,19 @@ def _below(level: Level, conditions: Sequence[ColumnElement[bool]], deepest: int
         sub = (
             select(1)
             .select_from(SeriesRow)
-            .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
-            .where(SeriesListRow.study_id == StudyRow.id)
-        )
+            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
+                  & (SeriesListRow.id == SeriesRow.series_list_id))
+            .where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id)
+        )  # fmt: skip
         if deepest >= INSTANCE.rank:
-            sub = sub.join(InstanceRow, InstanceRow.series_id == SeriesRow.id)
+            sub = sub.join(InstanceRow, same_study(InstanceRow, SeriesRow)
+                           & (InstanceRow.series_id == SeriesRow.id))  # fmt: skip
     else:
-        sub = select(1).select_from(InstanceRow).where(InstanceRow.series_id == SeriesRow.id)
+        sub = (
+            select(1)
+            .select_from(InstanceRow)
+            .where(same_study(InstanceRow, SeriesRow), InstanceRow.series_id == SeriesRow.id)
+        )
     return exists(sub.where(*conditions))
 
 
@@ -127,8 +140,9 @@ def statement(search: Search, dialect: str) -> Select[Any]:
         else:
             here.append(
                 exists(select(1).select_from(SeriesRow).join(
-                    SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id
-                ).where(SeriesListRow.study_id == StudyRow.id,
+                    SeriesListRow, same_study(SeriesListRow, SeriesRow)
+                    & (SeriesListRow.id == SeriesRow.series_list_id)
+                ).where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id,
                         series_table.c.modality.in_(search.modalities)))
             )  # fmt: skip
     if below:
@@ -158,10 +172,12 @@ def study_counts(conn: Connection, study_ids: Sequence[int]) -> dict[int, tuple[
         select(SeriesListRow.study_id, func.count(func.distinct(SeriesRow.series_instance_uid)),
                func.count(InstanceRow.id))
         .select_from(SeriesListRow)
-        .join(SeriesRow, SeriesRow.series_list_id == SeriesListRow.id)
-        .outerjoin(InstanceRow, InstanceRow.series_id == SeriesRow.id)
+        .join(SeriesRow, same_study(SeriesRow, SeriesListRow)
+              & (SeriesRow.series_list_id == SeriesListRow.id))
+        .outerjoin(InstanceRow, same_study(InstanceRow, SeriesRow)
+                   & (InstanceRow.series_id == SeriesRow.id))
         .where(SeriesListRow.study_id.in_(sorted(set(study_ids))))
-        .group_by(SeriesListRow.study_id)
+        .group_by(SeriesListRow.study_instance_uid, SeriesListRow.study_id)
     )  # fmt: skip
     return {row[0]: (row[1], row[2]) for row in conn.execute(stmt)}
 
@@ -173,6 +189,6 @@ def series_counts(conn: Connection, series_ids: Sequence[int]) -> dict[int, int]
     stmt = (
         select(InstanceRow.series_id, func.count())
         .where(InstanceRow.series_id.in_(sorted(set(series_ids))))
-        .group_by(InstanceRow.series_id)
+        .group_by(InstanceRow.study_instance_uid, InstanceRow.series_id)
     )
     return {row[0]: row[1] for row in conn.execute(stmt)}

@@ -1,0 +1,108 @@
+"""The repository on Citus: which tables are distributed how, and :func:`distribute`.
+
+Every table of a study (``study``, ``series_list``, ``series``, ``instance``,
+``instance_dicom_json``) is distributed by ``study_instance_uid`` and co-located, so one
+study's rows share one shard and a query that names the study runs on that shard alone (a
+router query); the joins of the store's SQL include ``study_instance_uid`` (see
+:func:`repository.schema.same_study`). ``sop_instance`` is distributed by the SOP Instance UID
+(:mod:`repository.sop_registry`), ``sop_class`` is a reference table (a copy on every node), and
+the change log (``change``, ``change_compaction``) stays a local table of the coordinator: one
+sequence, one advisory lock, so seq order is commit order as on plain PostgreSQL.
+
+Citus refuses a primary key without the distribution column: :func:`distribute` drops the
+``id`` primary keys of the four tables that have one, leaving their unique, not-null
+``(id, study_instance_uid)`` keys (migration 0005), which the foreign keys already reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from .errors import RepositoryError
+
+STUDY_TABLES = ("study", "series_list", "series", "instance", "instance_dicom_json")
+"""Distributed by ``study_instance_uid``, co-located with ``study``; parents first."""
+
+ID_KEYED = ("study", "series_list", "series", "instance")
+"""Tables whose ``id`` primary key gives way to ``(id, study_instance_uid)``."""
+
+_CACHE_KEY = "dicom_repo_citus"
+
+
+def has_citus(conn: Connection) -> bool:
+    """True if the database has the ``citus`` extension."""
+    if conn.dialect.name != "postgresql":
+        return False
+    found = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first()
+    return found is not None
+
+
+def is_distributed(conn: Connection) -> bool:
+    """True if the schema ``conn`` works in is distributed (cached per connection)."""
+    info = conn.connection.info
+    if _CACHE_KEY not in info:
+        info[_CACHE_KEY] = has_citus(conn) and bool(
+            conn.execute(
+                text("SELECT EXISTS (SELECT 1 FROM pg_dist_partition "
+                     "WHERE logicalrelid = to_regclass('study'))")
+            ).scalar()
+        )  # fmt: skip
+    return bool(info[_CACHE_KEY])
+
+
+def by_study(conn: Connection, keys: Iterable[Any], study_of: Any, size: int) -> list[list[Any]]:
+    """``keys`` in chunks of ``size``, or one chunk per study on Citus, where ``SELECT ... FOR
+    UPDATE`` must name a single shard (``study_of(key)`` is a key's StudyInstanceUID)."""
+    ordered = list(keys)
+    if not is_distributed(conn):
+        return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    groups: dict[str, list[Any]] = {}
+    for key in ordered:
+        groups.setdefault(study_of(key), []).append(key)
+    return [groups[study] for study in sorted(groups)]
+
+
+def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:
+    """Distribute the schema ``conn`` works in over the Citus cluster; what was done, in order.
+
+    Run it once, after ``dicom-repo db upgrade`` and before the tables fill (Citus copies rows
+    that are there already). Raises RepositoryError without the ``citus`` extension.
+    """
+    if not has_citus(conn):
+        raise RepositoryError("the database has no citus extension (CREATE EXTENSION citus)")
+    if is_distributed(conn):
+        return []
+    done = ["reference table sop_class"]
+    # The instance cache's trigger (migration 0003) runs on each shard of ``instance`` and writes
+    # the co-located shard of ``instance_dicom_json``: same study, same node.
+    conn.execute(text("SET LOCAL citus.enable_unsafe_triggers = on"))
+    conn.execute(text("SELECT create_reference_table('sop_class')"))
+    for table in ID_KEYED:
+        conn.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "pk_{table}"'))
+    shards = "" if shard_count is None else f", shard_count => {int(shard_count)}"
+    for table in STUDY_TABLES:
+        colocate = ", colocate_with => 'study'" if table != "study" else shards
+        conn.execute(
+            text(f"SELECT create_distributed_table('{table}', 'study_instance_uid'{colocate})")
+        )
+        done.append(f"{table} distributed by study_instance_uid")
+    conn.execute(
+        text(f"SELECT create_distributed_table('sop_instance', 'sop_instance_uid', "
+             f"colocate_with => 'none'{shards})")
+    )  # fmt: skip
+    done.append("sop_instance distributed by sop_instance_uid")
+    conn.connection.info.pop(_CACHE_KEY, None)
+    return done
+
+
+def shard_placements(conn: Connection, tables: Sequence[str] = STUDY_TABLES) -> dict[str, int]:
+    """Number of shards of each distributed table (for ``db distribute`` and tests)."""
+    rows = conn.execute(
+        text("SELECT table_name::text, shard_count FROM citus_tables "
+             "WHERE table_name = ANY(CAST(:names AS regclass[]))"),
+        {"names": list(tables)},
+    )  # fmt: skip
+    return {str(name).split(".")[-1]: int(count) for name, count in rows}
