@@ -1,8 +1,14 @@
-"""Fixtures: every store test runs against a SQLite file and a real PostgreSQL server.
+"""Fixtures: every store test runs against a SQLite file and a real PostgreSQL server, and the
+store's, feed's and server's tests (:data:`CITUS_MODULES`) against a Citus cluster too.
 
 PostgreSQL comes from $DICOM_REPO_TEST_POSTGRES_URL (default: the local server's ``test``
 database). Each test gets its own schema, migrated from empty, and dropped afterwards. Without a
 server the PostgreSQL tests are skipped, loudly, unless $CI is set, in which case they fail.
+
+Citus comes from $DICOM_REPO_TEST_CITUS_URL (a coordinator, e.g. one started by
+``../shared/citus/cluster.sh``): each test's schema is migrated, then distributed with 4 shards
+per table (``repository.citus.distribute``). Unset or unreachable, the Citus tests are skipped,
+loudly, and fail under $CI.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import repository
-from repository import migrate
+from repository import citus, migrate
 from repository.engine import make_engine
 
 pytest_plugins = ["pytester"]
@@ -28,38 +34,79 @@ PG_URL = os.environ.get(
 )
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
+CITUS_URL = os.environ.get("DICOM_REPO_TEST_CITUS_URL", "")
+CITUS_SHARDS = 4
+CITUS_MODULES = frozenset({
+    "test_store", "test_deletes", "test_feed", "test_events", "test_unit_of_work",
+    "test_display_sets", "test_web_qido_wado", "test_web_stow_feed", "test_web_metadata_cache",
+    "test_reporting_views", "test_citus",
+})  # fmt: skip
+"""Test modules whose store, feed and server tests also run on Citus (the others are left out
+of a Citus run: every Citus test distributes a schema of its own, which takes seconds)."""
+
 _pg_error: str | None = None
+_citus_error: str | None = None
 
 
 def _libpq_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _check_postgres() -> str | None:
+def _check_postgres(url: str = PG_URL, citus: bool = False) -> str | None:
+    if not url:
+        return "DICOM_REPO_TEST_CITUS_URL is not set"
     try:
-        with psycopg.connect(_libpq_dsn(PG_URL), connect_timeout=5) as conn:
+        with psycopg.connect(_libpq_dsn(url), connect_timeout=5) as conn:
             conn.execute("SELECT 1")
+            if (
+                citus
+                and not conn.execute(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'citus'"
+                ).fetchone()
+            ):
+                return "the database has no citus extension"
     except Exception as error:
         return str(error).strip() or type(error).__name__
     return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _pg_error
+    global _pg_error, _citus_error
     _pg_error = _check_postgres()
     if _pg_error and os.environ.get("CI"):
         raise pytest.UsageError(f"CI is set but PostgreSQL at {PG_URL} is unreachable: {_pg_error}")
+    _citus_error = _check_postgres(CITUS_URL, citus=True)
+    if _citus_error and os.environ.get("CI"):
+        raise pytest.UsageError(f"CI is set but Citus is unavailable: {_citus_error}")
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     state = f"UNREACHABLE ({_pg_error}) - PostgreSQL tests SKIPPED" if _pg_error else "reachable"
-    return f"PostgreSQL {make_url(PG_URL).render_as_string()}: {state}"
+    citus = f"UNAVAILABLE ({_citus_error}) - Citus tests SKIPPED" if _citus_error else "reachable"
+    where = make_url(CITUS_URL).render_as_string() if CITUS_URL else "(none)"
+    return [f"PostgreSQL {make_url(PG_URL).render_as_string()}: {state}", f"Citus {where}: {citus}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Citus runs only the modules of :data:`CITUS_MODULES`."""
+    kept, dropped = [], []
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        citus = "citus" in item.keywords and item.get_closest_marker("citus") is not None
+        (dropped if citus and module not in CITUS_MODULES else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _pg_error:
         terminalreporter.write_sep(
             "!", f"PostgreSQL tests were SKIPPED: {PG_URL} unreachable ({_pg_error})", red=True
+        )
+    if _citus_error:
+        terminalreporter.write_sep(
+            "!", f"Citus tests were SKIPPED: {_citus_error} (see tests/conftest.py)", red=True
         )
     # see test_dicomweb_pull.py and test_ohif_viewer.py: skipped only outside CI
     for marker, what in (("Orthanc unavailable", "DICOMweb"), ("OHIF viewer unavailable", "OHIF")):
@@ -74,15 +121,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             )
 
 
-def postgres_schema_url() -> Iterator[str]:
-    """A fresh, empty schema on the test server; the URL makes it the search path."""
-    if _pg_error:
+def postgres_schema_url(citus: bool = False) -> Iterator[str]:
+    """A fresh, empty schema on the test server (or the Citus coordinator); the URL makes it
+    the search path."""
+    if _pg_error and not citus:
         pytest.skip(f"PostgreSQL unreachable: {_pg_error}")
+    if _citus_error and citus:
+        pytest.skip(f"Citus unavailable: {_citus_error}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = _libpq_dsn(PG_URL)
+    server = CITUS_URL if citus else PG_URL
+    dsn = _libpq_dsn(server)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(server).set(drivername="postgresql+psycopg")
+    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -90,23 +142,29 @@ def postgres_schema_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.sqlite),
-                        pytest.param("postgresql", marks=pytest.mark.postgresql)])  # fmt: skip
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty database (no tables), on each backend."""
-    if request.param == "sqlite":
+BACKENDS = [pytest.param("sqlite", marks=pytest.mark.sqlite),
+            pytest.param("postgresql", marks=pytest.mark.postgresql),
+            pytest.param("citus", marks=pytest.mark.citus)]  # fmt: skip
+
+
+def _empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
     else:
-        yield from postgres_schema_url()
+        yield from postgres_schema_url(citus=backend == "citus")
 
 
-@pytest.fixture
-def db_url(empty_db_url: str) -> str:
-    """URL of a database migrated to head, on each backend."""
-    engine = make_engine(empty_db_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return empty_db_url
+@pytest.fixture(params=BACKENDS[:2])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database (no tables), on each backend but Citus."""
+    yield from _empty_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a database migrated to head, on each backend (on Citus: distributed too)."""
+    for url in _empty_url(request.param, tmp_path):
+        yield _migrated(url, distributed=request.param == "citus")
 
 
 @pytest.fixture
@@ -122,20 +180,17 @@ def pg_empty_url() -> Iterator[str]:
     yield from postgres_schema_url()
 
 
-def _migrated(url: str) -> str:
+def _migrated(url: str, distributed: bool = False) -> str:
     engine = make_engine(url)
     migrate.upgrade(engine)
+    if distributed:
+        with engine.begin() as conn:
+            citus.distribute(conn, shard_count=CITUS_SHARDS)
     engine.dispose()
     return url
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite),
-        pytest.param("postgresql", marks=pytest.mark.postgresql),
-    ],
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def module_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[repository.Store]:
@@ -146,9 +201,9 @@ def module_store(
         with repository.connect(_migrated(f"sqlite:///{path}")) as opened:
             yield opened
         return
-    schema = postgres_schema_url()
+    schema = postgres_schema_url(citus=request.param == "citus")
     try:
-        with repository.connect(_migrated(next(schema))) as opened:
+        with repository.connect(_migrated(next(schema), request.param == "citus")) as opened:
             yield opened
     finally:
         schema.close()  # drops the schema

@@ -35,8 +35,10 @@ def two_series_study(store: Store, study: str = "1.2.3", **extra: Any) -> None:
 def keep_json(store: Store) -> None:
     """What the server does the first time it serves metadata: a kept DICOM JSON row each."""
     with store.engine.begin() as conn:
-        conn.execute(text("INSERT INTO instance_dicom_json (instance_id, generation, json) "
-                          "SELECT id, 0, '{}' FROM instance"))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO instance_dicom_json (instance_id, study_instance_uid, generation, json) "
+            "SELECT id, study_instance_uid, 0, '{}' FROM instance"
+        ))  # fmt: skip
 
 
 def test_delete_study_removes_every_row_under_it_and_fires_after_commit(store: Store) -> None:

@@ -75,7 +75,8 @@ def _kept(engine: Engine) -> dict[str, tuple[int, str | None]]:
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT i.sop_instance_uid, c.generation, c.json FROM instance_dicom_json c "
-            "JOIN instance i ON i.id = c.instance_id"
+            "JOIN instance i ON i.study_instance_uid = c.study_instance_uid "
+            "AND i.id = c.instance_id"
         ))  # fmt: skip
         return {sop: (generation, json) for sop, generation, json in rows}
 
@@ -123,10 +124,13 @@ def test_later_answers_are_the_kept_json_equal_to_the_built_one(
         assert orjson.loads(kept) == _expected(loaded, server.dicomweb)
         marked = b'{"00080018":{"vr":"UI","Value":["%s"]}}' % SOPS[1].encode()
         with engine.begin() as conn:  # the kept row alone, not the instance's metadata
+            study, id_ = conn.execute(text(
+                "SELECT study_instance_uid, id FROM instance WHERE sop_instance_uid = :sop"
+            ), {"sop": SOPS[1]}).one()  # fmt: skip
             conn.execute(text(
-                "UPDATE instance_dicom_json SET json = :json WHERE instance_id = "
-                "(SELECT id FROM instance WHERE sop_instance_uid = :sop)"
-            ), {"json": marked.decode(), "sop": SOPS[1]})  # fmt: skip
+                "UPDATE instance_dicom_json SET json = :json WHERE instance_id = :id "
+                "AND study_instance_uid = :study"
+            ), {"json": marked.decode(), "id": id_, "study": study})  # fmt: skip
         assert orjson.loads(_get(server))[1] == orjson.loads(marked)
     finally:
         server.stop()
@@ -164,16 +168,16 @@ def test_json_built_from_metadata_read_before_an_update_is_never_kept(
     loaded: str, engine: Engine
 ) -> None:
     first, second = _instance_id(engine, SOPS[0]), _instance_id(engine, SOPS[1])
-    assert fill(engine, [(first, 0, b'"built first"')])
+    assert fill(engine, [(first, STUDY, 0, b'"built first"')])
     assert _kept(engine)[SOPS[0]] == (0, '"built first"')
     with repository.connect(loaded) as store:  # after the reads at generation 0 (no row)
         store.update_metadata_for_series(STUDY, SERIES, {"SeriesDescription": "after"})
     assert _kept(engine)[SOPS[0]] == (1, None) and _kept(engine)[SOPS[1]] == (1, None)
-    fill(engine, [(first, 0, b'"stale"'), (second, 0, b'"stale"')])
+    fill(engine, [(first, STUDY, 0, b'"stale"'), (second, STUDY, 0, b'"stale"')])
     assert _kept(engine)[SOPS[0]] == (1, None) and _kept(engine)[SOPS[1]] == (1, None)
-    fill(engine, [(first, 1, b'"fresh"')])
+    fill(engine, [(first, STUDY, 1, b'"fresh"')])
     assert _kept(engine)[SOPS[0]] == (1, '"fresh"')
-    fill(engine, [(first, 1, b'"again"')])  # a concurrent fill of the same generation
+    fill(engine, [(first, STUDY, 1, b'"again"')])  # a concurrent fill of the same generation
     assert _kept(engine)[SOPS[0]] == (1, '"fresh"')
 
 
@@ -255,7 +259,7 @@ def test_a_writer_not_granted_the_kept_json_still_updates_and_makes_it_stale(
 ) -> None:
     made = make_engine(pg_loaded)
     first = _instance_id(made, SOPS[0])
-    fill(made, [(first, 0, b'"kept"')])
+    fill(made, [(first, STUDY, 0, b'"kept"')])
     grants = ('GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"',
               'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
               'REVOKE ALL ON instance_dicom_json FROM "{role}"')  # fmt: skip

@@ -236,8 +236,27 @@ def _sop_instance() -> None:
     )
 
 
+def _refuse_distributed() -> None:
+    """Keys without the distribution column cannot exist on Citus: no way down from here."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    distributed = bind.execute(sa.text(
+        "SELECT to_regclass('pg_dist_partition') IS NOT NULL AND EXISTS (SELECT 1 FROM "
+        "pg_dist_partition WHERE logicalrelid = to_regclass('study'))"
+    )).scalar()  # fmt: skip
+    if distributed:
+        from repository.errors import RepositoryError
+
+        raise RepositoryError(
+            "cannot downgrade below 0005: the tables are distributed over Citus, and the keys "
+            "before 0005 lack the distribution column (undistribute_table them first)"
+        )
+
+
 def downgrade() -> None:
     """Revert this revision."""
+    _refuse_distributed()
     m0002 = _sibling("0002_reporting_views")
     _drop_dependents(m0002.INDEXES)
     op.drop_table("sop_instance")
