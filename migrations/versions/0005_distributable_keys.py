@@ -241,11 +241,10 @@ def _refuse_distributed() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    distributed = bind.execute(sa.text(
-        "SELECT to_regclass('pg_dist_partition') IS NOT NULL AND EXISTS (SELECT 1 FROM "
-        "pg_dist_partition WHERE logicalrelid = to_regclass('study'))"
-    )).scalar()  # fmt: skip
-    if distributed:
+    citus = bind.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first()
+    if citus and bind.execute(sa.text(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('study'))"
+    )).scalar():  # fmt: skip
         from repository.errors import RepositoryError
 
         raise RepositoryError(
