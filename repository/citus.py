@@ -16,7 +16,7 @@ Citus refuses a primary key without the distribution column: :func:`distribute` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -97,12 +97,3 @@ def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:
     conn.connection.info.pop(_CACHE_KEY, None)
     return done
 
-
-def shard_placements(conn: Connection, tables: Sequence[str] = STUDY_TABLES) -> dict[str, int]:
-    """Number of shards of each distributed table (for ``db distribute`` and tests)."""
-    rows = conn.execute(
-        text("SELECT table_name::text, shard_count FROM citus_tables "
-             "WHERE table_name = ANY(CAST(:names AS regclass[]))"),
-        {"names": list(tables)},
-    )  # fmt: skip
-    return {str(name).split(".")[-1]: int(count) for name, count in rows}
