@@ -220,5 +220,13 @@ def event_latency_cmd(url: str, events: int) -> None:
     feed.event_latency(url, events)
 
 
+def _add_citus() -> None:
+    from .citus import citus_cmd
+
+    main.add_command(citus_cmd)
+
+
+_add_citus()
+
 if __name__ == "__main__":
     main()
