@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from . import derived, events, sop_registry
 from .commands import Work
 from .errors import InvalidValueError, NotFoundError
+from .image_id import FILE_PREFIX
 from .models import DeleteResult
 from .schema import (
     INSTANCE_IN_SERIES,
@@ -34,7 +35,6 @@ from .schema import (
 from .unit_of_work import Transaction
 from .validation import as_int, check_data_source, check_items, check_uid
 
-FILE_PREFIX = "dicomfile:"
 CHUNK = 900
 
 

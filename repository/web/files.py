@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Engine, select
 
 from .._reads import json_text
+from ..image_id import FILE_PREFIX
 from ..schema import (
     INSTANCE_IN_SERIES,
     InstanceRow,
@@ -27,8 +28,6 @@ from ..schema import (
     same_study,
 )
 from .errors import not_found
-
-FILE_PREFIX = "dicomfile:"
 
 
 @dataclass(frozen=True)
