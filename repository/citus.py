@@ -96,4 +96,3 @@ def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:
     done.append("sop_instance distributed by sop_instance_uid")
     conn.connection.info.pop(_CACHE_KEY, None)
     return done
-
