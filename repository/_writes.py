@@ -195,12 +195,8 @@ def upsert_series(
     stmt = _insert(conn, SeriesRow.__table__).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_list_id", "series_instance_uid"]
     )
-    ids: dict[tuple[int, str], int] = {}
-    for id_, list_id, uid in conn.execute(
-        stmt.returning(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid),
-        _params(rows),
-    ):
-        ids[(list_id, uid)] = id_
+    returned = stmt.returning(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid)
+    ids = {(list_id, uid): id_ for id_, list_id, uid in conn.execute(returned, _params(rows))}
     created = [key for key in series if key in ids]
     changed: list[tuple[int, str]] = []
     existing = sorted(key for key in series if key not in ids)
