@@ -38,10 +38,23 @@ def _instance_row(series_id: int, inst: NormalizedInstance) -> tuple[Any, ...]:
         None, inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid
     )
     typed = [inst.typed[c.name] for c in INSTANCE_COLUMNS]
-    return (series_id, *typed, image_id, orjson.dumps(inst.metadata).decode())
+    return (inst.study_instance_uid, series_id, *typed, image_id,
+            orjson.dumps(inst.metadata).decode())  # fmt: skip
 
 
-_INSTANCE_NAMES = ["series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "metadata"]
+def _sop_row(inst: NormalizedInstance) -> tuple[str, str, str, str]:
+    """The instance's ``sop_instance`` row (its SOP UID filed under its study and series)."""
+    return (inst.sop_instance_uid, "default", inst.study_instance_uid, inst.series_instance_uid)
+
+
+_SOP_COLUMNS = "sop_instance_uid, data_source, study_instance_uid, series_instance_uid"
+_INSTANCE_NAMES = [
+    "study_instance_uid",
+    "series_id",
+    *(c.name for c in INSTANCE_COLUMNS),
+    "image_id",
+    "metadata",
+]
 _INSTANCE_COLUMNS = ", ".join(_INSTANCE_NAMES)
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
@@ -62,22 +75,25 @@ def raw_postgres(url: str, instances: Sequence[NormalizedInstance]) -> None:
             )
             study_id = cur.fetchone()[0]  # type: ignore[index]
             cur.execute(
-                "INSERT INTO series_list (study_id, data_source) VALUES (%s, 'default') "
-                "RETURNING id",
-                (study_id,),
+                "INSERT INTO series_list (study_instance_uid, study_id, data_source) "
+                "VALUES (%s, %s, 'default') RETURNING id",
+                (study_uid, study_id),
             )
             list_id = cur.fetchone()[0]  # type: ignore[index]
             for series_uid, members in series.items():
                 cur.execute(
-                    "INSERT INTO series (series_list_id, series_instance_uid, modality, "
-                    "metadata) VALUES (%s, %s, %s, %s) RETURNING id",
-                    (list_id, series_uid, members[0].metadata.get("Modality"), "{}"),
+                    "INSERT INTO series (study_instance_uid, series_list_id, series_instance_uid, "
+                    "modality, metadata) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                    (study_uid, list_id, series_uid, members[0].metadata.get("Modality"), "{}"),
                 )
                 series_id = cur.fetchone()[0]  # type: ignore[index]
                 rows.extend(_instance_row(series_id, inst) for inst in members)
         with cur.copy(f"COPY instance ({_INSTANCE_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        with cur.copy(f"COPY sop_instance ({_SOP_COLUMNS}) FROM STDIN") as copy:
+            for inst in instances:
+                copy.write_row(_sop_row(inst))
 
 
 def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
@@ -97,15 +113,16 @@ def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
                 (study_uid, first.get("PatientID")),
             )
             cur.execute(
-                "INSERT INTO series_list (study_id, data_source) VALUES (?, 'default')",
-                (cur.lastrowid,),
+                "INSERT INTO series_list (study_instance_uid, study_id, data_source) "
+                "VALUES (?, ?, 'default')",
+                (study_uid, cur.lastrowid),
             )
             list_id = cur.lastrowid
             for series_uid, members in series.items():
                 cur.execute(
-                    "INSERT INTO series (series_list_id, series_instance_uid, modality, "
-                    "metadata) VALUES (?, ?, ?, '{}')",
-                    (list_id, series_uid, members[0].metadata.get("Modality")),
+                    "INSERT INTO series (study_instance_uid, series_list_id, series_instance_uid, "
+                    "modality, metadata) VALUES (?, ?, ?, ?, '{}')",
+                    (study_uid, list_id, series_uid, members[0].metadata.get("Modality")),
                 )
                 series_id = cur.lastrowid or 0
                 rows.extend(_instance_row(series_id, inst) for inst in members)
@@ -113,6 +130,10 @@ def raw_sqlite(url: str, instances: Sequence[NormalizedInstance]) -> None:
             cur.executemany(
                 f"INSERT INTO instance ({_INSTANCE_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                 rows[start : start + BATCH],
+            )
+            cur.executemany(
+                f"INSERT INTO sop_instance ({_SOP_COLUMNS}) VALUES (?, ?, ?, ?)",
+                [_sop_row(inst) for inst in instances[start : start + BATCH]],
             )
             conn.commit()
             cur.execute("BEGIN")
