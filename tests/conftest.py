@@ -39,7 +39,7 @@ CITUS_SHARDS = 4
 CITUS_MODULES = frozenset({
     "test_store", "test_deletes", "test_feed", "test_events", "test_unit_of_work",
     "test_display_sets", "test_web_qido_wado", "test_web_stow_feed", "test_web_metadata_cache",
-    "test_reporting_views", "test_reporting_cookbook", "test_concurrency",
+    "test_reporting_views", "test_reporting_cookbook", "test_concurrency", "test_retention",
     "test_cross_process_events", "test_citus",
 })  # fmt: skip
 """Test modules whose store, feed and server tests also run on Citus (the others are left out
