@@ -212,7 +212,7 @@ def add_normalized(
              batch.paths.get(i.sop_instance_uid))
             for i in batch.instances
         ]  # fmt: skip
-        inserted = _writes.insert_instances(tx.conn, rows, parents.wado_roots, present)
+        inserted = _writes.insert_instances(tx.conn, rows, data_source, parents.wado_roots, present)
         if inserted:
             derived.refresh_studies(tx.conn, parents.study_ids)
         already = frozenset(
