@@ -21,7 +21,7 @@ from pydicom.tag import BaseTag
 
 from .dataset import naturalize_element, with_file_meta
 from .decode import NotHandled, codec_of, decode_value, implicit_vr
-from .values import BINARY_VRS, BulkDataURI, Metadata, element_key, natural_value, tagged_value
+from .values import BulkDataURI, Metadata, element_key, natural_value, tagged_value
 
 
 def naturalize_dataset_fast(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
@@ -64,8 +64,8 @@ def _decode(raw: RawDataElement, codec: str) -> tuple[str, Any]:
     """Key and stored value of one raw element; :class:`NotHandled` when pydicom must do it."""
     vr = raw.VR or implicit_vr(raw.tag)
     data = raw.value
-    if data is None and raw.length == 0 and vr not in BINARY_VRS:
-        data = b""  # empty, not deferred (an empty binary value is a BulkDataURI: pydicom path)
+    if data is None and raw.length == 0:
+        data = b""  # empty, not deferred
     if vr is None or data is None or len(data) != raw.length:
         raise NotHandled  # deferred, undefined length, or cut short by the end of the file
     return decode_value(raw.tag, vr, data, raw.is_little_endian, codec)

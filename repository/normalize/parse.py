@@ -175,7 +175,7 @@ class Parser:
         if end > limit:
             raise NotHandled
         bulk_vr = vr or _bulk_vr(tag)  # naturalize_element's test, before any conversion
-        if bulk_vr in BINARY_VRS and (length == 0 or length > BULK_DATA_THRESHOLD):
+        if bulk_vr in BINARY_VRS and length > BULK_DATA_THRESHOLD:  # an empty value is not bulk
             self._bulk(out, tag, bulk_vr, length, self.base + at - origin)
             return end
         if end > len(self.data):
