@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection
 
-from . import _writes, derived, events
+from . import _writes, derived, events, kept_json
 from .commands import InstanceInput, Work
 from .errors import ConflictError, InvalidValueError
 from .models import AddResult
@@ -46,11 +46,15 @@ def add_normalized(
     wado_root: str | None,
     wado_uri: str | None,
     paths: Mapping[str, str] | None,
+    keep_json: bool = False,
 ) -> Work[AddResult] | None:
-    """:func:`add_instances` for already normalized instances (file ingest, STOW-RS)."""
+    """:func:`add_instances` for already normalized instances (file ingest, STOW-RS);
+    ``keep_json``: keep the new instances' DICOM JSON too (:mod:`repository.kept_json`)."""
     if not all(isinstance(i, NormalizedInstance) for i in check_items(instances, "instances")):
         raise InvalidValueError("add_normalized takes NormalizedInstance objects")
-    return _add(list(instances), data_source, made_in_client, wado_root, wado_uri, paths)
+    check_flag(keep_json, "keep_json")
+    return _add(list(instances), data_source, made_in_client, wado_root, wado_uri, paths,
+                keep_json)  # fmt: skip
 
 
 def normalize_inputs(
@@ -110,6 +114,7 @@ def _add(
     wado_root: str | None,
     wado_uri: str | None,
     paths: Mapping[str, str] | None,
+    keep_json: bool = False,
 ) -> Work[AddResult] | None:
     """The work of adding normalized instances; None when there is nothing to add."""
     check_data_source(data_source)
@@ -133,6 +138,11 @@ def _add(
         inserted = _writes.insert_instances(tx.conn, rows, data_source, parents.wado_roots, present)
         if inserted:
             derived.refresh_studies(tx.conn, parents.study_ids)
+        if inserted and keep_json:
+            new_rows = [
+                i for (series_id, i, _) in rows if (series_id, i.sop_instance_uid) in inserted
+            ]
+            kept_json.keep(tx.conn, new_rows, data_source)
         already = frozenset(
             i.sop_instance_uid for (series_id, i, _) in rows if (series_id, i.sop_instance_uid)
             not in inserted

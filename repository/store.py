@@ -122,13 +122,15 @@ class Store(TransactionMethods, ChangeFeedMethods, DeleteMethods):
         wado_root: str | None = None,
         wado_uri: str | None = None,
         paths: Mapping[str, str] | None = None,
+        keep_json: bool = False,
     ) -> AddResult:
         """:meth:`add_instances` for already normalized instances (used by file ingest).
 
-        ``paths`` maps SOP Instance UID to the file it was read from, for ``dicomfile:`` ids.
+        ``paths`` maps SOP Instance UID to the file it was read from, for ``dicomfile:`` ids;
+        ``keep_json`` keeps the new instances' WADO-RS DICOM JSON in the same transaction.
         """
         work = adds.add_normalized(instances, data_source, made_in_client, wado_root, wado_uri,
-                                   paths)  # fmt: skip
+                                   paths, keep_json)  # fmt: skip
         return AddResult(0, 0) if work is None else self._uow.write(work)
 
     def update_metadata_for_series(

@@ -30,7 +30,8 @@ class Settings:
     off); ``token``: bearer token required on every request (``None``: no authentication);
     ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results per request
     when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer (``dist/``) served
-    at ``/`` with a generated ``/app-config.js``.
+    at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the DICOM JSON of
+    instances stored by STOW-RS at once (else on their first WADO-RS metadata request).
     """
 
     url: str | None = None
@@ -41,6 +42,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
+    keep_json: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             max_body=int(get("MAX_BODY") or DEFAULT_MAX_BODY),
             max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
             viewer_dir=Path(viewer) if viewer else None,
+            keep_json=get("KEEP_JSON") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -73,6 +76,7 @@ class Settings:
             _PREFIX + "MAX_BODY": str(self.max_body),
             _PREFIX + "MAX_RESULTS": str(self.max_results),
             _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
+            _PREFIX + "KEEP_JSON": "1" if self.keep_json else "",
         }
         if self.token:
             env[TOKEN_ENV] = self.token
