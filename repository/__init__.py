@@ -26,6 +26,7 @@ from .errors import (
     QueryError,
     QueryRefusedError,
     RepositoryError,
+    ServerReadOnlyError,
     TransactionConflictError,
 )
 from .events import EVENTS, Event, Subscription
@@ -56,6 +57,7 @@ __all__ = [
     "RepositoryError",
     "Series",
     "SeriesList",
+    "ServerReadOnlyError",
     "Store",
     "Study",
     "StudySummary",
