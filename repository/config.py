@@ -4,6 +4,7 @@ its read replicas are ($DICOM_REPO_READ_URLS)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
 DEFAULT_URL = "sqlite:///dicom-repo.db"
@@ -31,7 +32,7 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
-def read_urls(urls: list[str] | tuple[str, ...] | None = None) -> list[str]:
+def read_urls(urls: Sequence[str] | None = None) -> list[str]:
     """``urls`` if given (even empty), else the space-separated ``$DICOM_REPO_READ_URLS``."""
     if urls is not None:
         return list(urls)

@@ -22,6 +22,7 @@ from .feed import Feed
 from .image_id import instance_frame_ids
 from .models import AddResult, Instance, Series, Study
 from .normalize import NormalizedInstance
+from .replicas import DEFAULT_MAX_LAG, ReadRouter
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
 from .validation import (
@@ -45,16 +46,44 @@ T = TypeVar("T")
 class Store:
     """A DICOM metadata store backed by SQLite or PostgreSQL. Create it with ``connect()``."""
 
-    def __init__(self, engine: Engine, *, poll_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        poll_interval: float | None = None,
+        read_engines: Sequence[Engine] = (),
+        max_lag: float = DEFAULT_MAX_LAG,
+    ) -> None:
         self.engine = engine
+        """The primary's engine: every write goes to it."""
         self._feed = Feed(engine, poll_interval=poll_interval)
-        self._uow = UnitOfWork(engine, self._feed.after_commit)
+        router = ReadRouter(engine, read_engines, max_lag)
+        self._uow = UnitOfWork(engine, self._feed.after_commit, router)
         self._handlers: HandlerRegistry | None = None
 
     def close(self) -> None:
         """Stop the change-feed follower thread and release the database connections."""
         self._feed.close()
+        self._uow.router.dispose()
         self.engine.dispose()
+
+    @property
+    def routes_reads(self) -> bool:
+        """True if the store has standbys to read from (``read_urls``)."""
+        return self._uow.router.routes
+
+    def read_engine(self) -> Engine:
+        """The engine a read outside a transaction should use now: a standby that is up, not
+        lagging and has replayed this process's last commit, else the primary
+        (:mod:`repository.replicas`)."""
+        return self._uow.router.engine()
+
+    def server_is_read_only(self) -> bool:
+        """True if the primary URL leads to a server that cannot write now (a hot standby)."""
+        if self.dialect != "postgresql":
+            return False
+        with self._uow.read_primary() as conn:
+            return bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
 
     def __enter__(self) -> Store:
         return self

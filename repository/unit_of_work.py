@@ -46,6 +46,7 @@ from .errors import (
     TransactionConflictError,
 )
 from .events import PendingChange
+from .replicas import SYNCHRONOUS_COMMIT, ReadRouter
 
 log = logging.getLogger("repository.unit_of_work")
 
@@ -244,8 +245,12 @@ class UnitOfWork:
     ``publish`` is called (in the committing thread) after each commit that recorded changes.
     """
 
-    def __init__(self, engine: Engine, publish: Callable[[], None]) -> None:
+    def __init__(
+        self, engine: Engine, publish: Callable[[], None], router: ReadRouter | None = None
+    ) -> None:
         self.engine = engine
+        self.router = router or ReadRouter(engine, ())
+        """Where reads outside a transaction go (a standby, else the primary ``engine``)."""
         self._publish = publish
         self._local = threading.local()
         self._channel: str | None = None
@@ -275,6 +280,8 @@ class UnitOfWork:
         try:
             with translate_errors("cannot begin a transaction"):
                 trans = conn.begin()
+                if self.router.routes:
+                    conn.exec_driver_sql(SYNCHRONOUS_COMMIT)
             try:
                 with translate_errors():
                     yield tx
@@ -286,6 +293,7 @@ class UnitOfWork:
                 raise
             with translate_errors("commit failed"):
                 trans.commit()
+            self.router.note_write(conn)
         finally:
             self._local.tx = None
             with contextlib.suppress(*driver_errors()):  # a lost connection cannot be closed
@@ -335,14 +343,21 @@ class UnitOfWork:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection to read with: this thread's transaction's (read your own writes)."""
+        """A connection to read with: this thread's transaction's (read your own writes), else
+        one of the router's (a standby's, or the primary's)."""
         tx = self.current
         with translate_errors("query failed"):
             if tx is not None:
                 yield tx.conn
                 return
-            with self.engine.connect() as conn:
+            with self.router.connect() as conn:
                 yield conn
+
+    @contextmanager
+    def read_primary(self) -> Iterator[Connection]:
+        """A connection to the primary, to read with (errors translated)."""
+        with translate_errors("query failed"), self.engine.connect() as conn:
+            yield conn
 
     def _record(self, tx: Transaction) -> None:
         if not tx.changes:

@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = connect(settings.url)
+        app.state.store = connect(settings.url, read_urls=settings.read_urls)
         try:
             yield
         finally:

@@ -30,6 +30,7 @@ from ..validation import check_uid
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
+from .routing import database_writable
 
 CANNOT_UNDERSTAND = 0xC000
 STUDY_MISMATCH = 0xA900  # "data set does not match SOP class" is the closest PS3.4 reason
@@ -166,7 +167,13 @@ def store_parts(store: Store, parts: list[Part], storage: Path, study: str | Non
         outcome = _identify(part, study)
         if outcome.reason is None:
             path, created = _place(part, outcome, storage)
-            _add(store, path, outcome)
+            try:
+                _add(store, path, outcome)
+            except BaseException:
+                if created:  # the database failed: the file is not recorded, take it back
+                    path.unlink(missing_ok=True)
+                _discard(parts)
+                raise
             if outcome.reason is not None and created:
                 path.unlink(missing_ok=True)  # not recorded: the store refused it
         else:
@@ -209,6 +216,9 @@ async def store_instances(request: Request) -> Response:
         raise WebError(403, "this server is read-only: STOW-RS is refused")
     if settings.storage is None:
         raise WebError(403, "STOW-RS needs a storage folder (dicom-repo serve --storage DIR)")
+    if not await database_writable(request):
+        raise WebError(503, "the database server is a hot standby (read-only): STOW-RS needs "
+                       "the primary; this server answers reads only")  # fmt: skip
     study = path_uids(request, "study")[0] if "study" in request.path_params else None
     parts = await _receive(request, _boundary(request), settings.storage / ".incoming")
     if not parts:
