@@ -110,7 +110,8 @@ WORKER_HEALTHCHECK_SECONDS = 120
 @click.pass_context
 def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], host: str,
           port: int, workers: int, storage: Path | None, read_only: bool,
-          cors_origins: tuple[str, ...], token_file: Path | None, max_body: int, viewer_dir: Path | None) -> None:  # fmt: skip
+          cors_origins: tuple[str, ...], token_file: Path | None, max_body: int,
+          viewer_dir: Path | None) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
