@@ -188,6 +188,15 @@ def serve_cmd(url: str, size: int, orthanc_url: str | None) -> None:
     serve.run(url, size, orthanc_url)
 
 
+@main.command("replicas")
+def replicas_cmd() -> None:
+    """Scratch primary + standbys: read throughput via 1 and 2 standbys vs the primary alone,
+    standby feed latency, the time a failover costs an ingest (needs root or postgres, wrk)."""
+    from . import replicas
+
+    replicas.run()
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")

@@ -85,6 +85,7 @@ class Cluster:
     primary_port: int = field(default_factory=free_port)
     standby_port: int = field(default_factory=free_port)
     bouncer_port: int = field(default_factory=free_port)
+    standbys: list[str] = field(default_factory=list)
 
     @property
     def primary(self) -> str:
@@ -122,18 +123,23 @@ class Cluster:
         engine = make_engine(self.primary)
         migrate.upgrade(engine)
         engine.dispose()
-        standby = self.root / "standby"
-        _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.primary_port, "-U",
-             "postgres", "-D", standby, "-R", "-X", "stream", "-c", "fast")  # fmt: skip
-        with (standby / "postgresql.conf").open("a") as conf:
-            conf.write(STANDBY_SETTINGS + f"port = {self.standby_port}\n")
-        self._pg_ctl("standby", "start")
+        self.add_standby("standby", self.standby_port)
         with psycopg.connect(self.primary, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             conn.execute("SELECT pg_reload_conf()")
         self._start_bouncer()
         self.wait_replayed()
         return self
+
+    def add_standby(self, name: str, port: int) -> str:
+        """Make (``pg_basebackup -R``) and start a streaming standby ``name``; its URL."""
+        _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.primary_port, "-U",
+             "postgres", "-D", self.root / name, "-R", "-X", "stream", "-c", "fast")  # fmt: skip
+        with (self.root / name / "postgresql.conf").open("a") as conf:
+            conf.write(STANDBY_SETTINGS + f"port = {port}\n")
+        self._pg_ctl(name, "start")
+        self.standbys.append(name)
+        return libpq_url(port)
 
     def _pg_ctl(self, which: str, action: str, *options: str) -> None:
         data = self.root / which
@@ -189,7 +195,7 @@ class Cluster:
         pid_file = self.root / "pgbouncer.pid"
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        for which in ("standby", "primary"):
+        for which in (*self.standbys, "primary"):
             if (self.root / which / "postmaster.pid").exists():
                 with contextlib.suppress(subprocess.SubprocessError):
                     self._pg_ctl(which, "stop", "-m", "immediate")
