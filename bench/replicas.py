@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import shutil
 import statistics
 import subprocess
@@ -43,6 +44,7 @@ ROUNDS, SECONDS, CONNECTIONS = 3, 5, 4
 
 
 def _files(folder: Path, count: int) -> Path:
+    warnings.simplefilter("ignore")  # the factory's made-up times are not valid TM values
     study, series = generate_uid(), generate_uid()
     for number in range(count):
         write(ct_slice(series, number + 1, float(number), study=study), folder)

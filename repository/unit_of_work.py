@@ -53,7 +53,7 @@ log = logging.getLogger("repository.unit_of_work")
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {
-    "40001": "serialization failure",
+    "40001": "serialization failure (on a hot standby: a recovery conflict)",
     "40P01": "deadlock detected",
     "23505": "unique violation",
 }

@@ -44,9 +44,10 @@ max_connections = 200
 STANDBY_SETTINGS = """
 synchronous_standby_names = ''
 hot_standby_feedback = on
+max_standby_streaming_delay = 1s
 """
 """Added to the standby's copy of the primary's settings: once promoted it has no standby to
-wait for."""
+wait for; a query in the way of replay is cancelled after 1 s (a recovery conflict)."""
 DATABASE = "test"
 
 

@@ -314,3 +314,25 @@ def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
     done = _cli("--db", broken, "studies")
     assert done.returncode == 1 and "hunter2" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
+    cluster: Cluster,
+) -> None:
+    table = f"conflict_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (x int)")
+    cluster.wait_replayed()
+    query = f"SELECT count(*) FROM {table}, pg_sleep(20)"
+    command = [CLI, "--db", cluster.standby, "sql", query]
+    running = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    with psycopg.connect(cluster.standby, autocommit=True) as conn:
+        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query = %s AND "
+                               "state = 'active'", [query]).fetchone():  # fmt: skip
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.05)
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {table}")  # replayed: a lock the query is in the way of
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 1 and "Traceback" not in err
+    assert "recovery" in err and "run it again" in err and "query failed" not in err
