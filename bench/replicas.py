@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 import shutil
 import statistics
 import subprocess
@@ -21,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
