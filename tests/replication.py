@@ -203,18 +203,24 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_cluster() -> Cluster:
-    """A started :class:`Cluster` in a new temporary folder owned by the postgres user."""
-    root = Path(tempfile.mkdtemp(prefix="dicom-repo-replication-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-    cluster = Cluster(root)
-    try:
-        return cluster.start()
-    except BaseException as error:
-        logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in root.glob("*.log"))
-        cluster.close()
-        if isinstance(error, subprocess.CalledProcessError):
-            raise RuntimeError(f"{error.cmd}: {error.stderr}{logs}") from error
-        raise
+def new_cluster(attempts: int = 3) -> Cluster:
+    """A started :class:`Cluster` in a new temporary folder owned by the postgres user (tried
+    again on other ports if one was taken meanwhile)."""
+    for attempt in range(1, attempts + 1):
+        root = Path(tempfile.mkdtemp(prefix="dicom-repo-replication-"))
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        cluster = Cluster(root)
+        try:
+            return cluster.start()
+        except BaseException as error:
+            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in root.glob("*.log"))
+            cluster.close()
+            taken = "could not create listen socket" in logs or "Address already in use" in logs
+            if taken and attempt < attempts:
+                continue
+            if isinstance(error, subprocess.CalledProcessError):
+                raise RuntimeError(f"{error.cmd}: {error.stderr}{logs}") from error
+            raise
+    raise AssertionError("unreachable")

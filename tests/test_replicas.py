@@ -327,8 +327,10 @@ def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
     command = [CLI, "--db", cluster.standby, "sql", query]
     running = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     with psycopg.connect(cluster.standby, autocommit=True) as conn:
-        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query = %s AND "
-                               "state = 'active'", [query]).fetchone():  # fmt: skip
+        while not conn.execute(  # the query sleeps (in a FETCH: a server-side cursor)
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' AND now() - query_start > interval '0.3 s'"
+        ).fetchone():
             assert running.poll() is None, running.communicate()
             time.sleep(0.05)
     with psycopg.connect(cluster.primary, autocommit=True) as conn:
