@@ -276,6 +276,9 @@ def test_followers_on_the_standby_and_through_pgbouncer_see_every_change_in_orde
 
 
 def test_stow_kept_json_and_ingest_work_through_pgbouncer(cluster: Cluster, tmp_path: Path) -> None:
+    for command in (["db", "upgrade"], ["db", "check"]):
+        done = _cli("--db", cluster.bouncer, *command)
+        assert done.returncode == 0, done.stderr[-2000:]
     server = start(cluster.bouncer, tmp_path / "s", workers=2,
                    args=["--storage", str(tmp_path / "storage")])  # fmt: skip
     try:
