@@ -18,6 +18,7 @@ from .errors import (
     ConflictError,
     ConnectionLostError,
     DatabaseError,
+    FeedGapError,
     InvalidInputError,
     InvalidUIDError,
     InvalidValueError,
@@ -32,8 +33,8 @@ from .errors import (
     TransactionConflictError,
 )
 from .events import EVENTS, Event, Subscription
-from .models import AddResult, Instance, Series, SeriesList, Study
-from .replicas import DEFAULT_MAX_LAG
+from .models import AddResult, DeleteResult, Instance, Series, SeriesList, Study
+from .replicas import DEFAULT_MAX_LAG, ReadRouter
 from .store import Store
 from .summaries import StudySummary
 from .unit_of_work import run_with_retries
@@ -46,7 +47,9 @@ __all__ = [
     "ConflictError",
     "ConnectionLostError",
     "DatabaseError",
+    "DeleteResult",
     "Event",
+    "FeedGapError",
     "Instance",
     "InvalidInputError",
     "InvalidUIDError",
@@ -114,7 +117,7 @@ def connect(
             raise
         where = strip_credentials(engine.url)
         raise DatabaseError(f"cannot open database {where}: {error}") from error
-    return Store(engine, poll_interval=poll_interval, read_engines=readers, max_lag=max_lag)
+    return Store(engine, poll_interval=poll_interval, router=ReadRouter(engine, readers, max_lag))
 
 
 def _engine(url: str | None) -> Engine:

@@ -141,6 +141,15 @@ class ReadRouter:
                 standby.usable = False
                 standby.checked = time.monotonic() + RETRY_DOWN_SECONDS - PROBE_SECONDS
 
+    def primary_is_read_only(self) -> bool:
+        """True if the primary URL leads to a server that cannot write now (a hot standby)."""
+        if self.primary.dialect.name != "postgresql":
+            return False
+        from .unit_of_work import translate_errors  # which imports this module
+
+        with translate_errors("query failed"), self.primary.connect() as conn:
+            return bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+
     def dispose(self) -> None:
         """Close the standbys' connections."""
         for standby in self.standbys:

@@ -118,16 +118,16 @@ def test_read_paths_answer_the_same_on_the_standby_and_through_pgbouncer(
 
 def test_reads_go_to_a_usable_standby_else_the_primary(cluster: Cluster, corpus: str) -> None:
     with repository.connect(cluster.primary, read_urls=[cluster.standby]) as store:
-        assert store.read_engine().url.port == cluster.standby_port
+        assert store.router.engine().url.port == cluster.standby_port
         assert store.get_study(corpus) is not None
     dead = f"postgresql://postgres@127.0.0.1:{cluster.bouncer_port + 1}/test"
     with repository.connect(cluster.primary, read_urls=[dead]) as store:
         assert store.get_study(corpus) is not None  # the dead standby is skipped
-        assert store.read_engine() is store.engine
+        assert store.router.engine() is store.engine
     os.environ["DICOM_REPO_READ_URLS"] = cluster.standby
     try:
         with repository.connect(cluster.primary) as store:
-            assert store.read_engine().url.port == cluster.standby_port
+            assert store.router.engine().url.port == cluster.standby_port
     finally:
         del os.environ["DICOM_REPO_READ_URLS"]
 
@@ -154,12 +154,12 @@ def test_a_process_reads_its_own_writes_while_the_standby_is_behind(
     with repository.connect(cluster.primary) as writer:
         writer.add_instances([ds])
     with repository.connect(cluster.primary, read_urls=[cluster.standby]) as reader:
-        reader._uow.router.written = _primary_lsn(cluster)  # as if this process had written
+        reader.router.written = _primary_lsn(cluster)  # as if this process had written
         assert reader.get_study(ds.StudyInstanceUID) is not None
-        assert reader.read_engine() is reader.engine  # behind: the primary answers
+        assert reader.router.engine() is reader.engine  # behind: the primary answers
     with repository.connect(cluster.primary, read_urls=[cluster.standby], max_lag=0) as lagging:
         time.sleep(1.5)  # the replay timestamp ages past max_lag while replay is paused
-        assert lagging.read_engine() is lagging.engine
+        assert lagging.router.engine() is lagging.engine
 
 
 def _primary_lsn(cluster: Cluster) -> int:
@@ -174,7 +174,7 @@ def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
 ) -> None:
     ds = ct_slice(generate_uid(), 1, 0.0)
     with repository.connect(cluster.standby) as store:
-        assert store.server_is_read_only()
+        assert store.router.primary_is_read_only()
         with pytest.raises(ServerReadOnlyError, match="hot standby"):
             store.add_instances([ds])
     folder = tmp_path / "in"
@@ -310,7 +310,7 @@ def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
     url = (f"postgresql://postgres:hunter2@127.0.0.1:{dead},127.0.0.1:{cluster.standby_port},"
            f"127.0.0.1:{cluster.primary_port}/test?target_session_attrs=read-write")  # fmt: skip
     with repository.connect(url) as store:
-        assert not store.server_is_read_only()  # the one that writes was chosen
+        assert not store.router.primary_is_read_only()  # the one that writes was chosen
     done = _cli("--db", url, "studies", "--json")
     assert done.returncode == 0, done.stderr
     broken = url.replace("/test?", "/no_such_db?")

@@ -117,7 +117,7 @@ def open_read_engine(ctx: click.Context) -> Iterator[Engine]:
         return
     with open_store(ctx) as store:
         try:
-            engine = store.read_engine()
+            engine = store.router.engine()
         except RepositoryError as error:
             raise click.ClickException(str(error)) from None
         yield engine

@@ -25,7 +25,7 @@ def _check_database(url: str | None, read_urls: tuple[str, ...] | None) -> None:
 
     try:
         with connect(url, read_urls=read_urls) as store:
-            if store.server_is_read_only():
+            if store.router.primary_is_read_only():
                 click.echo("warning: the database is a hot standby: serving reads only "
                            "(STOW-RS answers 503)", err=True)  # fmt: skip
     except RepositoryError as error:

@@ -24,9 +24,9 @@ WRITABLE_CHECK_SECONDS = 5.0
 async def read_engine(request: Request) -> Engine:
     """The engine this request reads with (a standby's, else the primary's)."""
     store: Store = request.app.state.store
-    if not store.routes_reads:
+    if not store.router.routes:
         return store.engine
-    return await run_in_threadpool(store.read_engine)
+    return await run_in_threadpool(store.router.engine)
 
 
 async def database_writable(request: Request) -> bool:
@@ -35,7 +35,7 @@ async def database_writable(request: Request) -> bool:
     checked, writable = getattr(state, "writable_checked", (float("-inf"), True))
     if time.monotonic() - checked >= WRITABLE_CHECK_SECONDS:
         try:
-            writable = not await run_in_threadpool(state.store.server_is_read_only)
+            writable = not await run_in_threadpool(state.store.router.primary_is_read_only)
         except RepositoryError:
             writable = True  # unreachable: let the write fail and say so
         state.writable_checked = (time.monotonic(), writable)
