@@ -341,3 +341,27 @@ def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
     _, err = running.communicate(timeout=60)
     assert running.returncode == 1 and "Traceback" not in err
     assert "recovery" in err and "run it again" in err and "query failed" not in err
+
+
+def test_the_sse_stream_of_a_server_on_the_standby_delivers_every_change_in_order(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    server = start(cluster.standby, tmp_path / "s", workers=1)
+    try:
+        with repository.connect(cluster.primary) as writer:
+            since = max((e.seq for e in writer.changes(since=0, limit=100_000)), default=0)
+            stream = requests.get(f"{server.url}/changes/stream?since={since}", stream=True,
+                                  timeout=30)  # fmt: skip
+            for number in range(20):
+                writer.add_instances([ct_slice(generate_uid(), number + 1, 0.0)])
+            expected = [e.seq for e in writer.changes(since=since, limit=100_000)]
+        seqs: list[int] = []
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("id: "):
+                seqs.append(int(line[4:]))
+            if seqs and seqs[-1] >= expected[-1]:
+                break
+        stream.close()
+        assert seqs == expected
+    finally:
+        server.stop()
