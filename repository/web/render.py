@@ -41,6 +41,10 @@ class CannotRender(Exception):
     """Raised when a frame cannot be rendered here (its syntax or photometric interpretation)."""
 
 
+class OutsideImage(ValueError):
+    """Raised when a viewport's source rectangle does not overlap the image."""
+
+
 @dataclass(frozen=True)
 class Window:
     """A VOI window: center, width and VOI LUT function (``LINEAR``, ``LINEAR_EXACT``,
@@ -54,7 +58,8 @@ class Window:
 @dataclass(frozen=True)
 class Viewport:
     """The size to fit the image in, and optionally the source rectangle to cut first
-    (``sx, sy, sw, sh``; a negative width or height flips the image, PS3.18 8.3.5.1.3)."""
+    (``sx, sy, sw, sh``; a negative width or height flips the image, PS3.18 8.3.5.1.3; the
+    part outside the image is left out)."""
 
     width: int
     height: int
@@ -159,8 +164,14 @@ def display_values(path: Path, index: int, window: Window | None = None) -> Pixe
 def _fit(image: Image.Image, viewport: Viewport) -> Image.Image:
     if viewport.source is not None:
         sx, sy, sw, sh = viewport.source
-        box = (min(sx, sx + sw), min(sy, sy + sh), max(sx, sx + sw), max(sy, sy + sh))
-        image = image.crop(box)
+        left, right = sorted(max(0, min(x, image.width)) for x in (sx, sx + sw))
+        top, bottom = sorted(max(0, min(y, image.height)) for y in (sy, sy + sh))
+        if left == right or top == bottom:
+            raise OutsideImage(
+                f"the viewport's source rectangle {viewport.source} lies outside the "
+                f"{image.width} x {image.height} image"
+            )
+        image = image.crop((left, top, right, bottom))
         if sw < 0:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if sh < 0:

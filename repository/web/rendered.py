@@ -12,6 +12,7 @@ instance, by Instance Number, of the first series with images, by Series Number)
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,21 +46,21 @@ def _media_type(request: Request) -> str:
     raise not_acceptable(f"rendered images are {render.JPEG} or {render.PNG}, not {asked!r}")
 
 
-def _numbers(name: str, text: str, count: tuple[int, ...]) -> list[float]:
-    values = [v.strip() for v in text.split(",")]
-    if len(values) not in count:
-        raise bad_request(f"{name}={text[:80]!r} must have {' or '.join(map(str, count))} values")
+def _numbers(name: str, values: list[str], text: str) -> list[float]:
     try:
-        return [float(v) for v in values]
+        numbers = [float(v) for v in values]
     except ValueError:
-        raise bad_request(f"{name}={text[:80]!r} must be comma-separated numbers") from None
+        numbers = [math.nan]
+    if not all(math.isfinite(n) for n in numbers):
+        raise bad_request(f"{name}={text[:80]!r} must be comma-separated numbers")
+    return numbers
 
 
 def _window(text: str) -> render.Window:
     values = [v.strip() for v in text.split(",")]
-    center, width = _numbers("window", ",".join(values[:2]), (2,)) if len(values) in (2, 3) else (
-        _numbers("window", text, (2, 3))
-    )  # fmt: skip
+    if len(values) not in (2, 3):
+        raise bad_request(f"window={text[:80]!r} must be center,width[,function]")
+    center, width = _numbers("window", values[:2], text)
     name = values[2].lower() if len(values) == 3 else "linear"
     if name not in FUNCTIONS:
         raise bad_request(f"window function {name[:40]!r} is not one of {', '.join(FUNCTIONS)}")
@@ -69,10 +70,13 @@ def _window(text: str) -> render.Window:
 
 
 def _viewport(text: str) -> render.Viewport:
-    values = _numbers("viewport", text, (2, 6))
-    if any(v != int(v) for v in values):
+    values = [v.strip() for v in text.split(",")]
+    if len(values) not in (2, 6):
+        raise bad_request(f"viewport={text[:80]!r} must be vw,vh or vw,vh,sx,sy,sw,sh")
+    numbers = _numbers("viewport", values, text)
+    if any(v != int(v) or abs(v) > 2**31 for v in numbers):
         raise bad_request(f"viewport={text[:80]!r} must be whole numbers")
-    vw, vh, *source = (int(v) for v in values)
+    vw, vh, *source = (int(v) for v in numbers)
     if not (0 < vw <= MAX_VIEWPORT and 0 < vh <= MAX_VIEWPORT):
         raise bad_request(f"viewport width and height must be 1 to {MAX_VIEWPORT}")
     if source and (source[2] == 0 or source[3] == 0):
@@ -103,6 +107,8 @@ def _render(path: Path, index: int, how: render.Rendering) -> bytes:
         return render.render(path, index, how)
     except render.CannotRender as error:
         raise not_acceptable(f"cannot render {path.name}: {error}") from None
+    except render.OutsideImage as error:
+        raise bad_request(str(error)) from None
     except WebError:
         raise
     except Exception as error:  # pydicom raises many kinds for damaged pixel data
