@@ -90,14 +90,29 @@ def test_dicom_json_with_jpeg2000_frames_keeps_them_compressed(server: WebServer
 def test_dicom_json_refusals_name_the_instance_and_the_reason(server: WebServer) -> None:
     kept = fresh("CT_small.dcm")
     unnamed, elsewhere = fresh("CT_small.dcm", kept.StudyInstanceUID), fresh("MR_small.dcm")
-    body, content_type = dicom_json_body([kept, unnamed, elsewhere])
+    short, moved = (
+        fresh("MR_small.dcm", kept.StudyInstanceUID),
+        fresh("CT_small.dcm", kept.StudyInstanceUID),
+    )
+    short.PixelData = short.PixelData[:-2]
+    moved.SOPInstanceUID = kept.SOPInstanceUID  # in another series: a conflict
+    body, content_type = dicom_json_body([kept, unnamed, elsewhere, short, moved])
     missing = f"Location: http://client.test/{unnamed.SOPInstanceUID}/"
     body = body.replace(missing.encode(), b"Location: http://elsewhere/")
     answer = _post(f"{server.dicomweb}/studies/{kept.StudyInstanceUID}", body, content_type)
     assert answer.status_code == 202, answer.text
-    failed = {i["00081155"]["Value"][0]: i["00081197"]["Value"][0]
-              for i in answer.json()["00081198"]["Value"]}  # fmt: skip
-    assert failed == {unnamed.SOPInstanceUID: 0xC000, elsewhere.SOPInstanceUID: 0xA900}
+    failed = [(i["00081155"]["Value"][0], i["00081197"]["Value"][0])
+              for i in answer.json()["00081198"]["Value"]]  # fmt: skip
+    assert sorted(failed) == sorted(
+        [
+            (unnamed.SOPInstanceUID, 0xC000),
+            (short.SOPInstanceUID, 0xC000),
+            (elsewhere.SOPInstanceUID, 0xA900),
+            (kept.SOPInstanceUID, 0x0111),
+        ]
+    )
+    (stored,) = answer.json()["00081199"]["Value"]
+    assert stored["00081155"]["Value"] == [kept.SOPInstanceUID]
     assert requests.get(_url(server, unnamed, "/metadata"), timeout=60).status_code == 404
     assert requests.get(_url(server, kept, "/metadata"), timeout=60).status_code == 200
     again = _post(f"{server.dicomweb}/studies", *dicom_json_body([kept]))

@@ -120,6 +120,18 @@ class _Bulk:
         return encapsulate(bodies) if syntax.is_encapsulated else b"".join(bodies)
 
 
+def _check_native_length(ds: Dataset) -> None:
+    """Refuse native pixel data shorter than its image attributes say."""
+    try:
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        bits *= int(ds.BitsAllocated) * int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError(f"pixel data without usable image attributes: {error}") from None
+    needed, held = (bits + 7) // 8, len(ds.PixelData or b"")
+    if held < needed:
+        raise ValueError(f"PixelData holds {held} bytes; its image attributes need {needed}")
+
+
 def _file_meta(ds: Dataset, syntax: UID) -> FileMetaDataset:
     meta = FileMetaDataset()
     for element in [e for e in ds if e.tag.group == 0x0002]:
@@ -151,6 +163,8 @@ def _instance(item: Any, bulk: _Bulk, path: Path) -> None:
     syntax = bulk.pixel_syntax or _declared_syntax(item) or UID(ExplicitVRLittleEndian)
     if syntax.is_encapsulated and "PixelData" in ds:
         ds["PixelData"].VR = "OB"
+    elif "PixelData" in ds:
+        _check_native_length(ds)
     ds.file_meta = _file_meta(ds, syntax)
     ds.save_as(path, enforce_file_format=True)
 
