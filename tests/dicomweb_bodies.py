@@ -66,21 +66,23 @@ def dicom_json_body(
     Encapsulated pixel data is sent one frame per part, all under one location, as
     ``pixel_type``."""
     bulk: list[tuple[dict[str, str], bytes]] = []
-    sop = [""]
+    current: list[pydicom.Dataset] = []
 
     def handler(element: Any) -> str:
-        uri = f"http://client.test/{sop[0]}/{len(bulk)}/{element.tag:08X}"
+        ds = current[-1]
+        uri = f"http://client.test/{ds.SOPInstanceUID}/{len(bulk)}/{element.tag:08X}"
         values = [element.value]
         headers = {"Content-Type": "application/octet-stream", "Content-Location": uri}
         if element.tag == 0x7FE00010 and pixel_type != "application/octet-stream":
-            values = list(pydicom.encaps.generate_frames(element.value))
+            count = int(ds.get("NumberOfFrames", 1) or 1)
+            values = list(pydicom.encaps.generate_frames(element.value, number_of_frames=count))
             headers["Content-Type"] = pixel_type
         bulk.extend((dict(headers), value) for value in values)
         return uri
 
     items = []
     for ds in datasets:
-        sop[0] = ds.SOPInstanceUID
+        current.append(ds)
         items.append(ds.to_json_dict(1024, handler))
     metadata = ({"Content-Type": "application/dicom+json"}, orjson.dumps(items))
     return multipart([metadata, *bulk], "application/dicom+json")

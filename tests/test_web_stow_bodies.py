@@ -75,16 +75,22 @@ def test_dicom_json_and_bulk_data_read_back_like_the_part10_file(
     assert [e for e in copy if e.tag != 0x7FE00010] == [e for e in as_json if e.tag != 0x7FE00010]
 
 
-def test_dicom_json_with_jpeg2000_frames_keeps_them_compressed(server: WebServer) -> None:
-    ds = fresh("MR_small_jp2klossless.dcm")
+@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "emri_small_jpeg_2k_lossless.dcm"])
+def test_dicom_json_with_jpeg2000_frames_keeps_them_compressed(
+    server: WebServer, name: str
+) -> None:
+    ds = fresh(name)
     syntax = ds.file_meta.TransferSyntaxUID
     body, content_type = dicom_json_body([ds], f"image/jp2; transfer-syntax={syntax}")
     answer = _post(f"{server.dicomweb}/studies", body, content_type)
     assert answer.status_code == 200, answer.text
-    (frame,) = pydicom.encaps.generate_frames(ds.PixelData)
-    assert _frames(server, ds) == frame
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=count)
+    assert _frames(server, ds) == b"".join(frames)
     meta = requests.get(_url(server, ds, "/metadata"), timeout=60).json()[0]
     assert meta["00020010"]["Value"] == [syntax]
+    back = requests.get(_url(server, ds), headers={"Accept": "application/dicom"}, timeout=60)
+    assert (pydicom.dcmread(io.BytesIO(back.content)).pixel_array == ds.pixel_array).all()
 
 
 def test_dicom_json_refusals_name_the_instance_and_the_reason(server: WebServer) -> None:
