@@ -21,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..image_id import FILE_PREFIX
 from ..schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, instance_table, series_table
 from . import render
 from .errors import WebError, bad_request, not_acceptable, not_found, path_uids
-from .files import FILE_PREFIX, find_instance
+from .files import find_instance
 from .frames import frame_numbers
 from .negotiation import MediaRange, accepted
 
