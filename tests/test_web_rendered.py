@@ -192,3 +192,7 @@ def test_what_cannot_be_rendered_answers_406(server: WebServer, client: DICOMweb
     answer = requests.get(_url(server, ds, "/rendered"), timeout=60)
     assert answer.status_code == 406
     assert "'HSV' is not rendered" in answer.json()["error"]
+    report = fresh("test-SR.dcm")
+    client.store_instances([report])
+    words = requests.get(_url(server, report, "/rendered"), timeout=60)
+    assert words.status_code == 406 and "no pixel data" in words.json()["error"]

@@ -77,10 +77,12 @@ class Rendering:
 
 
 def _read(path: Path, index: int) -> tuple[Dataset, np.ndarray[Any, Any]]:
-    """The instance's attributes (pixel data left out) and its frame ``index`` (from 0)."""
+    """The instance's attributes (large values not read) and its frame ``index`` (from 0)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(path, defer_size=4096, force=True)  # large values left unread
+        if not any(t in ds for t in (0x7FE00008, 0x7FE00009, 0x7FE00010)):
+            raise CannotRender("the instance has no pixel data (Pixel Data or Float Pixel Data)")
         meta = getattr(ds, "file_meta", None)
         syntax = UID(str(getattr(meta, "TransferSyntaxUID", None) or "1.2.840.10008.1.2"))
         if syntax.is_compressed:
