@@ -16,7 +16,7 @@ import requests
 from dicomweb_bodies import fresh
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import generate_uid
 from web_server import WebServer
 
@@ -86,6 +86,21 @@ def test_rendered_frame_correlates_with_pydicoms_luts(
     assert answer.status_code == 200, answer.text
     assert answer.headers["Content-Type"] == media_type
     assert correlation(_image(answer.content), reference(ds, frame, window)) > 0.99
+
+
+def test_palette_color_and_monochrome1_are_shown_as_meant(
+    server: WebServer, client: DICOMwebClient
+) -> None:
+    palette, inverted = fresh("OBXXXX1A.dcm"), fresh("MR_small.dcm")
+    inverted.PhotometricInterpretation = "MONOCHROME1"
+    client.store_instances([palette, inverted])
+    colors = requests.get(_url(server, palette, "/rendered"), params={"accept": "image/png"},
+                          timeout=60)  # fmt: skip
+    expected = np.asarray(apply_color_lut(palette.pixel_array, palette), dtype=np.float64)
+    assert correlation(_image(colors.content), expected / 257) > 0.99
+    dark = requests.get(_url(server, inverted, "/rendered"), params={"accept": "image/png"},
+                        timeout=60)  # fmt: skip
+    assert correlation(_image(dark.content), reference(inverted, 1)) < -0.99
 
 
 def test_dicomweb_client_retrieves_rendered_instances_and_frames(
