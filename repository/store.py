@@ -4,14 +4,14 @@
 and :mod:`repository.adds` and run by a :class:`~repository.unit_of_work.UnitOfWork`
 (transaction, retry, error mapping, events after commit); reads are in ``_reads``. What is not
 OHIF's API comes from the modules that own it: the transaction methods from
-:mod:`repository.unit_of_work`, the change feed (subscribe, changes, compaction) from
+:mod:`repository.transactions`, the change feed (subscribe, changes, compaction) from
 :mod:`repository.feed`, the deletes from :mod:`repository.deletes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine
@@ -22,8 +22,10 @@ from .deletes import DeleteMethods
 from .feed import ChangeFeedMethods, Feed
 from .models import AddResult, Instance, Series, Study
 from .normalize import NormalizedInstance
+from .replicas import ReadRouter
 from .summaries import StudySummary, study_summaries
-from .unit_of_work import TransactionMethods, UnitOfWork
+from .transactions import TransactionMethods
+from .unit_of_work import UnitOfWork
 from .validation import check_data_source, check_items, check_text, check_uid
 
 if TYPE_CHECKING:  # the handlers are imported when display sets are first asked for
@@ -32,21 +34,24 @@ if TYPE_CHECKING:  # the handlers are imported when display sets are first asked
 
 __all__ = ["DEFAULT_DATA_SOURCE", "InstanceInput", "Store"]
 
-T = TypeVar("T")
-
 
 class Store(TransactionMethods, ChangeFeedMethods, DeleteMethods):
     """A DICOM metadata store backed by SQLite or PostgreSQL. Create it with ``connect()``."""
 
-    def __init__(self, engine: Engine, *, poll_interval: float | None = None) -> None:
+    def __init__(self, engine: Engine, *, poll_interval: float | None = None,
+                 router: ReadRouter | None = None) -> None:  # fmt: skip
         self.engine = engine
+        """The primary's engine: every write goes to it."""
+        self.router = router or ReadRouter(engine, ())
+        """Where reads go: a usable hot standby, else the primary (:mod:`repository.replicas`)."""
         self._feed = Feed(engine, poll_interval=poll_interval)
-        self._uow = UnitOfWork(engine, self._feed.after_commit)
+        self._uow = UnitOfWork(engine, self._feed.after_commit, self.router)
         self._handlers: HandlerRegistry | None = None
 
     def close(self) -> None:
         """Stop the change-feed follower thread and release the database connections."""
         self._feed.close()
+        self.router.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
