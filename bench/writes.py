@@ -38,7 +38,7 @@ def _instance_row(series_id: int, inst: NormalizedInstance) -> tuple[Any, ...]:
         None, inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid
     )
     typed = [inst.typed[c.name] for c in INSTANCE_COLUMNS]
-    return (inst.study_instance_uid, series_id, *typed, image_id,
+    return (inst.study_instance_uid, series_id, *typed, image_id, "default",
             orjson.dumps(inst.metadata).decode())  # fmt: skip
 
 
@@ -48,13 +48,8 @@ def _sop_row(inst: NormalizedInstance) -> tuple[str, str, str, str]:
 
 
 _SOP_COLUMNS = "sop_instance_uid, data_source, study_instance_uid, series_instance_uid"
-_INSTANCE_NAMES = [
-    "study_instance_uid",
-    "series_id",
-    *(c.name for c in INSTANCE_COLUMNS),
-    "image_id",
-    "metadata",
-]
+_INSTANCE_NAMES = ["study_instance_uid", "series_id", *(c.name for c in INSTANCE_COLUMNS),
+                   "image_id", "data_source", "metadata"]  # fmt: skip
 _INSTANCE_COLUMNS = ", ".join(_INSTANCE_NAMES)
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))

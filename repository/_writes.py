@@ -242,6 +242,7 @@ def check_conflicts(
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
+    data_source: str,
     wado_roots: Mapping[int, Roots],
     present: Collection[str] = (),
 ) -> set[tuple[int, str]]:
@@ -250,7 +251,19 @@ def insert_instances(
     ``wado_roots`` maps series id to the series list's WADO-RS and WADO-URI roots, used to
     build the imageIds of instances given without one.
     ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
+    ``check_conflicts`` registered the others under this transaction, so a concurrent writer
+    cannot file them elsewhere (:mod:`repository.sop_registry`).
     """
+    return _insert_new(conn, instances, data_source, wado_roots, present)
+
+
+def _insert_new(
+    conn: Connection,
+    instances: Sequence[tuple[int, NormalizedInstance, str | None]],
+    data_source: str,
+    wado_roots: Mapping[int, Roots],
+    present: Collection[str],
+) -> set[tuple[int, str]]:
     rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
         if inst.sop_instance_uid in present:
@@ -260,7 +273,7 @@ def insert_instances(
             inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid,
             wado_root=inst.wado_root or root, wado_uri=inst.wado_uri or uri, path=path,
         )  # fmt: skip
-        rows.append(instance_row(series_id, inst, image_id))
+        rows.append(instance_row(series_id, inst, image_id, data_source))
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
@@ -280,13 +293,18 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_COPY_COLUMNS = (STUDY_KEY, "series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
+_COPY_COLUMNS = (
+    STUDY_KEY, "series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "data_source"
+)  # fmt: skip
 
 
-def instance_row(series_id: int, inst: NormalizedInstance, image_id: str) -> dict[str, Any]:
+def instance_row(
+    series_id: int, inst: NormalizedInstance, image_id: str, data_source: str
+) -> dict[str, Any]:
     """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
     return {STUDY_KEY: inst.study_instance_uid, "series_id": series_id, **inst.typed,
-            "image_id": image_id, "metadata_": inst.metadata}  # fmt: skip
+            "image_id": image_id, "data_source": data_source,
+            "metadata_": inst.metadata}  # fmt: skip
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:

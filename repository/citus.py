@@ -11,7 +11,7 @@ sequence, one advisory lock, so seq order is commit order as on plain PostgreSQL
 
 Citus refuses a primary key without the distribution column: :func:`distribute` drops the
 ``id`` primary keys of the four tables that have one, leaving their unique, not-null
-``(id, study_instance_uid)`` keys (migration 0005), which the foreign keys already reference.
+``(id, study_instance_uid)`` keys (migration 0006), which the foreign keys already reference.
 """
 
 from __future__ import annotations

@@ -12,6 +12,13 @@ in commit order). Two things trigger it:
   on commit) and reads the change log when woken, plus every ``poll_interval`` seconds as a
   safety net; a lost connection is re-opened with backoff and the log read from the last seq,
   so nothing is missed. On SQLite it reads the change log every ``poll_interval`` seconds.
+
+NOTIFY does not reach a hot standby (and LISTEN fails there), nor does it pass a pgbouncer in
+transaction mode (``?pool_mode=transaction``): a follower of a standby (found on connecting:
+``pg_is_in_recovery()``) or of such a pooler reads the change log every
+:data:`STANDBY_POLL_INTERVAL` seconds instead (or ``poll_interval``, if given). Seqs are handed
+out in commit order and a standby replays commits in that order, so reading ``seq > last``
+misses nothing there either.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ if TYPE_CHECKING:
     import psycopg
 
 
-from . import changelog
+from . import changelog, retention
+from .engine import pool_mode
 from .errors import FeedGapError
 from .events import Callback, Event, EventHub, GapCallback, Subscription
-from .unit_of_work import translate_errors
+from .unit_of_work import UnitOfWork, translate_errors
+from .validation import check_callable, check_flag
 
 log = logging.getLogger("repository.feed")
 
@@ -42,6 +51,9 @@ SQLITE_POLL_INTERVAL = 0.2
 """Seconds between change-log reads of a SQLite follower."""
 POSTGRES_SAFETY_POLL_INTERVAL = 10.0
 """Seconds between change-log reads of a PostgreSQL follower that was not notified."""
+STANDBY_POLL_INTERVAL = 0.1
+"""Seconds between change-log reads of a follower that cannot be notified (a hot standby, a
+transaction-pooling pgbouncer): a read of an index, so cheap enough to do often."""
 BATCH = 500
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 
@@ -57,6 +69,10 @@ class Feed:
         if poll_interval is not None and not poll_interval > 0:
             raise ValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
         self.poll_interval = default if poll_interval is None else float(poll_interval)
+        self.unnotified_interval = STANDBY_POLL_INTERVAL if poll_interval is None else poll_interval
+        """How often a follower that cannot LISTEN reads the change log."""
+        self.notified = self.postgres and pool_mode(engine) == "session"
+        """False where NOTIFY cannot reach the follower (set once it finds a standby)."""
         self._deliver_lock = threading.Lock()
         self._owner: int | None = None
         self._again = False
@@ -78,9 +94,12 @@ class Feed:
 
         Raises :class:`FeedGapError` if changes after ``since`` were compacted away.
         """
-        if since is not None and (type(since) is not int or since < 0):
-            raise ValueError(f"since must be a seq number (an int >= 0) or None, not {since!r}")
+        check_callable(callback, "callback")
+        check_flag(include_made_in_client, "include_made_in_client")
+        if on_gap is not None:
+            check_callable(on_gap, "on_gap")
         if since is not None:
+            changelog.check_page(since, 1)
             self.check_position(since)
         last = self.max_seq() if since is None else since
         sub = self.hub.add(kind, callback, include_made_in_client, last, on_gap)
@@ -222,24 +241,30 @@ class _Follower(threading.Thread):
 
     def run(self) -> None:
         """Follow until stopped."""
-        if self.feed.postgres:
+        if self.feed.notified:
             self._listen()
-        else:
-            self._poll()
+        if not self.feed.notified:  # SQLite, a standby, a transaction-pooling pgbouncer
+            postgres = self.feed.postgres
+            self._poll(self.feed.unnotified_interval if postgres else self.feed.poll_interval)
 
-    def _poll(self) -> None:
+    def _poll(self, interval: float) -> None:
         while not self._stopping.is_set():
             try:
                 self.feed.deliver()
             except Exception as error:
                 log.warning("change feed: reading the change log failed: %s", error)
-            self._wait(self.feed.poll_interval)
+            self._wait(interval)
 
     def _listen(self) -> None:
         delay = RECONNECT_MIN
         while not self._stopping.is_set():
             try:
                 with self.feed.connect_listener() as conn:
+                    standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if standby and standby[0]:
+                        log.info("change feed: a hot standby (no NOTIFY): polling instead")
+                        self.feed.notified = False
+                        return
                     schema = conn.execute("SELECT current_schema()").fetchone()
                     channel = changelog.notify_channel(schema[0] if schema else None)
                     conn.execute("SELECT set_config('application_name', %s, false)", [channel])
@@ -282,3 +307,56 @@ def _listen(channel: str) -> Any:
     from psycopg import sql  # loaded with the listener connection, never for SQLite
 
     return sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+
+
+class ChangeFeedMethods:
+    """The change-feed methods of :class:`~repository.Store`: subscriptions, the change log as
+    a replayable feed, and its compaction."""
+
+    _uow: UnitOfWork
+    _feed: Feed
+
+    def subscribe(
+        self,
+        event: str,
+        callback: Callback,
+        *,
+        include_made_in_client: bool = False,
+        since: int | None = None,
+        on_gap: GapCallback | None = None,
+    ) -> Subscription:
+        """Call ``callback(Event)`` after each commit (by any process) that fired ``event``:
+        an ``EVENTS`` member, its OHIF name (``EVENTS.SERIES_ADDED.ohif_name``) or ``"*"``
+        (all, including kinds written by a newer version).
+
+        Each change once, in commit order, from ``since`` (None: from now; N: replay after
+        seq N first). Callbacks run in the committing thread for this store's commits, else
+        in the store's follower thread. ``made_in_client`` writes need
+        ``include_made_in_client``.
+
+        If changes after ``since`` were compacted away, :class:`FeedGapError` is raised; if
+        that happens later to a lagging subscription, ``on_gap(error)`` is called (without it
+        the subscription ends, logged). Resync: re-read the state, subscribe from ``newest``.
+        """
+        return self._feed.subscribe(event, callback, include_made_in_client, since, on_gap)
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[Event]:
+        """Committed changes with seq greater than ``since``, in commit order (at most
+        ``limit``): the change log as a durable, replayable feed.
+
+        Page through it with ``since=changes[-1].seq``. Seqs are handed out in commit order,
+        so a follower that remembers the last seq it saw misses nothing.
+        """
+        with self._uow.read() as conn:
+            return changelog.read_page(conn, since, limit)
+
+    def compact_changes(
+        self, *, before_seq: int | None = None, keep_days: float | None = None
+    ) -> changelog.Compaction:
+        """Delete old changes from the change log: those with ``seq < before_seq``, or those
+        older than ``keep_days`` days (give one). The newest change is always kept.
+
+        A follower, ``subscribe(since=...)`` or ``changes(since=...)`` whose position is below
+        the removed changes then gets :class:`FeedGapError` rather than a silent gap.
+        """
+        return self._uow.write(retention.compact_changes(before_seq, keep_days, self._uow.channel))

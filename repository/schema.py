@@ -126,7 +126,11 @@ class SeriesRow(Base):
 
 
 class InstanceRow(Base):
-    """One SOP instance within one series."""
+    """One SOP instance within one series.
+
+    ``data_source`` is its series list's, copied for lookups by SOP Instance UID and data
+    source (one SOP Instance UID is one instance per data source: :class:`SopInstanceRow`).
+    """
 
     __tablename__ = "instance"
 
@@ -136,12 +140,15 @@ class InstanceRow(Base):
     image_id: Mapped[str] = mapped_column(Text, index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    data_source: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
         *sql_columns(INSTANCE_COLUMNS),
         _study_key("series", "series_id"),
         UniqueConstraint("study_instance_uid", "series_id", "sop_instance_uid"),
         UniqueConstraint("id", "study_instance_uid"),
+        # SOP Instance UID lookups (one SOP UID, one instance per data source: sop_instance)
+        Index(None, "sop_instance_uid", "data_source"),
         # Display sets group a series' instances by SOP class: this index answers that alone.
         Index(None, "series_id", "sop_class_uid", "instance_number"),
     )

@@ -311,7 +311,7 @@ def test_downgrade_drops_the_views_and_db_check_still_checks_sop_class(
 ) -> None:
     engine = make_engine(db_url)
     if request.node.callspec.params["db_url"] == "citus":
-        with pytest.raises(RepositoryError, match="cannot downgrade below 0005: the tables are"):
+        with pytest.raises(RepositoryError, match="cannot downgrade below 0006: the tables are"):
             migrate.downgrade(engine, "0001")
         return
     migrate.downgrade(engine, "0001")

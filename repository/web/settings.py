@@ -25,15 +25,18 @@ class Settings:
     """The configuration of one DICOMweb application.
 
     ``url``: database URL (``None``: ``$DICOM_REPO_URL``, else the SQLite default);
+    ``read_urls``: hot standbys to read from (``None``: ``$DICOM_REPO_READ_URLS``);
     ``storage``: folder STOW-RS writes files to (``None``: STOW is refused);
     ``read_only``: refuse STOW-RS with 403; ``cors_origins``: origins allowed by CORS (none: CORS
     off); ``token``: bearer token required on every request (``None``: no authentication);
     ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results per request
     when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer (``dist/``) served
-    at ``/`` with a generated ``/app-config.js``.
+    at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the DICOM JSON of
+    instances stored by STOW-RS at once (else on their first WADO-RS metadata request).
     """
 
     url: str | None = None
+    read_urls: tuple[str, ...] | None = None
     storage: Path | None = None
     read_only: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -41,6 +44,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
+    keep_json: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,9 +55,10 @@ class Settings:
             return env.get(_PREFIX + name) or None
 
         storage, viewer = get("STORAGE"), get("VIEWER_DIR")
-        origins = get("CORS_ORIGINS")
+        origins, reads = get("CORS_ORIGINS"), env.get(_PREFIX + "READ_DB")
         return cls(
             url=get("DB"),
+            read_urls=None if reads is None else tuple(reads.split()),
             storage=Path(storage) if storage else None,
             read_only=get("READ_ONLY") == "1",
             cors_origins=tuple(origins.split(" ")) if origins else (),
@@ -61,18 +66,21 @@ class Settings:
             max_body=int(get("MAX_BODY") or DEFAULT_MAX_BODY),
             max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
             viewer_dir=Path(viewer) if viewer else None,
+            keep_json=get("KEEP_JSON") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that :meth:`from_env` reads back into these settings."""
         env = {
             _PREFIX + "DB": self.url or "",
+            **({} if self.read_urls is None else {_PREFIX + "READ_DB": " ".join(self.read_urls)}),
             _PREFIX + "STORAGE": str(self.storage or ""),
             _PREFIX + "READ_ONLY": "1" if self.read_only else "",
             _PREFIX + "CORS_ORIGINS": " ".join(self.cors_origins),
             _PREFIX + "MAX_BODY": str(self.max_body),
             _PREFIX + "MAX_RESULTS": str(self.max_results),
             _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
+            _PREFIX + "KEEP_JSON": "1" if self.keep_json else "",
         }
         if self.token:
             env[TOKEN_ENV] = self.token

@@ -1,7 +1,7 @@
 """distributable keys: every table of a study carries its StudyInstanceUID; sop_instance
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 13:00:00
 
 ``series_list``, ``series``, ``instance`` and ``instance_dicom_json`` get a ``study_instance_uid``
@@ -13,7 +13,10 @@ go by key; on Citus the UID is the distribution column, so one study's rows shar
 
 ``sop_instance`` keeps, per data source, the study and series each SOP Instance UID is stored
 under, written in the same transaction as the instance: its primary key refuses a second study
-for one SOP Instance UID under concurrency, on Citus too (distributed by the SOP UID).
+for one SOP Instance UID under concurrency, on Citus too (distributed by the SOP UID). It takes
+over from the unique index of migration 0005 on ``instance (sop_instance_uid, data_source)``,
+which Citus could not keep (it lacks the distribution column): that index stays, not unique,
+for lookups by SOP Instance UID.
 
 The reporting views are rebuilt to correlate on the study's UID (the SQL Citus runs on each
 shard); the instance cache's trigger writes the UID as well. On SQLite the tables are rebuilt
@@ -30,12 +33,13 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UID = sa.String(length=64)
+SOP_INDEX = "ix_instance_sop_instance_uid_data_source"
 
 # child table, its parent key column, the parent, the unique constraints before and after
 CHILDREN = (
@@ -197,7 +201,14 @@ def upgrade() -> None:
                                            ["id", "study_instance_uid"])  # fmt: skip
     _instance_dicom_json_keys()
     _sop_instance()
+    _sop_index(unique=False)
     _create_dependents(m0002, new_views=True)
+
+
+def _sop_index(unique: bool) -> None:
+    """Migration 0005's index on (sop_instance_uid, data_source): unique there, not here."""
+    op.drop_index(SOP_INDEX, table_name="instance")
+    op.create_index(SOP_INDEX, "instance", ["sop_instance_uid", "data_source"], unique=unique)
 
 
 def _instance_dicom_json_keys() -> None:
@@ -248,8 +259,8 @@ def _refuse_distributed() -> None:
         from repository.errors import RepositoryError
 
         raise RepositoryError(
-            "cannot downgrade below 0005: the tables are distributed over Citus, and the keys "
-            "before 0005 lack the distribution column (undistribute_table them first)"
+            "cannot downgrade below 0006: the tables are distributed over Citus, and the keys "
+            "before 0006 lack the distribution column (undistribute_table them first)"
         )
 
 
@@ -258,6 +269,7 @@ def downgrade() -> None:
     _refuse_distributed()
     m0002 = _sibling("0002_reporting_views")
     _drop_dependents(m0002.INDEXES)
+    _sop_index(unique=True)
     op.drop_table("sop_instance")
     with op.batch_alter_table("instance_dicom_json") as batch:
         batch.drop_constraint("fk_instance_dicom_json_instance_id_instance", type_="foreignkey")
