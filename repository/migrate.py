@@ -133,11 +133,23 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
     SQLite: the transaction starts with ``BEGIN IMMEDIATE`` (the write lock, waited for with
     the busy timeout); PostgreSQL: a transaction-scoped advisory lock. The next process then
     finds the database migrated and alembic does nothing.
+
+    SQLite: foreign keys are off while migrating (a pragma that only works outside a
+    transaction): a migration that rebuilds a table (alembic's batch mode) drops the old one,
+    which would otherwise cascade its deletes to the rows that reference it.
     """
-    with engine.connect().execution_options(dicom_repo_write=True) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-        yield conn
+    with engine.connect().execution_options(dicom_repo_write=True) as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                yield conn
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 @translate_errors("upgrade failed")
