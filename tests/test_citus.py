@@ -173,6 +173,8 @@ def test_two_writers_filing_one_sop_uid_under_two_studies_on_two_shards(
     study = store.get_study(first)
     assert study is not None
     assert [i.sop_instance_uid for i in study.series_lists[0].series[0].instances] == [SOP]
+    # another data source may hold its own copy, under another study
+    assert store.add_instances([instance(second, f"{second}.1", SOP)], data_source="other").added
 
 
 def test_the_second_writer_files_it_when_the_first_rolls_back(store: Store, racing: Any) -> None:
