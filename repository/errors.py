@@ -81,8 +81,8 @@ class FeedGapError(RepositoryError):
     def __init__(self, since: int, horizon: int, newest: int) -> None:
         super().__init__(
             f"the change log no longer holds the changes after seq {since}: changes up to seq "
-            f"{horizon} were compacted away (the oldest kept change is after seq {horizon}, "
-            f"the newest is seq {newest}); re-read the state and follow from seq {newest}"
+            f"{horizon} were compacted away and the newest is seq {newest}: re-read the state "
+            f"and follow from seq {newest}"
         )
         self.since, self.horizon, self.newest = since, horizon, newest
 
