@@ -92,7 +92,8 @@ def test_each_route_over_plain_http(
         assert http.delete(_path(first)).status_code == 404
         assert http.get(_path(first) + "/metadata").status_code == 404
         series = f"{_path(first, 'series')}/instances"
-        assert sorted(_qido(server, series)) == sorted([second.SOPInstanceUID, third.SOPInstanceUID])
+        left = sorted([second.SOPInstanceUID, third.SOPInstanceUID])
+        assert sorted(_qido(server, series)) == left
         assert http.delete(_path(second, "series")).status_code == 204
         assert not files[1].exists() and not files[2].exists() and files[3].exists()
         assert _qido(server, f"{_path(first, 'study')}/instances") == [other.SOPInstanceUID]
@@ -166,8 +167,10 @@ def test_a_readded_instance_is_served_its_new_metadata_not_the_kept_one(
     engine = make_engine(web_db)
     try:
         with engine.connect() as conn:  # the server keeps the JSON after answering
-            kept = "SELECT count(*) FROM instance_dicom_json c JOIN instance i ON i.id = " \
-                   "c.instance_id WHERE i.sop_instance_uid = :sop AND c.json IS NOT NULL"
+            kept = (
+                "SELECT count(*) FROM instance_dicom_json c JOIN instance i ON i.id = "
+                "c.instance_id WHERE i.sop_instance_uid = :sop AND c.json IS NOT NULL"
+            )
             for _ in range(600):
                 if conn.execute(text(kept), {"sop": ds.SOPInstanceUID}).scalar_one():
                     break
@@ -235,8 +238,10 @@ REFUSE = {
         "DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_delete()",  # fails at COMMIT
     ],
 }  # fmt: skip
-ALLOW = {"sqlite": ["DROP TRIGGER refuse_delete"],
-         "postgresql": ["DROP TRIGGER refuse_delete ON study", "DROP FUNCTION refuse_delete()"]}
+ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse_delete"],
+    "postgresql": ["DROP TRIGGER refuse_delete ON study", "DROP FUNCTION refuse_delete()"],
+}
 
 
 def test_a_failed_delete_keeps_the_files(
