@@ -190,10 +190,11 @@ def test_a_readded_instance_is_served_its_new_metadata_not_the_kept_one(
 
 @pytest.fixture(scope="module")
 def with_token(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """A writable server that wants a bearer token."""
+    """A writable server that wants a bearer token, with CORS for one origin."""
     workdir = tmp_path_factory.mktemp("token")
     running = start(web_db, workdir, workers=1, token=TOKEN,
-                    args=["--storage", str(workdir / "storage")])  # fmt: skip
+                    args=["--storage", str(workdir / "storage"),
+                          "--cors-origin", "http://viewer.test"])  # fmt: skip
     yield running
     running.stop()
 
@@ -222,6 +223,11 @@ def test_the_token_and_read_only_mode_guard_deletes(
                                headers=read_only.headers(), timeout=30)  # fmt: skip
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]
     study = f"{with_token.dicomweb}/{_path(ds, 'study')}"
+    preflight = httpx.options(study, timeout=30, headers={
+        "Origin": "http://viewer.test", "Access-Control-Request-Method": "DELETE",
+        "Access-Control-Request-Headers": "authorization"})  # fmt: skip
+    assert preflight.status_code == 200  # a viewer on another origin may send DELETE
+    assert "DELETE" in preflight.headers["Access-Control-Allow-Methods"]
     assert httpx.get(study + "/metadata", headers=with_token.headers(), timeout=30).is_success
     client = DICOMwebClient(with_token.dicomweb, headers=with_token.headers())
     client.delete_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
