@@ -9,7 +9,8 @@ Without ``since`` the stream starts with the changes committed after it was open
 A position older than the change log keeps (``dicom-repo changes compact`` removed the changes
 after it) is answered ``410 Gone`` with a JSON error naming the oldest position still served
 (``horizon``: changes after it are kept) and the newest seq; an open stream whose subscription
-falls behind a compaction is ended, so that the client's reconnect gets the 410. The client then
+falls behind a compaction is ended with an ``event: gap`` message, so that the client's
+reconnect gets the 410. The client then
 re-reads the state it mirrors (QIDO-RS) and follows on from ``newest``.
 """
 
@@ -80,6 +81,15 @@ def _sse(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
+def _gap(gap: FeedGapError) -> bytes:
+    """The last message of a stream that fell behind a compaction: ``event: gap`` with the 410
+    body's fields, its ``id:`` a position below the horizon, so that the client's reconnect
+    (``Last-Event-ID``, even when it had been handed no change yet) is answered 410."""
+    data = orjson.dumps({"error": str(gap), "since": gap.since, "horizon": gap.horizon,
+                         "newest": gap.newest}).decode()  # fmt: skip
+    return f"id: {gap.since}\nevent: gap\ndata: {data}\n\n".encode()
+
+
 async def stream(request: Request) -> Response:
     """``GET /changes/stream`` as server-sent events (resumes from ``Last-Event-ID``)."""
     since = _seq("Last-Event-ID", request.headers.get("last-event-id"))
@@ -109,8 +119,8 @@ async def stream(request: Request) -> Response:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if isinstance(item, FeedGapError):  # fell behind a compaction: end the stream,
-                    yield f": {item}\n\n".encode()  # the reconnect is answered 410
+                if isinstance(item, FeedGapError):  # fell behind a compaction
+                    yield _gap(item)
                     return
                 yield _sse(item)
         finally:
