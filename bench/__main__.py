@@ -213,7 +213,7 @@ def study_summaries_cmd(url: str, studies: int, instances: int) -> None:
 @main.command("delete-study")
 @DB
 @click.option("--instances", default=1000, show_default=True, help="Instances in the study.")
-@click.option("--rounds", default=3, show_default=True, help="Runs of each (median counts).")
+@click.option("--rounds", default=5, show_default=True, help="Runs of each (median counts).")
 def delete_study_cmd(url: str, instances: int, rounds: int) -> None:
     """Store.delete_study of a 1000-instance study vs DELETE FROM by hand."""
     from . import deletes
