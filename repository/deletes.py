@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from . import derived, events
 from .commands import Work
 from .errors import InvalidValueError, NotFoundError
+from .image_id import FILE_PREFIX
 from .models import DeleteResult
 from .schema import (
     InstanceDicomJsonRow,
@@ -32,7 +33,6 @@ from .schema import (
 from .unit_of_work import Transaction
 from .validation import as_int, check_data_source, check_items, check_uid
 
-FILE_PREFIX = "dicomfile:"
 CHUNK = 900
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
+from .image_id import FILE_PREFIX
 from .schema import InstanceRow, instance_table
 
-FILE_PREFIX = "dicomfile:"
 INCOMING = ".incoming"
 """Subfolder of the storage folder where uploads are received before they are placed."""
 GRACE_SECONDS = 600.0

@@ -229,3 +229,33 @@ def test_a_delete_racing_adds_from_another_process_ends_consistent(db_url: str) 
         assert (summary[0].number_of_instances if summary else 0) == expected
         assert count(store, "study") == (1 if expected else 0)
     assert os.environ.get("CI") is None or deleted > 0
+
+
+# --------------------------------------------------------------------------- delete command
+
+
+def test_the_delete_command_removes_owned_files_only_and_says_what_it_removed(
+    db_url: str, tmp_path: Path
+) -> None:
+    from repository.normalize import normalize_instance
+
+    storage, elsewhere = tmp_path / "storage", tmp_path / "ingested"
+    owned, in_place = storage / "1.2" / "1.2.1" / "1.2.1.1.dcm", elsewhere / "b.dcm"
+    for path in (owned, in_place):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"DICM")
+    with repository.connect(db_url) as store:
+        rows = [
+            normalize_instance(instance("1.2", "1.2.1", f"1.2.1.{n}"), source="t") for n in (1, 2)
+        ]
+        store.add_normalized(rows, paths={"1.2.1.1": str(owned), "1.2.1.2": str(in_place)})
+    runner = CliRunner()
+    short = runner.invoke(main, ["--db", db_url, "delete", "instance", "1.2", "1.2.1"])
+    assert short.exit_code == 2 and "needs 3 UIDs" in short.output
+    done = runner.invoke(main, ["--db", db_url, "delete", "study", "1.2", "--storage",
+                                str(storage), "--yes"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 series, 2 instances; 1 studies removed, 1 files" in done.output
+    assert not owned.exists() and in_place.exists()
+    again = runner.invoke(main, ["--db", db_url, "delete", "study", "1.2", "--yes"])
+    assert again.exit_code == 1 and "study 1.2 is not stored" in again.output
