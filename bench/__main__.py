@@ -188,6 +188,25 @@ def serve_cmd(url: str, size: int, orthanc_url: str | None) -> None:
     serve.run(url, size, orthanc_url)
 
 
+@main.command("replicas")
+def replicas_cmd() -> None:
+    """Scratch primary + standbys: read throughput via 1 and 2 standbys vs the primary alone,
+    standby feed latency, the time a failover costs an ingest (needs root or postgres, wrk)."""
+    from . import replicas
+
+    replicas.run()
+
+
+@main.command("serve-rendered")
+@DB
+@click.option("--requests", "count", default=100, show_default=True, help="Requests a round.")
+def serve_rendered_cmd(url: str, count: int) -> None:
+    """dicom-repo serve: rendered 512x512 CT frames per second vs the raw frame endpoint."""
+    from . import serve_rendered
+
+    serve_rendered.run(url, count)
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")

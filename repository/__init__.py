@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Engine
 
-from . import migrate
+from . import config, migrate
 from .config import DEFAULT_URL, resolve_url
 from .engine import make_engine
 from .errors import (
@@ -27,10 +29,12 @@ from .errors import (
     QueryError,
     QueryRefusedError,
     RepositoryError,
+    ServerReadOnlyError,
     TransactionConflictError,
 )
 from .events import EVENTS, Event, Subscription
 from .models import AddResult, DeleteResult, Instance, Series, SeriesList, Study
+from .replicas import DEFAULT_MAX_LAG, ReadRouter
 from .store import Store
 from .summaries import StudySummary
 from .unit_of_work import run_with_retries
@@ -59,6 +63,7 @@ __all__ = [
     "RepositoryError",
     "Series",
     "SeriesList",
+    "ServerReadOnlyError",
     "Store",
     "Study",
     "StudySummary",
@@ -68,8 +73,18 @@ __all__ = [
 ]
 
 
-def connect(url: str | None = None, *, poll_interval: float | None = None) -> Store:
+def connect(
+    url: str | None = None,
+    *,
+    poll_interval: float | None = None,
+    read_urls: Sequence[str] | None = None,
+    max_lag: float = DEFAULT_MAX_LAG,
+) -> Store:
     """Open the store at ``url`` (else ``$DICOM_REPO_URL``, else ``sqlite:///dicom-repo.db``).
+
+    ``read_urls`` (else the space-separated ``$DICOM_REPO_READ_URLS``) are PostgreSQL hot
+    standbys of ``url``: reads go to one of them that is up and lags at most ``max_lag``
+    seconds, writes to ``url`` (see :mod:`repository.replicas`).
 
     ``poll_interval`` is how often (seconds) the change-feed follower of a store with
     subscribers reads the change log unprompted: SQLite's only way to see other processes'
@@ -85,22 +100,33 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
         or not poll_interval > 0
     ):
         raise InvalidValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not max_lag >= 0:
+        raise InvalidValueError(f"max_lag must be seconds (>= 0), not {max_lag!r}")
+    engine = _engine(url)
+    readers: list[Engine] = []
     try:
-        engine = make_engine(resolve_url(url))
+        run_with_retries(lambda: _open(engine))
+        for read_url in config.read_urls(read_urls):
+            readers.append(_engine(read_url))
+            if readers[-1].dialect.name != "postgresql" or engine.dialect.name != "postgresql":
+                raise InvalidValueError("read URLs (standbys) need a PostgreSQL primary URL")
+    except Exception as error:
+        for opened in (engine, *readers):
+            opened.dispose()
+        if isinstance(error, NotMigratedError | InvalidValueError):
+            raise
+        where = strip_credentials(engine.url)
+        raise DatabaseError(f"cannot open database {where}: {error}") from error
+    return Store(engine, poll_interval=poll_interval, router=ReadRouter(engine, readers, max_lag))
+
+
+def _engine(url: str | None) -> Engine:
+    try:
+        return make_engine(resolve_url(url))
     except Exception as error:
         raise DatabaseError(
             f"invalid database URL {url and strip_credentials(url)!r}: {error}"
         ) from error
-    try:
-        run_with_retries(lambda: _open(engine))
-    except NotMigratedError:
-        engine.dispose()
-        raise
-    except Exception as error:
-        engine.dispose()
-        where = strip_credentials(engine.url)
-        raise DatabaseError(f"cannot open database {where}: {error}") from error
-    return Store(engine, poll_interval=poll_interval)
 
 
 def _open(engine: Engine) -> None:

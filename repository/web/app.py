@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import connect
-from . import changes, delete, metadata, qido, retrieve, stow, viewer
+from . import changes, delete, metadata, qido, rendered, retrieve, stow, viewer
 from .errors import http_error, server_error
 from .security import BearerToken, BodyLimit, BodyTooLarge, WorkerHeader
 from .settings import Settings
@@ -52,6 +52,16 @@ ROUTES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
      retrieve.frames, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path:path}",
      retrieve.bulkdata, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/rendered",
+     rendered.instance_rendered, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+     rendered.frames_rendered, ("GET",)),
+    ("/studies/{study}/thumbnail", rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/thumbnail", rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+     rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail",
+     rendered.thumbnail, ("GET",)),
 )  # fmt: skip
 """The DICOMweb routes, relative to :data:`ROOT`: path, endpoint, methods."""
 
@@ -105,7 +115,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = connect(settings.url)
+        app.state.store = connect(settings.url, read_urls=settings.read_urls)
         try:
             yield
         finally:

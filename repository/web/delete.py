@@ -6,7 +6,8 @@ service and Google Cloud Healthcare have them) remove what the path names from e
 in one transaction (:meth:`Store.delete_study` and the others), whose events reach every
 subscriber, the SSE stream of every worker included. The answer is ``204 No Content`` with an
 empty body (Azure's answer), ``404`` when nothing is stored under the path, ``400`` for a
-malformed UID, ``403`` in read-only mode or when the database refuses the server's role the write.
+malformed UID, ``403`` in read-only mode or when the database refuses the server's role the write,
+``503`` while the database URL leads to a hot standby (as STOW-RS).
 The bearer token guards it as every other route.
 
 Files the repository owns (written by STOW-RS into the storage folder) are unlinked **after** the
@@ -28,6 +29,7 @@ from ..errors import DatabaseError, NotFoundError
 from ..models import DeleteResult
 from ..store import Store
 from .errors import WebError, log, not_found, path_uids
+from .routing import database_writable
 from .settings import Settings
 
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -61,6 +63,9 @@ async def _delete(request: Request, make: Callable[[Store, list[str]], DeleteRes
     settings: Settings = request.app.state.settings
     if settings.read_only:
         raise WebError(403, "this server is read-only: DELETE is refused")
+    if not await database_writable(request):
+        raise WebError(503, "the database server is a hot standby (read-only): DELETE needs "
+                       "the primary; this server answers reads only")  # fmt: skip
     uids = path_uids(request, *(n for n in ("study", "series", "instance")
                                 if n in request.path_params))  # fmt: skip
     store: Store = request.app.state.store

@@ -24,6 +24,7 @@ from . import qido_sql
 from .attributes import COMPUTED, INSTANCE, RETRIEVE_URL, SERIES, STUDY, Attribute, Level, attribute
 from .errors import bad_request, path_uids
 from .negotiation import DICOM_JSON, json_media_type
+from .routing import read_engine
 
 _SCOPE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
 _SERVED = frozenset(COMPUTED) | {"ModalitiesInStudy"}  # computed here, never copied
@@ -180,7 +181,7 @@ async def search(request: Request, level: Level, scope_names: tuple[str, ...]) -
     settings = request.app.state.settings
     parsed, keys = parse(request.query_params.multi_items(), level, scope, settings.max_results)
     root = dicomweb_root(request)
-    engine = request.app.state.store.engine
+    engine = await read_engine(request)
     body, more = await run_in_threadpool(_answer, engine, parsed, keys, root)
     headers = {}
     if more:
