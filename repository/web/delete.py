@@ -35,7 +35,8 @@ from .settings import Settings
 INSUFFICIENT_PRIVILEGE = "42501"
 """PostgreSQL's SQLSTATE for a statement the role is not granted."""
 SQLITE_READONLY = 8
-"""SQLite's result code for a write to a database it may only read."""
+"""SQLite's primary result code for a write to a database it may only read (the low byte of
+the extended codes ``SQLITE_READONLY_*``)."""
 
 
 def _denied(error: BaseException) -> bool:
@@ -44,13 +45,13 @@ def _denied(error: BaseException) -> bool:
     while cause is not None:
         if getattr(cause, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
             return True
-        if isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode == SQLITE_READONLY:
+        if isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode & 0xFF == SQLITE_READONLY:
             return True
         cause = cause.__cause__ or getattr(cause, "orig", None)
     return False
 
 
-def _run(store: Store, settings: Settings, delete: Callable[[], DeleteResult]) -> DeleteResult:
+def _run(settings: Settings, delete: Callable[[], DeleteResult]) -> DeleteResult:
     """Commit the delete, then unlink the files of the storage folder it removed."""
     result = delete()
     removed = storage.remove_after_commit(result.files, settings.storage)
@@ -70,7 +71,7 @@ async def _delete(request: Request, make: Callable[[Store, list[str]], DeleteRes
                                 if n in request.path_params))  # fmt: skip
     store: Store = request.app.state.store
     try:
-        await run_in_threadpool(_run, store, settings, lambda: make(store, uids))
+        await run_in_threadpool(_run, settings, lambda: make(store, uids))
     except NotFoundError as error:
         raise not_found(str(error)) from None
     except DatabaseError as error:
