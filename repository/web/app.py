@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from .. import connect
 from . import changes, delete, metadata, qido, rendered, retrieve, stow, viewer
 from .errors import http_error, server_error
-from .security import BearerToken, BodyLimit, BodyTooLarge, WorkerHeader
+from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
 
 ROOT = "/dicom-web"
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         middleware=_middleware(settings),
         exception_handlers={
             HTTPException: http_error,
-            BodyTooLarge: _too_large,
+            _BodyTooLarge: _too_large,
             Exception: server_error,
         },
         lifespan=lifespan,

@@ -107,11 +107,18 @@ WORKER_HEALTHCHECK_SECONDS = 120
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="A built OHIF Viewer (its dist/ folder) to serve at / with its app-config.js.",
 )
+@click.option(
+    "--keep-json/--no-keep-json",
+    default=False,
+    show_default=True,
+    help="Keep the WADO-RS DICOM JSON of instances stored by STOW-RS at once (else on their "
+    "first metadata request).",
+)
 @click.pass_context
 def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], host: str,
           port: int, workers: int, storage: Path | None, read_only: bool,
           cors_origins: tuple[str, ...], token_file: Path | None, max_body: int,
-          viewer_dir: Path | None) -> None:  # fmt: skip
+          viewer_dir: Path | None, keep_json: bool) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
@@ -132,6 +139,7 @@ def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], ho
         token=token,
         max_body=max_body,
         viewer_dir=viewer_dir.resolve() if viewer_dir else None,
+        keep_json=keep_json,
     )
     os.environ.update(settings.to_env())
     click.echo(f"DICOMweb root: http://{host}:{port}/dicom-web", err=True)

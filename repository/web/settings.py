@@ -27,11 +27,13 @@ class Settings:
     ``url``: database URL (``None``: ``$DICOM_REPO_URL``, else the SQLite default);
     ``read_urls``: hot standbys to read from (``None``: ``$DICOM_REPO_READ_URLS``);
     ``storage``: folder STOW-RS writes files to (``None``: STOW is refused);
-    ``read_only``: refuse STOW-RS and DELETE with 403; ``cors_origins``: origins allowed by CORS
-    (none: CORS off); ``token``: bearer token required on every request (``None``: no
+    ``read_only``: refuse STOW-RS and DELETE with 403; ``cors_origins``: origins allowed by
+    CORS (none: CORS off); ``token``: bearer token required on every request (``None``: no
     authentication); ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results
     per request when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer
-    (``dist/``) served at ``/`` with a generated ``/app-config.js``.
+    (``dist/``) served at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the
+    DICOM JSON of instances stored by STOW-RS at once (else on their first WADO-RS metadata
+    request).
     """
 
     url: str | None = None
@@ -43,6 +45,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
+    keep_json: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +67,7 @@ class Settings:
             max_body=int(get("MAX_BODY") or DEFAULT_MAX_BODY),
             max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
             viewer_dir=Path(viewer) if viewer else None,
+            keep_json=get("KEEP_JSON") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -77,6 +81,7 @@ class Settings:
             _PREFIX + "MAX_BODY": str(self.max_body),
             _PREFIX + "MAX_RESULTS": str(self.max_results),
             _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
+            _PREFIX + "KEEP_JSON": "1" if self.keep_json else "",
         }
         if self.token:
             env[TOKEN_ENV] = self.token

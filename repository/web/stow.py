@@ -175,25 +175,27 @@ def _place(part: Part, outcome: Outcome, storage: Path) -> tuple[Path, bool]:
     return final.resolve(), True
 
 
-def _add(store: Store, path: Path, outcome: Outcome) -> None:
+def _add(store: Store, path: Path, outcome: Outcome, keep_json: bool) -> None:
     try:
         inst = read_file(path)
-        store.add_normalized([inst], paths={inst.sop_instance_uid: str(path)})
+        store.add_normalized([inst], paths={inst.sop_instance_uid: str(path)}, keep_json=keep_json)
     except ConflictError as error:
         outcome.reason, outcome.message = DUPLICATE_SOP, str(error)
     except InvalidInputError as error:
         outcome.reason, outcome.message = CANNOT_UNDERSTAND, str(error)
 
 
-def store_parts(store: Store, parts: list[Part], storage: Path, study: str | None) -> list[Outcome]:
-    """Place and add every part; the outcome of each, in order."""
+def store_parts(
+    store: Store, parts: list[Part], storage: Path, study: str | None, keep_json: bool = False
+) -> list[Outcome]:
+    """Place and add every part (``keep_json``: with its DICOM JSON); each one's outcome."""
     outcomes = []
     for part in parts:
         outcome = _identify(part, study)
         if outcome.reason is None:
             path, created = _place(part, outcome, storage)
             try:
-                _add(store, path, outcome)
+                _add(store, path, outcome, keep_json)
             except BaseException:
                 if created:  # the database failed: the file is not recorded, take it back
                     path.unlink(missing_ok=True)
@@ -247,7 +249,9 @@ async def store_instances(request: Request) -> Response:
     study = path_uids(request, "study")[0] if "study" in request.path_params else None
     parts, refused = await _received(request, settings.storage / ".incoming")
     store = request.app.state.store
-    outcomes = refused + await run_in_threadpool(store_parts, store, parts, settings.storage, study)
+    outcomes = refused + await run_in_threadpool(
+        store_parts, store, parts, settings.storage, study, settings.keep_json
+    )
     failures = sum(o.reason is not None for o in outcomes)
     status = 200 if not failures else 202 if failures < len(outcomes) else 409
     body = response_json(outcomes, dicomweb_root(request))
