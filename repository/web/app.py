@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import connect
-from . import changes, metadata, qido, rendered, retrieve, stow, viewer
+from . import changes, delete, metadata, qido, rendered, retrieve, stow, viewer
 from .errors import http_error, server_error
 from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
@@ -36,12 +36,16 @@ ROUTES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("/series", qido.study_series, ("GET",)),
     ("/instances", qido.instances, ("GET",)),
     ("/studies/{study}", stow.store_instances, ("POST",)),
+    ("/studies/{study}", delete.delete_study, ("DELETE",)),
+    ("/studies/{study}/series/{series}", delete.delete_series, ("DELETE",)),
     ("/studies/{study}/series", qido.study_series, ("GET",)),
     ("/studies/{study}/instances", qido.instances, ("GET",)),
     ("/studies/{study}/metadata", metadata.study_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances", qido.instances, ("GET",)),
     ("/studies/{study}/series/{series}/metadata", metadata.series_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}", retrieve.instance, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}", delete.delete_instance,
+     ("DELETE",)),
     ("/studies/{study}/series/{series}/instances/{instance}/metadata",
      metadata.instance_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
@@ -82,7 +86,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["Warning", "Content-Type"],
             )

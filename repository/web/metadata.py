@@ -35,8 +35,9 @@ PART = 1 << 19
 series answered in parts of 3 MB took 1.4 times as long)."""
 
 KEEP_AT_MOST = 128 << 20
-"""Bytes of built JSON one answer holds on to until it is kept; the JSON of the instances past
-it is built again, and kept, by a later answer."""
+"""Bytes of built JSON one answer holds on to until it is kept (with, beside each, the metadata
+text it was built from, about as large); the JSON of the instances past it is built again, and
+kept, by a later answer."""
 
 
 class _Rows:
@@ -75,7 +76,7 @@ class _Rows:
                 assert text is not None  # the metadata column is NOT NULL
                 data = dicom_json((study, series, sop), text)
                 if self.held + len(data) <= KEEP_AT_MOST:
-                    self.fills.append((id_, study, generation or 0, data))
+                    self.fills.append((id_, study, generation or 0, data, text))
                     self.held += len(data)
             pieces.append(data if isinstance(data, bytes) else data.encode())
         return pieces
