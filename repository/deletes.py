@@ -23,7 +23,6 @@ from .errors import InvalidValueError, NotFoundError
 from .image_id import FILE_PREFIX
 from .models import DeleteResult
 from .schema import (
-    INSTANCE_IN_SERIES,
     InstanceDicomJsonRow,
     InstanceRow,
     SeriesListRow,
@@ -80,7 +79,7 @@ def delete_study(study_uid: str, data_source: str | None) -> Work[DeleteResult]:
             lists.setdefault(row.list_id, []).append(row)
         counts = _remove_series(tx.conn, uid, [r.series_id for r in rows if r.series_id], removal)
         _remove_lists(tx.conn, uid, list(lists))
-        gone = _remove_study_if_empty(tx.conn, study_id, uid, removal)
+        gone = _remove_study_if_empty(tx.conn, study_id, uid, removal, known_empty=source is None)
         for members in lists.values():
             series = [r.series_uid for r in members if r.series_uid]
             count = sum(counts.get(r.series_id, 0) for r in members if r.series_id)
@@ -221,16 +220,17 @@ def _remove_series(
     if not series_ids:
         return {}
     of_series = (InstanceRow.study_instance_uid == uid) & InstanceRow.series_id.in_(series_ids)
-    counts = {
-        int(series): int(n)
-        for series, n in conn.execute(
-            select(InstanceRow.series_id, func.count())
-            .where(of_series)
-            .group_by(InstanceRow.series_id)
-        )
-    }
-    removal.files += _files(conn, of_series)
-    sop_registry.unregister(conn, _registered(conn, of_series))
+    counts: dict[int, int] = {}
+    registered: list[tuple[str, str]] = []
+    for series, image_id, sop, source in conn.execute(
+        select(InstanceRow.series_id, InstanceRow.image_id, instance_table.c.sop_instance_uid,
+               InstanceRow.data_source).where(of_series)
+    ):  # fmt: skip
+        counts[series] = counts.get(series, 0) + 1
+        registered.append((sop, source))
+        if image_id.startswith(FILE_PREFIX):
+            removal.files.append(image_id.removeprefix(FILE_PREFIX))
+    sop_registry.unregister(conn, registered)
     ids = select(InstanceRow.id).where(of_series)
     conn.execute(delete(InstanceDicomJsonRow).where(
         InstanceDicomJsonRow.study_instance_uid == uid, InstanceDicomJsonRow.instance_id.in_(ids)
@@ -246,12 +246,8 @@ def _remove_series(
 def _registered(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str]]:
     """(SOP Instance UID, data source) of the instances ``where`` selects."""
     rows = conn.execute(
-        select(instance_table.c.sop_instance_uid, SeriesListRow.data_source)
-        .join(SeriesRow, INSTANCE_IN_SERIES)
-        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-              & (SeriesListRow.id == SeriesRow.series_list_id))
-        .where(where)
-    )  # fmt: skip
+        select(instance_table.c.sop_instance_uid, InstanceRow.data_source).where(where)
+    )
     return [(str(sop), str(source)) for sop, source in rows]
 
 
@@ -346,13 +342,17 @@ def _finish(
         derived.refresh_studies(tx.conn, [uid])
 
 
-def _remove_study_if_empty(conn: Connection, study_id: int, uid: str, removal: _Removal) -> bool:
-    left = conn.execute(
-        select(func.count()).where(
-            SeriesListRow.study_instance_uid == uid, SeriesListRow.study_id == study_id
-        )
-    ).scalar_one()
-    if left:
+def _remove_study_if_empty(
+    conn: Connection, study_id: int, uid: str, removal: _Removal, *, known_empty: bool = False
+) -> bool:
+    if (
+        not known_empty
+        and conn.execute(
+            select(func.count()).where(
+                SeriesListRow.study_instance_uid == uid, SeriesListRow.study_id == study_id
+            )
+        ).scalar_one()
+    ):
         return False
     conn.execute(
         delete(StudyRow).where(StudyRow.study_instance_uid == uid, StudyRow.id == study_id)
