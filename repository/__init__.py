@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import Engine
 
 from . import migrate
@@ -65,7 +68,12 @@ __all__ = [
 ]
 
 
-def connect(url: str | None = None, *, poll_interval: float | None = None) -> Store:
+def connect(
+    url: str | None = None,
+    *,
+    poll_interval: float | None = None,
+    engine_options: Mapping[str, Any] | None = None,
+) -> Store:
     """Open the store at ``url`` (else ``$DICOM_REPO_URL``, else ``sqlite:///dicom-repo.db``).
 
     ``poll_interval`` is how often (seconds) the change-feed follower of a store with
@@ -75,6 +83,8 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
     A new, empty SQLite database is created and migrated on the spot. Any other database must
     already be at the current schema revision (``dicom-repo db upgrade``), else
     :class:`NotMigratedError` is raised; PostgreSQL is never migrated implicitly.
+
+    ``engine_options`` are passed to SQLAlchemy's ``create_engine`` (``pool_size``, ...).
     """
     if poll_interval is not None and (
         isinstance(poll_interval, bool)
@@ -83,7 +93,7 @@ def connect(url: str | None = None, *, poll_interval: float | None = None) -> St
     ):
         raise InvalidValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
     try:
-        engine = make_engine(resolve_url(url))
+        engine = make_engine(resolve_url(url), **(engine_options or {}))
     except Exception as error:
         raise DatabaseError(
             f"invalid database URL {url and strip_credentials(url)!r}: {error}"

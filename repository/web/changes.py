@@ -10,38 +10,68 @@ Without ``since`` the stream starts with the changes committed after it was open
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from collections.abc import AsyncIterator
 
 import orjson
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from .. import changelog
 from ..cli.feed import event_json
 from ..events import Event
-from .errors import bad_request
+from .numbers import INT64_MAX, optional_int
 
 MAX_PAGE = 10_000
 KEEP_ALIVE_SECONDS = 15.0
 
 
 def _seq(name: str, value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise bad_request(f"{name}={value[:40]!r}: must be a change seq (a non-negative integer)")
-    return int(value)
+    """A change seq (a PostgreSQL ``bigint``), None when absent."""
+    return optional_int(name, value, maximum=INT64_MAX)
 
 
 async def page(request: Request) -> Response:
     """``GET /changes?since=SEQ&limit=N`` (default since 0, limit 1000, at most 10000)."""
     since = _seq("since", request.query_params.get("since")) or 0
-    limit = _seq("limit", request.query_params.get("limit"))
+    limit = optional_int("limit", request.query_params.get("limit"), minimum=1, maximum=INT64_MAX)
     limit = min(limit if limit is not None else 1000, MAX_PAGE)
     store = request.app.state.store
     events = await run_in_threadpool(store.changes, since, limit)
     body = orjson.dumps([event_json(e) for e in events])
     return Response(body, media_type="application/json")
+
+
+class StreamPositions:
+    """The last seq each open change stream of this worker sent, for the feed-lag metric."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, int] = {}
+        self._next = itertools.count()
+
+    def open(self, seq: int) -> int:
+        """Register a stream that has sent everything up to ``seq``; its key."""
+        key = next(self._next)
+        self.sent[key] = seq
+        return key
+
+    def lag(self, engine: Engine) -> float:
+        """Changes committed after the slowest open stream's last one (NaN: database away)."""
+        if not self.sent:
+            return 0.0
+        slowest = min(self.sent.values())
+        try:
+            return float(max(0, _newest(engine) - slowest))
+        except Exception:  # an outage is reported by the availability metrics
+            return math.nan
+
+
+def _newest(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return changelog.max_seq(conn)
 
 
 def _sse(event: Event) -> bytes:
@@ -61,9 +91,12 @@ async def stream(request: Request) -> Response:
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
     store = request.app.state.store
+    positions: StreamPositions = request.app.state.feed_positions
+    start = since if since is not None else await run_in_threadpool(_newest, store.engine)
     subscription = await run_in_threadpool(
-        lambda: store.subscribe("*", deliver, include_made_in_client=True, since=since)
+        lambda: store.subscribe("*", deliver, include_made_in_client=True, since=start)
     )
+    key = positions.open(start)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -75,8 +108,10 @@ async def stream(request: Request) -> Response:
                     yield b": keep-alive\n\n"
                     continue
                 yield _sse(event)
+                positions.sent[key] = event.seq
         finally:
             subscription.unsubscribe()
+            positions.sent.pop(key, None)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -21,8 +21,10 @@ log = logging.getLogger("repository.web")
 class WebError(HTTPException):
     """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(
+        self, status_code: int, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
 
 
 def bad_request(message: str) -> WebError:
