@@ -59,7 +59,7 @@ class Settings:
     max_results_all: int = DEFAULT_MAX_RESULTS_ALL
     body_timeout: float = 60.0
     max_url: int = 8192
-    max_headers: int = 16384
+    max_headers: int = 8192
     retry_after: int = 5
     access_log: bool = False
 
