@@ -8,6 +8,11 @@ for one held every thread: the worker stalled, then answered 500 to all.)
 from __future__ import annotations
 
 import copy
+import io
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,3 +93,38 @@ def test_128_concurrent_metadata_requests_on_one_worker(loaded: tuple[WebServer,
     bound = RSS_SHARE * CLIENTS * len(warm.content) / 2**20
     assert after - before < bound, f"worker RSS {before:.0f} MB -> {after:.0f} MB (+{bound:.0f})"
     assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
+
+
+def test_sigterm_lets_a_stow_in_progress_finish(
+    web_db: str, web_files: list[UploadedFile], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ct = next(f for f in web_files if f.path.name == "CT_small.dcm")
+    ds = _big_study(ct.path)[0]
+    ds.file_meta = read(ct.path).file_meta
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    body = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue() + b"\r\n--b--\r\n"
+    workdir = tmp_path_factory.mktemp("sigterm")
+    server = start(web_db, workdir, workers=1, args=["--storage", str(workdir / "storage")])
+    signalled = threading.Event()
+
+    def upload() -> Iterator[bytes]:
+        yield body[: len(body) // 2]
+        signalled.wait(30)
+        time.sleep(0.5)  # the server is shutting down now
+        yield body[len(body) // 2 :]
+
+    content_type = 'multipart/related; type="application/dicom"; boundary=b'
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(requests.post, f"{server.dicomweb}/studies", data=upload(),
+                             headers={"Content-Type": content_type}, timeout=60)  # fmt: skip
+        time.sleep(1.0)  # the first half is in
+        os.killpg(server.process.pid, signal.SIGTERM)
+        signalled.set()
+        answer = posted.result()
+    assert answer.status_code == 200, answer.text[:300]
+    assert server.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    with repository.connect(web_db) as store:
+        assert store.get_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}.dcm"))
