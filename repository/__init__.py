@@ -19,6 +19,7 @@ from .errors import (
     ConflictError,
     ConnectionLostError,
     DatabaseError,
+    FeedGapError,
     InvalidInputError,
     InvalidUIDError,
     InvalidValueError,
@@ -32,7 +33,7 @@ from .errors import (
     TransactionConflictError,
 )
 from .events import EVENTS, Event, Subscription
-from .models import AddResult, Instance, Series, SeriesList, Study
+from .models import AddResult, DeleteResult, Instance, Series, SeriesList, Study
 from .store import Store
 from .summaries import StudySummary
 from .unit_of_work import run_with_retries
@@ -45,7 +46,9 @@ __all__ = [
     "ConflictError",
     "ConnectionLostError",
     "DatabaseError",
+    "DeleteResult",
     "Event",
+    "FeedGapError",
     "Instance",
     "InvalidInputError",
     "InvalidUIDError",

@@ -90,6 +90,9 @@ def upsert_studies(
             .order_by(StudyRow.study_instance_uid)
             .with_for_update()
         ).all()
+        if len(found) < len(chunk):  # deleted by a concurrent transaction since the insert
+            gone = sorted(set(chunk) - {uid for _, uid, _ in found})
+            raise TransactionConflictError(f"study {gone[0]} was deleted meanwhile")
         for id_, uid, old in found:
             ids[uid] = id_
             merged = {**studies[uid], **old}

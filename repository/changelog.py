@@ -7,18 +7,25 @@ Writers append to the ``change`` table at the very end of their transaction
 :func:`append_lock_key`, so seq numbers are handed out in commit order: a reader that has seen
 seq N has seen every committed change below N, and a follower reading ``seq > last_seen`` never
 skips one. On SQLite writers are serialized by the database (``BEGIN IMMEDIATE``).
+
+Compaction (:func:`compact`) deletes old changes and records the largest seq it removed in
+``change_compaction``: the horizon. A reader whose position is below it gets
+:class:`~repository.errors.FeedGapError` (:func:`check_position`), never a silent gap. The newest
+change is always kept, so seqs never start again (SQLite reuses the largest rowid + 1).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from .errors import InvalidValueError
+from .errors import FeedGapError, InvalidValueError
 from .events import Event, PendingChange, parse_change
-from .schema import ChangeRow
+from .schema import ChangeCompactionRow, ChangeRow
 
 APPEND_LOCK_KEY = 0x6469636F6D5F7271  # "dicom_rq"
 """The advisory lock key of change appends when no schema is known (see :func:`append_lock_key`)."""
@@ -111,3 +118,55 @@ def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:
         .limit(limit)
     )  # fmt: skip
     return [parse_change(*row) for row in rows]
+
+
+def horizon(conn: Connection) -> int:
+    """The largest seq removed by compaction (0 if the change log was never compacted)."""
+    stmt = select(func.coalesce(func.max(ChangeCompactionRow.through_seq), 0))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def check_position(conn: Connection, since: int) -> None:
+    """Raise :class:`FeedGapError` if changes after ``since`` were compacted away."""
+    through = horizon(conn)
+    if since < through:
+        raise FeedGapError(since, through, max_seq(conn))
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What :func:`compact` did: ``removed`` changes, every one with ``seq <= through_seq``."""
+
+    removed: int
+    through_seq: int
+
+
+def compact(
+    conn: Connection,
+    *,
+    before_seq: int | None = None,
+    older_than: dt.datetime | None = None,
+    channel: str | None = None,
+) -> Compaction:
+    """Delete the changes with ``seq < before_seq``, or those up to the newest committed before
+    ``older_than`` (one of the two), always keeping the newest change; record the new horizon.
+
+    On PostgreSQL it holds the change-log append lock (as writers do) until commit, so the
+    newest seq it sees cannot be overtaken by a writer still to commit a smaller one.
+    """
+    if (before_seq is None) == (older_than is None):
+        raise InvalidValueError("compact needs exactly one of before_seq and older_than")
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(append_lock_key(channel))))
+    if before_seq is not None:
+        wanted = before_seq - 1
+    else:
+        aged = select(func.coalesce(func.max(ChangeRow.seq), 0))
+        wanted = int(conn.execute(aged.where(ChangeRow.created_at < older_than)).scalar_one())
+    through = min(wanted, max_seq(conn) - 1)
+    done = horizon(conn)
+    if through <= done:
+        return Compaction(0, done)
+    removed = conn.execute(delete(ChangeRow).where(ChangeRow.seq <= through)).rowcount
+    conn.execute(insert(ChangeCompactionRow).values(through_seq=through, removed=removed))
+    return Compaction(int(removed), through)

@@ -13,6 +13,7 @@ Hierarchy::
     │       └── QueryRefusedError
     ├── NotFoundError (also LookupError)
     ├── NotMigratedError
+    ├── FeedGapError
     ├── PullError (repository.sources)
     └── DatabaseError
         ├── TransactionConflictError
@@ -67,6 +68,23 @@ class NotFoundError(RepositoryError, LookupError):
 
 class NotMigratedError(RepositoryError):
     """Raised when the database schema is missing or older than this library's migrations."""
+
+
+class FeedGapError(RepositoryError):
+    """Raised when a change-feed position is older than the change log keeps: the changes after
+    it up to :attr:`horizon` were compacted away (``dicom-repo changes compact``).
+
+    The consumer has missed changes; it should re-read the state it mirrors (``get_study``,
+    a QIDO-RS search) and follow on from :attr:`newest` (``subscribe(since=error.newest)``).
+    """
+
+    def __init__(self, since: int, horizon: int, newest: int) -> None:
+        super().__init__(
+            f"the change log no longer holds the changes after seq {since}: changes up to seq "
+            f"{horizon} were compacted away and the newest is seq {newest}: re-read the state "
+            f"and follow from seq {newest}"
+        )
+        self.since, self.horizon, self.newest = since, horizon, newest
 
 
 class DatabaseError(RepositoryError):

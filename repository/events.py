@@ -1,7 +1,8 @@
 """Store events: their kinds, one payload constructor per kind, and subscriptions.
 
 Writers build each change with the constructor of its kind (:func:`study_added`,
-:func:`series_added`, :func:`instances_added`, :func:`series_updated`); the change log stores it
+:func:`series_added`, :func:`instances_added`, :func:`series_updated`, :func:`study_deleted`,
+:func:`series_deleted`, :func:`instances_deleted`); the change log stores it
 and :func:`parse_change` reads it back. Payload keys are OHIF's (``StudyInstanceUID``,
 ``SeriesInstanceUID``, ``seriesSummaryMetadata``, ``madeInClient``), plus ours (``data_source``,
 ``seq``, and per kind ``SeriesInstanceUIDs``, ``count``, ``keys``).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import InvalidValueError
+from .errors import FeedGapError, InvalidValueError
 
 log = logging.getLogger("repository.events")
 
@@ -31,6 +32,9 @@ class EVENTS(StrEnum):
     SERIES_ADDED = "SERIES_ADDED"
     INSTANCES_ADDED = "INSTANCES_ADDED"
     SERIES_UPDATED = "SERIES_UPDATED"
+    STUDY_DELETED = "STUDY_DELETED"
+    SERIES_DELETED = "SERIES_DELETED"
+    INSTANCES_DELETED = "INSTANCES_DELETED"
 
     @property
     def ohif_name(self) -> str:
@@ -43,8 +47,12 @@ OHIF_EVENT_NAMES = {
     EVENTS.SERIES_ADDED: "event::dicomMetadataStore:seriesAdded",
     EVENTS.INSTANCES_ADDED: "event::dicomMetadataStore:instancesAdded",
     EVENTS.SERIES_UPDATED: "event::dicomMetadataStore:seriesUpdated",
+    EVENTS.STUDY_DELETED: "event::dicomMetadataStore:studyDeleted",
+    EVENTS.SERIES_DELETED: "event::dicomMetadataStore:seriesDeleted",
+    EVENTS.INSTANCES_DELETED: "event::dicomMetadataStore:instancesDeleted",
 }
-"""OHIF v3's event strings (``DicomMetadataStore.EVENTS`` values); ``subscribe`` accepts them."""
+"""OHIF v3's event strings (``DicomMetadataStore.EVENTS`` values); ``subscribe`` accepts them.
+OHIF's store has no delete: the three ``*Deleted`` names are ours, in OHIF's style."""
 
 ALL_EVENTS = "*"
 """Subscribe to this to get every event kind through one subscription (one seq order)."""
@@ -169,6 +177,40 @@ def series_updated(
     return PendingChange(EVENTS.SERIES_UPDATED, study_uid, series_uid, data_source, False, payload)
 
 
+def study_deleted(
+    study_uid: str, data_source: str, series_uids: Sequence[str], count: int, study_gone: bool
+) -> PendingChange:
+    """STUDY_DELETED: ``{StudyInstanceUID, data_source, SeriesInstanceUIDs, count,
+    studyRemoved, madeInClient}``: the study's series list of ``data_source`` went, with its
+    series and ``count`` instances; ``studyRemoved`` is True when no data source holds the study
+    any more."""
+    payload = {"StudyInstanceUID": study_uid, "madeInClient": False, "data_source": data_source,
+               "SeriesInstanceUIDs": list(series_uids), "count": count,
+               "studyRemoved": study_gone}  # fmt: skip
+    return PendingChange(EVENTS.STUDY_DELETED, study_uid, None, data_source, False, payload)
+
+
+def series_deleted(study_uid: str, series_uid: str, data_source: str, count: int) -> PendingChange:
+    """SERIES_DELETED: ``{StudyInstanceUID, SeriesInstanceUID, data_source, count,
+    madeInClient}``: the series went from ``data_source`` with its ``count`` instances."""
+    payload = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+               "madeInClient": False, "data_source": data_source, "count": count}  # fmt: skip
+    return PendingChange(EVENTS.SERIES_DELETED, study_uid, series_uid, data_source, False, payload)
+
+
+def instances_deleted(
+    study_uid: str, series_uid: str, data_source: str, sop_uids: Sequence[str]
+) -> PendingChange:
+    """INSTANCES_DELETED: ``{StudyInstanceUID, SeriesInstanceUID, SOPInstanceUIDs, count,
+    data_source, madeInClient}``: these instances went from the series of ``data_source``."""
+    payload = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+               "madeInClient": False, "data_source": data_source,
+               "SOPInstanceUIDs": sorted(sop_uids), "count": len(sop_uids)}  # fmt: skip
+    return PendingChange(
+        EVENTS.INSTANCES_DELETED, study_uid, series_uid, data_source, False, payload
+    )
+
+
 _unknown_kinds: set[str] = set()
 _unknown_lock = threading.Lock()
 
@@ -204,6 +246,8 @@ def parse_change(
 
 
 Callback = Callable[[Event], object]
+GapCallback = Callable[[FeedGapError], object]
+"""Called when changes a subscription had not been handed were compacted away."""
 
 
 class Subscription:
@@ -220,12 +264,16 @@ class Subscription:
         callback: Callback,
         include_made_in_client: bool,
         last_seq: int,
+        on_gap: GapCallback | None = None,
     ) -> None:
         self.kind = kind
         self.callback = callback
         self.include_made_in_client = include_made_in_client
         self.last_seq = last_seq
         self.active = True
+        self.on_gap = on_gap
+        self.gap: FeedGapError | None = None
+        """Set when changes this subscription had not been handed were compacted away."""
         self._hub = hub
 
     def unsubscribe(self) -> None:
@@ -247,7 +295,12 @@ class EventHub:
         self._lock = threading.Lock()
 
     def add(
-        self, kind: str, callback: Callback, include_made_in_client: bool, last_seq: int
+        self,
+        kind: str,
+        callback: Callback,
+        include_made_in_client: bool,
+        last_seq: int,
+        on_gap: GapCallback | None = None,
     ) -> Subscription:
         """Register ``callback`` for ``kind`` (see :func:`event_kind`), for changes after
         ``last_seq``. Raises :class:`InvalidValueError` (a ValueError) for an unknown name.
@@ -255,7 +308,7 @@ class EventHub:
         wanted = event_kind(kind)
         if not callable(callback):
             raise TypeError("callback must be callable")
-        sub = Subscription(self, wanted, callback, include_made_in_client, last_seq)
+        sub = Subscription(self, wanted, callback, include_made_in_client, last_seq, on_gap)
         with self._lock:
             self._subscriptions.append(sub)
         return sub
@@ -271,6 +324,23 @@ class EventHub:
         """The lowest ``last_seq`` of the live subscriptions (None when there are none)."""
         with self._lock:
             return min((s.last_seq for s in self._subscriptions), default=None)
+
+    def gap(self, error: FeedGapError) -> None:
+        """Tell each subscription behind ``error.horizon`` that it missed changes: its
+        ``on_gap`` is called, or, without one, the error is logged and the subscription ended.
+        The others follow on from the oldest kept change."""
+        with self._lock:
+            behind = [s for s in self._subscriptions if s.last_seq < error.horizon]
+        for sub in behind:
+            sub.gap, sub.last_seq = error, error.horizon
+            if sub.on_gap is None:
+                log.error("subscriber %r ended: %s", sub.callback, error)
+                self.remove(sub)
+                continue
+            try:
+                sub.on_gap(error)
+            except Exception:
+                log.exception("on_gap of subscriber %r failed", sub.callback)
 
     def dispatch(self, event: Event) -> None:
         """Hand ``event`` to each subscription that has not seen its seq and wants it.

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 
 from . import changelog
-from .events import Callback, Event, EventHub, Subscription
+from .errors import FeedGapError
+from .events import Callback, Event, EventHub, GapCallback, Subscription
 from .unit_of_work import translate_errors
 
 log = logging.getLogger("repository.feed")
@@ -66,13 +67,23 @@ class Feed:
     # ------------------------------------------------------------------ public to the store
 
     def subscribe(
-        self, kind: str, callback: Callback, include_made_in_client: bool, since: int | None
+        self,
+        kind: str,
+        callback: Callback,
+        include_made_in_client: bool,
+        since: int | None,
+        on_gap: GapCallback | None = None,
     ) -> Subscription:
-        """Register a subscription for changes after ``since`` (None: after the newest now)."""
+        """Register a subscription for changes after ``since`` (None: after the newest now).
+
+        Raises :class:`FeedGapError` if changes after ``since`` were compacted away.
+        """
         if since is not None and (type(since) is not int or since < 0):
             raise ValueError(f"since must be a seq number (an int >= 0) or None, not {since!r}")
+        if since is not None:
+            self.check_position(since)
         last = self.max_seq() if since is None else since
-        sub = self.hub.add(kind, callback, include_made_in_client, last)
+        sub = self.hub.add(kind, callback, include_made_in_client, last, on_gap)
         follower = self._ensure_follower()
         if since is not None:  # replay the backlog now, in the follower (or here)
             if follower is not None:
@@ -91,9 +102,16 @@ class Feed:
             log.exception("delivering events after commit failed; the follower will retry")
 
     def read(self, after: int, limit: int) -> list[Event]:
-        """Committed changes after seq ``after``, oldest first."""
+        """Committed changes after seq ``after``, oldest first; :class:`FeedGapError` if
+        some of them were compacted away."""
         with translate_errors("reading the change log failed"), self.engine.connect() as conn:
+            changelog.check_position(conn, after)
             return changelog.read_changes(conn, after, limit)
+
+    def check_position(self, since: int) -> None:
+        """Raise :class:`FeedGapError` if changes after ``since`` were compacted away."""
+        with translate_errors("reading the change log failed"), self.engine.connect() as conn:
+            changelog.check_position(conn, since)
 
     def max_seq(self) -> int:
         """The newest committed seq."""
@@ -117,7 +135,11 @@ class Feed:
                     after = self.hub.low_water()
                     if after is None:
                         return
-                    events = self.read(after, BATCH)
+                    try:
+                        events = self.read(after, BATCH)
+                    except FeedGapError as gap:
+                        self.hub.gap(gap)
+                        continue
                     for event in events:
                         self.hub.dispatch(event)
                     if len(events) < BATCH and not self._again:

@@ -30,9 +30,13 @@ def wadouri_image_id(wado_uri_root: str, study: str, series: str, sop: str) -> s
     return f"dicomweb:{wado_uri_root}?{params}"
 
 
+FILE_PREFIX = "dicomfile:"
+"""The scheme of the imageId of an instance read from (or stored in) a local file."""
+
+
 def file_image_id(path: str | Path) -> str:
     """``dicomfile:<absolute path>`` for a local file."""
-    return f"dicomfile:{Path(path).resolve()}"
+    return f"{FILE_PREFIX}{Path(path).resolve()}"
 
 
 def instance_image_id(

@@ -179,3 +179,19 @@ class AddResult:
     patient_conflicts: tuple[tuple[str, str], ...] = ()
     """(SOP Instance UID, why) for each new instance whose PatientID or PatientName differs
     from its study's, which keeps the first (see :mod:`repository.patients`)."""
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a ``delete_*`` call removed (committed when the call returns).
+
+    ``files`` are the ``dicomfile:`` paths of the removed instances: the server unlinks those in
+    its own storage folder after the commit; files read in place by ``ingest`` are never touched.
+    """
+
+    studies: tuple[str, ...] = ()
+    """Studies that no data source holds any more (their ``study`` row went)."""
+    series: tuple[tuple[str, str], ...] = ()
+    """(data source, SeriesInstanceUID) of each series removed."""
+    instances: int = 0
+    files: tuple[str, ...] = ()

@@ -157,6 +157,21 @@ class ChangeRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
+class ChangeCompactionRow(Base):
+    """One compaction of the change log: every change with ``seq <= through_seq`` was removed.
+
+    The largest ``through_seq`` is the feed's horizon: a follower whose position is below it has
+    missed changes and gets :class:`~repository.errors.FeedGapError` instead of a silent gap.
+    """
+
+    __tablename__ = "change_compaction"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    through_seq: Mapped[int] = mapped_column(BigInteger)
+    removed: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
 class SopClassRow(Base):
     """A SOP class of the DICOM standard: its UID and name (filled by the migrations from
     pydicom's UID dictionary; the reporting view ``v_instance`` reads names from it)."""

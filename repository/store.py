@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine
 
-from . import _reads, changelog, commands
+from . import _reads, changelog, commands, deletes, retention
 from .commands import DEFAULT_DATA_SOURCE, InstanceInput
 from .errors import InvalidValueError, NotFoundError
-from .events import Callback, Event, Subscription
+from .events import Callback, Event, GapCallback, Subscription
 from .feed import Feed
 from .image_id import instance_frame_ids
-from .models import AddResult, Instance, Series, Study
+from .models import AddResult, DeleteResult, Instance, Series, Study
 from .normalize import NormalizedInstance
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
@@ -109,6 +109,7 @@ class Store:
         *,
         include_made_in_client: bool = False,
         since: int | None = None,
+        on_gap: GapCallback | None = None,
     ) -> Subscription:
         """Call ``callback(Event)`` after each commit (by any process) that fired ``event``:
         an ``EVENTS`` member, its OHIF name (``EVENTS.SERIES_ADDED.ohif_name``) or ``"*"``
@@ -118,12 +119,18 @@ class Store:
         seq N first). Callbacks run in the committing thread for this store's commits, else
         in the store's follower thread. ``made_in_client`` writes need
         ``include_made_in_client``.
+
+        If changes after ``since`` were compacted away, :class:`FeedGapError` is raised; if
+        that happens later to a lagging subscription, ``on_gap(error)`` is called (without it
+        the subscription ends, logged). Resync: re-read the state, subscribe from ``newest``.
         """
         _check_callable(callback, "callback")
         check_flag(include_made_in_client, "include_made_in_client")
+        if on_gap is not None:
+            _check_callable(on_gap, "on_gap")
         if since is not None:
             changelog.check_page(since, 1)
-        return self._feed.subscribe(event, callback, include_made_in_client, since)
+        return self._feed.subscribe(event, callback, include_made_in_client, since, on_gap)
 
     def changes(self, since: int = 0, limit: int = 1000) -> list[Event]:
         """Committed changes with seq greater than ``since``, in commit order (at most
@@ -134,7 +141,25 @@ class Store:
         """
         changelog.check_page(since, limit)
         with self._uow.read() as conn:
+            changelog.check_position(conn, since)
             return changelog.read_changes(conn, since, limit)
+
+    def compact_changes(
+        self, *, before_seq: int | None = None, keep_days: float | None = None
+    ) -> changelog.Compaction:
+        """Delete old changes from the change log: those with ``seq < before_seq``, or those
+        older than ``keep_days`` days (give one). The newest change is always kept.
+
+        A follower, ``subscribe(since=...)`` or ``changes(since=...)`` whose position is below
+        the removed changes then gets :class:`FeedGapError` rather than a silent gap.
+        """
+        older_than = retention.days_ago(keep_days) if keep_days is not None else None
+        if before_seq is not None:
+            changelog.check_page(before_seq, 1)
+        return self._uow.write(
+            lambda tx: changelog.compact(tx.conn, before_seq=before_seq, older_than=older_than,
+                                         channel=self._uow.channel(tx))
+        )  # fmt: skip
 
     def add_study(
         self,
@@ -234,6 +259,32 @@ class Store:
         Fires SERIES_UPDATED.
         """
         self._uow.write(commands.update_metadata_for_series(study_uid, series_uid, metadata))
+
+    def delete_study(self, study_uid: str, *, data_source: str | None = None) -> DeleteResult:
+        """Delete the study with its series and instances (only its series list of
+        ``data_source`` if given); fires STUDY_DELETED. :class:`NotFoundError` if absent."""
+        return self._uow.write(deletes.delete_study(study_uid, data_source))
+
+    def delete_series(
+        self, study_uid: str, series_uid: str, *, data_source: str | None = None
+    ) -> DeleteResult:
+        """Delete the series with its instances, from every data source or ``data_source``;
+        fires SERIES_DELETED (and STUDY_DELETED for a study left empty)."""
+        return self._uow.write(deletes.delete_series(study_uid, series_uid, data_source))
+
+    def delete_instances(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uids: Iterable[str],
+        *,
+        data_source: str | None = None,
+    ) -> DeleteResult:
+        """Delete these instances of the series (every one must be stored, else
+        :class:`NotFoundError` and nothing goes); fires INSTANCES_DELETED (and SERIES_DELETED,
+        STUDY_DELETED for what is left empty)."""
+        work = deletes.delete_instances(study_uid, series_uid, sop_uids, data_source)
+        return self._uow.write(work)
 
     def get_study_instance_uids(self) -> list[str]:
         """All study UIDs, in the order they were added (OHIF ``getStudyInstanceUIDs``)."""

@@ -48,6 +48,7 @@ RETRYABLE_SQLSTATES = {
     "40001": "serialization failure",
     "40P01": "deadlock detected",
     "23505": "unique violation",
+    "23503": "foreign key violation (a row deleted by a concurrent writer)",
 }
 LOST_CONNECTION_SQLSTATES = {
     "57P01": "terminated by an administrator",
@@ -305,12 +306,15 @@ class UnitOfWork:
             with self.engine.connect() as conn:
                 yield conn
 
-    def _record(self, tx: Transaction) -> None:
-        if not tx.changes:
-            return
+    def channel(self, tx: Transaction) -> str | None:
+        """The NOTIFY channel (and append-lock key source) of the schema ``tx`` writes to."""
         if self._channel is None and tx.conn.dialect.name == "postgresql":
             self._channel = changelog.current_channel(tx.conn)
-        changelog.record_changes(tx.conn, tx.changes, self._channel)
+        return self._channel
+
+    def _record(self, tx: Transaction) -> None:
+        if tx.changes:
+            changelog.record_changes(tx.conn, tx.changes, self.channel(tx))
 
 
 def _rollback(trans: RootTransaction) -> None:

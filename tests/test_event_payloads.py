@@ -72,6 +72,7 @@ def test_subscribing_by_ohif_event_name_gets_that_kind(store: Store, kind: EVENT
     store.add_series_metadata([{"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1"}])
     store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
     store.update_metadata_for_series("1.2.3", "1.2.3.1", {"WindowWidth": 400})
+    store.delete_instances("1.2.3", "1.2.3.1", ["1.2.3.1.1"])  # its series and study go too
     assert got == [kind]
 
 
@@ -80,6 +81,9 @@ def test_ohif_event_names_are_ohifs() -> None:
     assert EVENTS.INSTANCES_ADDED.ohif_name == "event::dicomMetadataStore:instancesAdded"
     assert EVENTS.SERIES_UPDATED.ohif_name == "event::dicomMetadataStore:seriesUpdated"
     assert EVENTS.STUDY_ADDED.ohif_name == "event::dicomMetadataStore:studyAdded"
+    assert EVENTS.STUDY_DELETED.ohif_name == "event::dicomMetadataStore:studyDeleted"
+    assert EVENTS.SERIES_DELETED.ohif_name == "event::dicomMetadataStore:seriesDeleted"
+    assert EVENTS.INSTANCES_DELETED.ohif_name == "event::dicomMetadataStore:instancesDeleted"
 
 
 def test_an_unknown_event_name_is_refused_naming_the_known_ones(store: Store) -> None:
@@ -122,35 +126,35 @@ def test_an_old_follower_passes_over_a_kind_written_by_a_newer_version(
         old.subscribe(EVENTS.STUDY_ADDED, known.append)
         old.subscribe("*", everything.append)
         other.add_study({"StudyInstanceUID": "1.2.1"})
-        _newer_writer_appends(other, "STUDY_DELETED", "1.2.1")
-        _newer_writer_appends(other, "STUDY_DELETED", "1.2.2")
+        _newer_writer_appends(other, "STUDY_ARCHIVED", "1.2.1")
+        _newer_writer_appends(other, "STUDY_ARCHIVED", "1.2.2")
         other.add_study({"StudyInstanceUID": "1.2.3"})  # a known change after the unknown ones
         _wait_for(lambda: len(everything) == 4 and len(known) == 2, "the follower")
 
         assert [e.study_instance_uid for e in known] == ["1.2.1", "1.2.3"]
         assert [(str(e.kind), e.known) for e in everything] == [
-            ("STUDY_ADDED", True), ("STUDY_DELETED", False), ("STUDY_DELETED", False),
+            ("STUDY_ADDED", True), ("STUDY_ARCHIVED", False), ("STUDY_ARCHIVED", False),
             ("STUDY_ADDED", True),
         ]  # fmt: skip
         assert everything[1].payload["reason"] == "purged"
         assert [str(e.kind) for e in old.changes()] == [str(e.kind) for e in everything]
         old.add_study({"StudyInstanceUID": "1.2.4"})  # its own commits still deliver too
         assert known[-1].study_instance_uid == "1.2.4"
-    warnings = [r for r in caplog.records if "STUDY_DELETED" in r.getMessage()]
+    warnings = [r for r in caplog.records if "STUDY_ARCHIVED" in r.getMessage()]
     assert len(warnings) == 1  # logged once per kind, not per change or per read
 
 
 def test_dicom_repo_changes_shows_an_unknown_kind(store: Store, db_url: str) -> None:
     store.add_study({"StudyInstanceUID": "1.2.1"})
-    _newer_writer_appends(store, "STUDY_DELETED", "1.2.1")
+    _newer_writer_appends(store, "STUDY_ARCHIVED", "1.2.1")
     result = CliRunner().invoke(main, ["--db", db_url, "changes"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split("\t")[1:3] == ["STUDY_ADDED", "1.2.1"]
-    assert lines[1].split("\t")[1:3] == ["STUDY_DELETED", "1.2.1"]
+    assert lines[1].split("\t")[1:3] == ["STUDY_ARCHIVED", "1.2.1"]
     assert '"reason":"purged"' in lines[1]
     as_json = CliRunner().invoke(main, ["--db", db_url, "changes", "--json"])
-    assert '"kind":"STUDY_DELETED"' in as_json.output
+    assert '"kind":"STUDY_ARCHIVED"' in as_json.output
 
 
 def test_dicom_repo_changes_prints_series_summaries_only_as_json(store: Store, db_url: str) -> None:

@@ -167,6 +167,7 @@ def test_subscribing_to_an_unknown_event_is_an_error(store: Store) -> None:
         store.subscribe("SERIES_ADED", print)
 
 
-def test_events_are_the_four_ohif_events() -> None:
+def test_events_are_the_four_ohif_events_and_three_deletes() -> None:
     assert {e.value for e in EVENTS} == {
-        "STUDY_ADDED", "SERIES_ADDED", "INSTANCES_ADDED", "SERIES_UPDATED"}  # fmt: skip
+        "STUDY_ADDED", "SERIES_ADDED", "INSTANCES_ADDED", "SERIES_UPDATED",
+        "STUDY_DELETED", "SERIES_DELETED", "INSTANCES_DELETED"}  # fmt: skip

@@ -253,6 +253,26 @@ def test_counts_are_exact_after_every_kind_of_write(db_url: str) -> None:
         assert study_counts(url) == (2, 4, "default,pacs", "CT\\SEG")
 
 
+def test_counts_are_exact_after_every_kind_of_delete(db_url: str) -> None:
+    url = db_url
+    with repository.connect(url) as store:
+        store.add_instances([instance(n, Rows=4) for n in (1, 2, 3)])
+        store.add_instances([instance(1, series=f"{ST}.2", Modality="SEG", Rows=4)])
+        store.add_instances([instance(1, Rows=4), instance(2, Rows=4)], data_source="pacs")
+        assert study_counts(url) == (2, 4, "default,pacs", "CT\\SEG")
+        store.delete_instances(ST, SE, [f"{SE}.1"], data_source="default")
+        assert series_counts(url)[:2] == [(SE, "default", 2, 2, None), (SE, "pacs", 2, 2, None)]
+        assert study_counts(url) == (2, 4, "default,pacs", "CT\\SEG")  # SOP 1 is still in pacs
+        store.delete_series(ST, f"{ST}.2")
+        assert study_counts(url) == (1, 3, "default,pacs", "CT")
+        store.delete_study(ST, data_source="pacs")
+        assert study_counts(url) == (1, 2, "default", "CT")
+        assert rows(url, "SELECT count(*) FROM v_instance") == [(2,)]
+        store.delete_study(ST)
+        assert [rows(url, f"SELECT count(*) FROM {v}") for v in ("v_study", "v_series",
+                "v_instance")] == [[(0,)]] * 3  # fmt: skip
+
+
 def test_counts_are_exact_after_a_dicomweb_pull(
     store: repository.Store,
     scripted: Scripted,  # noqa: F811 (the fixture imported above)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 import orjson
 
+from ..errors import FeedGapError
 from ..events import ALL_EVENTS, Event
 from ..store import Store
 from ._shared import json_option, open_store
@@ -43,7 +44,7 @@ def _echo(event: Event, as_json: bool) -> None:
     )
 
 
-@click.command("changes")
+@click.group("changes", invoke_without_command=True)
 @click.option("--since", type=click.IntRange(min=0), default=0, show_default=True,
               metavar="SEQ", help="Print the changes after this seq.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
@@ -66,8 +67,11 @@ def changes(
     """Print committed changes in commit order (seq, kind, study, series, data source, detail).
 
     The change log is durable: a consumer that remembers the last seq it handled resumes with
-    --since SEQ and misses nothing.
+    --since SEQ and misses nothing; if those changes were compacted away (changes compact) it
+    is told so (exit 1) and should re-read the state.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     if follow and limit is not None:
         raise click.UsageError("--limit cannot be combined with --follow")
     with open_store(ctx, poll_interval=poll_interval) as store:
@@ -93,14 +97,37 @@ def _print(store: Store, since: int, limit: int | None, as_json: bool) -> None:
 def _follow(store: Store, since: int, as_json: bool) -> None:
     # Callbacks run in the store's follower thread; printing happens here, so Ctrl-C and a
     # closed pipe end this loop cleanly.
-    received: queue.Queue[Event] = queue.Queue()
-    store.subscribe(ALL_EVENTS, received.put, include_made_in_client=True, since=since)
+    received: queue.Queue[Event | FeedGapError] = queue.Queue()
+    store.subscribe(ALL_EVENTS, received.put, include_made_in_client=True, since=since,
+                    on_gap=received.put)  # fmt: skip
     try:
         while True:
             try:
                 event = received.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if isinstance(event, FeedGapError):
+                raise click.ClickException(str(event))
             _echo(event, as_json)
     except KeyboardInterrupt:
         pass
+
+
+@changes.command("compact")
+@click.option("--keep-days", type=click.FloatRange(min=0), default=None, metavar="N",
+              help="Delete the changes older than N days.")  # fmt: skip
+@click.option("--before", "before_seq", type=click.IntRange(min=1), default=None, metavar="SEQ",
+              help="Delete the changes with a seq below SEQ.")  # fmt: skip
+@click.pass_context
+def compact(ctx: click.Context, keep_days: float | None, before_seq: int | None) -> None:
+    """Delete old changes from the change log (the newest is always kept).
+
+    A consumer whose position is older than what is left gets an error (HTTP 410 from the
+    server) rather than a silent gap, and resyncs by re-reading the state.
+    """
+    if (keep_days is None) == (before_seq is None):
+        raise click.UsageError("give one of --keep-days N and --before SEQ")
+    with open_store(ctx) as store:
+        done = store.compact_changes(before_seq=before_seq, keep_days=keep_days)
+    click.echo(f"removed {done.removed} changes; the change log now starts after seq "
+               f"{done.through_seq}")  # fmt: skip

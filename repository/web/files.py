@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Engine, select
 
 from .._reads import json_text
+from ..image_id import FILE_PREFIX
 from ..schema import (
     InstanceRow,
     SeriesListRow,
@@ -26,8 +27,6 @@ from ..schema import (
     instance_table,
 )
 from .errors import not_found
-
-FILE_PREFIX = "dicomfile:"
 
 
 @dataclass(frozen=True)

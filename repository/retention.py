@@ -1,0 +1,118 @@
+"""Retention: which studies a prune rule selects, and pruning them one study per transaction.
+
+A rule selects by study date (``older_than_days``: StudyDate before today minus N days; a study
+without a StudyDate is never selected by it), by when the study was first stored
+(``received_before``), by modality (any series of the study) and by data source; the criteria
+given all apply. Each selected study is deleted in a transaction of its own
+(:meth:`Store.delete_study`), so a prune that dies half-way has deleted whole studies only, and
+running it again deletes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Select, exists, select
+
+from .errors import InvalidValueError, NotFoundError
+from .models import DeleteResult
+from .schema import SeriesListRow, SeriesRow, StudyRow, series_table, study_table
+from .validation import check_data_source
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def days_ago(days: float) -> dt.datetime:
+    """Now (UTC) minus ``days`` days; ``days`` must be a non-negative number."""
+    if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
+        raise InvalidValueError(f"a number of days must be >= 0, not {days!r}")
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    """Which studies to prune: every criterion given applies (at least one must be)."""
+
+    older_than_days: float | None = None
+    received_before: dt.datetime | None = None
+    modalities: Sequence[str] = ()
+    data_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.older_than_days is None and self.received_before is None and not self.modalities:
+            raise InvalidValueError(
+                "a prune needs a rule: older than N days, received before a date, or modalities"
+            )
+        if self.older_than_days is not None:
+            days_ago(self.older_than_days)
+        if self.data_source is not None:
+            check_data_source(self.data_source)
+
+    def query(self) -> Select[Any]:
+        """The UIDs of the studies this rule selects, oldest stored first."""
+        stmt = select(StudyRow.study_instance_uid).order_by(StudyRow.id)
+        if self.older_than_days is not None:
+            cutoff = days_ago(self.older_than_days).date()
+            stmt = stmt.where(study_table.c.study_date < cutoff)
+        if self.received_before is not None:
+            stmt = stmt.where(StudyRow.created_at < self.received_before)
+        lists = select(SeriesListRow.id).where(SeriesListRow.study_id == StudyRow.id)
+        if self.data_source is not None:
+            lists = lists.where(SeriesListRow.data_source == self.data_source)
+            stmt = stmt.where(exists(lists))
+        if self.modalities:
+            series = (
+                select(SeriesRow.id)
+                .join(SeriesListRow, SeriesListRow.id == SeriesRow.series_list_id)
+                .where(SeriesListRow.study_id == StudyRow.id,
+                       series_table.c.modality.in_(list(self.modalities)))
+            )  # fmt: skip
+            if self.data_source is not None:
+                series = series.where(SeriesListRow.data_source == self.data_source)
+            stmt = stmt.where(exists(series))
+        return stmt
+
+    def studies(self, conn: Connection) -> list[str]:
+        """The UIDs of the studies this rule selects now."""
+        return [str(uid) for uid in conn.execute(self.query()).scalars()]
+
+
+@dataclass
+class PruneResult:
+    """What a prune removed (or, dry, would remove): studies, instances and their files."""
+
+    studies: list[str] = field(default_factory=list)
+    instances: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def prune(
+    store: Store,
+    rule: PruneRule,
+    *,
+    on_study: Callable[[str, DeleteResult | None], object] | None = None,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Delete every study ``rule`` selects, one transaction each; ``on_study(uid, result)`` is
+    called after each commit (``result`` None when the study went meanwhile, or when dry)."""
+    with store.engine.connect() as conn:
+        uids = rule.studies(conn)
+    result = PruneResult()
+    for uid in uids:
+        deleted: DeleteResult | None = None
+        if not dry_run:
+            with contextlib.suppress(NotFoundError):  # deleted by someone else meanwhile
+                deleted = store.delete_study(uid, data_source=rule.data_source)
+        if deleted is not None or dry_run:
+            result.studies.append(uid)
+        if deleted is not None:
+            result.instances += deleted.instances
+            result.files += deleted.files
+        if on_study is not None:
+            on_study(uid, deleted)
+    return result

@@ -1,0 +1,104 @@
+"""Files the repository owns: the storage folder STOW-RS writes into, and keeping it in step.
+
+``dicom-repo serve --storage DIR`` writes each stored instance to ``DIR/<study>/<series>/<sop>.dcm``
+and records it as a ``dicomfile:`` imageId. Those files belong to the repository: a delete
+removes them **after** its commit (:func:`remove_after_commit`), never before, so a rolled-back
+delete loses nothing. Files that ``dicom-repo ingest`` read in place are outside the folder and
+never touched. A crash between a commit and the unlink leaves orphans; :func:`check` finds them
+(and instances whose file is missing), :func:`fix` removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from .image_id import FILE_PREFIX
+from .schema import InstanceRow, instance_table
+
+INCOMING = ".incoming"
+"""Subfolder of the storage folder where uploads are received before they are placed."""
+GRACE_SECONDS = 600.0
+"""A file younger than this may belong to a STOW still committing: check leaves it alone."""
+
+
+def instance_path(storage: Path, study: str, series: str, sop: str) -> Path:
+    """Where the instance with these UIDs is kept in ``storage``."""
+    return storage / study / series / f"{sop}.dcm"
+
+
+def owned(files: Iterable[str], storage: Path) -> list[Path]:
+    """Those of ``files`` that lie inside ``storage`` (the only ones a delete may remove)."""
+    root = storage.resolve()
+    return [Path(f) for f in files if Path(f).resolve().is_relative_to(root)]
+
+
+def remove_after_commit(files: Iterable[str], storage: Path | None) -> int:
+    """Unlink the files of committed deletes that ``storage`` owns (and their emptied series
+    and study folders); returns how many were removed. Never raises for a missing file."""
+    if storage is None:
+        return 0
+    removed = 0
+    for path in owned(files, storage):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        for folder in (path.parent, path.parent.parent):  # series, then study
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): leave it
+                break
+    return removed
+
+
+@dataclass
+class StorageReport:
+    """What :func:`check` found in a storage folder."""
+
+    orphans: list[Path] = field(default_factory=list)
+    """Files (and leftover uploads) that no stored instance refers to."""
+    missing: list[tuple[str, Path]] = field(default_factory=list)
+    """(SOP Instance UID, file) of stored instances whose file is gone."""
+    files: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is out of step."""
+        return not self.orphans and not self.missing
+
+
+def check(conn: Connection, storage: Path, *, grace: float = GRACE_SECONDS) -> StorageReport:
+    """Compare ``storage`` with the instances recorded in it (files younger than ``grace``
+    seconds are left out: they may belong to a STOW that is committing)."""
+    root = storage.resolve()
+    prefix = f"{FILE_PREFIX}{root}{os.sep}"
+    recorded = {
+        Path(image_id.removeprefix(FILE_PREFIX)): sop
+        for image_id, sop in conn.execute(
+            select(InstanceRow.image_id, instance_table.c.sop_instance_uid).where(
+                InstanceRow.image_id.startswith(prefix, autoescape=True)
+            )
+        )
+    }
+    report = StorageReport()
+    settled = time.time() - grace
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        report.files += 1
+        if path not in recorded and path.stat().st_mtime < settled:
+            report.orphans.append(path)
+    report.missing = sorted((sop, path) for path, sop in recorded.items() if not path.exists())
+    return report
+
+
+def fix(report: StorageReport, storage: Path) -> int:
+    """Remove the orphans of ``report``; returns how many went. Instances whose file is missing
+    are left to the operator (``dicom-repo delete instance``), as their metadata may be all
+    that is left of them."""
+    return remove_after_commit([str(p) for p in report.orphans], storage)
