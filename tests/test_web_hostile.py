@@ -157,3 +157,17 @@ def test_head_and_includefield_all_pages(strict: WebServer) -> None:
     assert bad.status_code == 400
     page = requests.get(f"{strict.dicomweb}/instances?includefield=all", headers=auth, timeout=30)
     assert len(page.json()) == 2 and "offset=2" in page.headers["Warning"]
+
+
+def test_a_compacted_feed_position_is_410_gone(strict: WebServer, web_db: str) -> None:
+    import repository
+
+    with repository.connect(web_db) as store:
+        newest = store.changes(0, 10_000)[-1].seq
+        store.compact_changes(before_seq=newest)
+    auth = strict.headers()
+    for url, headers in ((f"{strict.url}/changes?since=0", {}),
+                         (f"{strict.url}/changes/stream", {"Last-Event-ID": "0"})):  # fmt: skip
+        gone = requests.get(url, headers={**auth, **headers}, timeout=30)
+        assert gone.status_code == 410 and f"seq {newest}" in gone.json()["error"]
+    assert "Traceback" not in strict.log.read_text()

@@ -27,12 +27,13 @@ from starlette.routing import BaseRoute, Route
 
 from .. import connect
 from ..config import resolve_url
+from ..errors import FeedGapError
 from . import changes, health, metadata, qido, retrieve, stow, viewer
 from .access_log import AccessLog
 from .admission import Admission, Busy, Slots
 from .availability import UNAVAILABLE_ERRORS, DatabaseState, retry_after, unavailable
 from .changes import StreamPositions
-from .errors import http_error, server_error
+from .errors import feed_gap, http_error, server_error
 from .inflight import InFlight
 from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
@@ -159,7 +160,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     state.writes = InFlight()
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
     handlers.update({HTTPException: http_error, BodyTooLarge: _too_large, Busy: _busy,
-                     Exception: server_error})  # fmt: skip
+                     FeedGapError: feed_gap, Exception: server_error})  # fmt: skip
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),
                     exception_handlers=handlers, lifespan=lifespan)  # fmt: skip
     app.state = state
