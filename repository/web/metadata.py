@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anyio
+from prometheus_client import Counter
 from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -124,16 +125,25 @@ async def _answer(request: Request, names: tuple[str, ...], what: str) -> Respon
     if request.method == "HEAD":  # the headers only: nothing to build
         return Response(media_type=media_type)
     keep = None if request.app.state.settings.read_only else BackgroundTask(_keep, engine, rows)
-    return _Answer(rows, dicomweb_root(request), media_type, keep)
+    counted = request.app.state.metrics.metadata
+    return _Answer(rows, dicomweb_root(request), media_type, keep, counted)
 
 
 class _Answer(StreamingResponse):
     """The streamed answer, which closes its rows once it is over, however it ends: sent whole,
     or the client gone before or while it streams (then its parts are never all asked for)."""
 
-    def __init__(self, rows: _Rows, root: str, media_type: str, keep: BackgroundTask | None):
+    def __init__(
+        self,
+        rows: _Rows,
+        root: str,
+        media_type: str,
+        keep: BackgroundTask | None,
+        counted: Counter | None = None,
+    ) -> None:
         super().__init__(rows.chunks(root), media_type=media_type, background=keep)
         self.rows = rows
+        self.counted = counted  # instances answered, by where their JSON came from
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -141,9 +151,9 @@ class _Answer(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self.rows.close)
-            counted = scope["app"].state.metrics.metadata
-            counted.labels("kept").inc(self.rows.kept)
-            counted.labels("built").inc(self.rows.built)
+            if self.counted is not None:
+                self.counted.labels("kept").inc(self.rows.kept)
+                self.counted.labels("built").inc(self.rows.built)
 
 
 async def _keep(engine: Engine, rows: _Rows) -> None:
