@@ -128,3 +128,30 @@ def test_sigterm_lets_a_stow_in_progress_finish(
     with repository.connect(web_db) as store:
         assert store.get_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}.dcm"))
+
+
+def test_requests_past_the_queue_timeout_are_503_with_retry_after(
+    loaded: tuple[WebServer, str], web_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    _, study = loaded
+    workdir = tmp_path_factory.mktemp("busy")
+    server = start(web_db, workdir, workers=1, args=["--db-slots", "1", "--queue-timeout", "0.1"])
+    try:
+        url = f"{server.dicomweb}/studies/{study}/metadata"
+
+        def fetch(_: int) -> requests.Response:
+            return requests.get(url, timeout=120)
+
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(fetch, range(32)))
+        busy = [a for a in answers if a.status_code == 503]
+        assert {a.status_code for a in answers} <= {200, 503}
+        assert busy and all(int(a.headers["Retry-After"]) > 0 for a in busy)
+        assert all("server busy" in a.json()["error"] for a in busy)
+        metrics = requests.get(f"{server.url}/metrics", timeout=30).text
+        refused = [line for line in metrics.splitlines()
+                   if line.startswith("dicom_repo_db_slots_refused_total ")]  # fmt: skip
+        assert refused and float(refused[0].split()[1]) == len(busy)
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()
