@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 from orthanc import UploadedFile
@@ -22,12 +23,13 @@ BIG = [str(2**31), str(2**63), "1" + "0" * 30]
 
 @pytest.fixture(scope="module")
 def strict(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """One worker with a token, STOW-RS, a 1 s body timeout and 2 results with includefield=all."""
+    """One worker with a token, STOW-RS, a 1 s body timeout, 2 results with includefield=all
+    and JSON access logs."""
     workdir = tmp_path_factory.mktemp("strict")
     (workdir / "token").write_text(TOKEN)
     running = start(web_db, workdir, workers=1, token=TOKEN, args=[
         "--token-file", str(workdir / "token"), "--storage", str(workdir / "storage"),
-        "--body-timeout", "1", "--max-results-all", "2",
+        "--body-timeout", "1", "--max-results-all", "2", "--access-log",
     ])  # fmt: skip
     yield running
     running.stop()
@@ -157,6 +159,22 @@ def test_head_and_includefield_all_pages(strict: WebServer) -> None:
     assert bad.status_code == 400
     page = requests.get(f"{strict.dicomweb}/instances?includefield=all", headers=auth, timeout=30)
     assert len(page.json()) == 2 and "offset=2" in page.headers["Warning"]
+
+
+def test_access_log_lines_are_json_without_query_strings(strict: WebServer) -> None:
+    auth = strict.headers()
+    requests.get(f"{strict.dicomweb}/studies?PatientID=secret", headers=auth, timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [orjson.loads(line) for line in strict.log.read_text().splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        mine = [line for line in lines if line["route"] == "/dicom-web/studies"]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert mine and mine[-1]["status"] == 200 and mine[-1]["method"] == "GET"
+    assert mine[-1]["path"] == "/dicom-web/studies" and mine[-1]["bytes"] > 0
+    assert "secret" not in strict.log.read_text()
 
 
 def test_a_compacted_feed_position_is_410_gone(strict: WebServer, web_db: str) -> None:

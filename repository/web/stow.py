@@ -234,7 +234,9 @@ async def store_instances(request: Request) -> Response:
         async with slots_of(request).slot():
             outcomes = await run_in_threadpool(store_all)
     finally:
-        _discard(parts)  # a request cancelled while waiting for its slot
+        # A request cancelled while it waited for its slot; once the thread runs, the request
+        # waits for it to end (Starlette does not abandon threads), which discards its parts.
+        _discard(parts)
     failures = sum(o.reason is not None for o in outcomes)
     status = 200 if not failures else 202 if failures < len(outcomes) else 409
     body = response_json(outcomes, dicomweb_root(request))
