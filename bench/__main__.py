@@ -200,6 +200,16 @@ def serve_load_cmd(url: str, instances: int, seconds: int, connections: str) -> 
     serve_load.run(url, instances, seconds, tuple(int(c) for c in connections.split(",")))
 
 
+@main.command("serve-rendered")
+@DB
+@click.option("--requests", "count", default=100, show_default=True, help="Requests a round.")
+def serve_rendered_cmd(url: str, count: int) -> None:
+    """dicom-repo serve: rendered 512x512 CT frames per second vs the raw frame endpoint."""
+    from . import serve_rendered
+
+    serve_rendered.run(url, count)
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")

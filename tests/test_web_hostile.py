@@ -49,6 +49,7 @@ def _hostile_gets(server: WebServer, ct: UploadedFile) -> list[tuple[str, dict[s
             f"{server.url}/changes?limit=0", f"{server.url}/changes?since=%D9%A1",
             frames + "%201", frames + "1_0", frames + "%C2%B2", frames + "0", frames + "1,1",
             frames + ",".join(["1"] * 3000), f"{root}/studies?PatientID=" + "x" * 9000]  # fmt: skip
+    gets += [frames + "1_0/rendered", f"{_instance_url(server, ct)}/rendered?quality=%C2%B2"]
     for big in BIG:
         gets += [f"{root}/studies?offset={big}", f"{root}/series?SeriesNumber={big}",
                  f"{root}/instances?InstanceNumber=-{big}0",

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from .. import connect
 from ..config import resolve_url
 from ..errors import FeedGapError
-from . import changes, health, metadata, qido, retrieve, stow, viewer
+from . import changes, health, metadata, qido, rendered, retrieve, stow, viewer
 from .access_log import AccessLog
 from .admission import Admission, Busy, Slots
 from .availability import UNAVAILABLE_ERRORS, DatabaseState, retry_after, unavailable
@@ -60,6 +60,16 @@ ROUTES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
      retrieve.frames, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path:path}",
      retrieve.bulkdata, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/rendered",
+     rendered.instance_rendered, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+     rendered.frames_rendered, ("GET",)),
+    ("/studies/{study}/thumbnail", rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/thumbnail", rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+     rendered.thumbnail, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail",
+     rendered.thumbnail, ("GET",)),
 )  # fmt: skip
 """The DICOMweb routes, relative to :data:`ROOT`: path, endpoint, methods."""
 

@@ -1,4 +1,5 @@
-"""STOW-RS (PS3.18 10.5): store instances sent as ``multipart/related; type="application/dicom"``.
+"""STOW-RS (PS3.18 10.5): store instances sent as ``multipart/related; type="application/dicom"``
+(or as a single ``application/dicom`` body, or as DICOM JSON and bulk data: :mod:`.stow_bodies`).
 
 Each part is written to the storage folder (``<storage>/<study>/<series>/<sop>.dcm``), read back
 like ``dicom-repo ingest`` reads files, and added through the store, so its events are fired
@@ -29,11 +30,13 @@ from ..errors import ConflictError, InvalidInputError
 from ..ingest import read_file
 from ..store import Store
 from ..validation import check_uid
+from . import stow_bodies
 from .admission import slots_of
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
 
+DICOM = "application/dicom"
 CANNOT_UNDERSTAND = 0xC000
 STUDY_MISMATCH = 0xA900  # "data set does not match SOP class" is the closest PS3.4 reason
 DUPLICATE_SOP = 0x0111
@@ -60,19 +63,22 @@ class Outcome:
     message: str = ""
 
 
-def _boundary(request: Request) -> str:
+def _boundary(request: Request) -> tuple[str, str]:
+    """The multipart boundary and the type of the parts (``application/dicom`` or JSON)."""
     kind, _, params = request.headers.get("content-type", "").partition(";")
     if kind.strip().lower() != "multipart/related":
-        raise WebError(415, 'STOW-RS takes multipart/related; type="application/dicom"')
+        raise WebError(415, f'STOW-RS takes multipart/related; type="application/dicom" or '
+                       f'type="{DICOM_JSON}", or a single application/dicom body')  # fmt: skip
     values = {}
     for param in params.split(";"):
         name, _, value = param.strip().partition("=")
         values[name.strip().lower()] = value.strip().strip('"')
-    if values.get("type", "application/dicom").lower() != "application/dicom":
+    part_type = values.get("type", "application/dicom").lower()
+    if part_type not in ("application/dicom", DICOM_JSON):
         raise WebError(415, f"STOW-RS parts of type {values['type']!r} are not supported")
     if not values.get("boundary"):
         raise bad_request("the multipart/related Content-Type has no boundary")
-    return values["boundary"]
+    return values["boundary"], part_type
 
 
 async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
@@ -114,6 +120,25 @@ async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
         for open_handle in handle:
             open_handle.close()
     return parts
+
+
+async def _received(request: Request, folder: Path) -> tuple[list[Part], list[Outcome]]:
+    """The request's instances as Part 10 parts, whatever the body (see :mod:`.stow_bodies`),
+    and the outcomes of the instances of a DICOM JSON body that could not be made into files."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == DICOM:
+        return [Part(await stow_bodies.receive_single(request, folder), {})], []
+    boundary, part_type = _boundary(request)
+    parts = await _receive(request, boundary, folder)
+    if not parts:
+        raise bad_request("the multipart/related body has no parts")
+    if part_type == "application/dicom":
+        return parts, []
+    made = await run_in_threadpool(stow_bodies.to_part10, parts, folder)
+    refused = [Outcome(m.sop_class, m.sop, None, None, CANNOT_UNDERSTAND, m.message)
+               for m in made if isinstance(m, stow_bodies.Refusal)]  # fmt: skip
+    for outcome in refused:
+        log.warning("STOW-RS refused %s: %s", outcome.sop or "an instance", outcome.message)
+    return [Part(m, {}) for m in made if isinstance(m, Path)], refused
 
 
 def _discard(parts: list[Part]) -> None:
@@ -221,9 +246,7 @@ async def store_instances(request: Request) -> Response:
     if settings.storage is None:
         raise WebError(403, "STOW-RS needs a storage folder (dicom-repo serve --storage DIR)")
     study = path_uids(request, "study")[0] if "study" in request.path_params else None
-    parts = await _receive(request, _boundary(request), settings.storage / ".incoming")
-    if not parts:
-        raise bad_request("the multipart/related body has no parts")
+    parts, refused = await _received(request, settings.storage / ".incoming")
     store, writes = request.app.state.store, request.app.state.writes
 
     def store_all() -> list[Outcome]:
@@ -232,7 +255,7 @@ async def store_instances(request: Request) -> Response:
 
     try:
         async with slots_of(request).slot():
-            outcomes = await run_in_threadpool(store_all)
+            outcomes = refused + await run_in_threadpool(store_all)
     finally:
         # A request cancelled while it waited for its slot; once the thread runs, the request
         # waits for it to end (Starlette does not abandon threads), which discards its parts.
