@@ -33,7 +33,7 @@ def frame_numbers(text: str, available: int) -> list[int]:
             f"the frame list names {len(parts)} frames; the instance has {available} "
             "(ask for each frame at most once)"
         )
-    numbers = [parse_int("frame number", part, minimum=1) for part in parts]
+    numbers = [parse_int(f"frame list {text[:80]!r}: frame", part, minimum=1) for part in parts]
     for number in numbers:
         if number > available:
             raise not_found(f"frame {number} does not exist (the instance has {available})")
