@@ -200,6 +200,15 @@ def serve_load_cmd(url: str, instances: int, seconds: int, connections: str) -> 
     serve_load.run(url, instances, seconds, tuple(int(c) for c in connections.split(",")))
 
 
+@main.command("replicas")
+def replicas_cmd() -> None:
+    """Scratch primary + standbys: read throughput via 1 and 2 standbys vs the primary alone,
+    standby feed latency, the time a failover costs an ingest (needs root or postgres, wrk)."""
+    from . import replicas
+
+    replicas.run()
+
+
 @main.command("serve-rendered")
 @DB
 @click.option("--requests", "count", default=100, show_default=True, help="Requests a round.")

@@ -6,13 +6,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from .config import resolve_url
 from .serialized import json_default
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+POOL_MODES = ("session", "transaction", "statement")
+POOL_MODE_OPTION = "dicom_repo_pool_mode"
 
 
 def dumps(value: Any) -> str:
@@ -36,7 +38,44 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     options.setdefault("pool_pre_ping", True)
+    resolved, connect_args, pool_mode = pooler_options(resolved)
+    if connect_args:
+        options["connect_args"] = {**connect_args, **kwargs.pop("connect_args", {})}
+    options["execution_options"] = {POOL_MODE_OPTION: pool_mode}
     return create_engine(resolved, **options, **kwargs)
+
+
+def pooler_options(url: URL) -> tuple[URL, dict[str, Any], str]:
+    """``url`` without this library's connection-pooler options, the psycopg connect arguments
+    they stand for, and the pool mode.
+
+    ``?pool_mode=transaction`` says a transaction-pooling pgbouncer is in between: psycopg's
+    prepared statements are turned off (pgbouncer < 1.21 cannot route them) and the change feed
+    does not LISTEN through it. ``?prepare_threshold=none`` (or a number) sets psycopg's own
+    option, which a URL query cannot otherwise carry (it would arrive as a string).
+    """
+    query = dict(url.query)
+    mode = str(query.pop("pool_mode", "session")).lower()
+    if mode not in POOL_MODES:
+        raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODES)}, not {mode!r}")
+    connect_args: dict[str, Any] = {}
+    if mode != "session":
+        connect_args["prepare_threshold"] = None
+    threshold = query.pop("prepare_threshold", None)
+    if isinstance(threshold, str):
+        if threshold.lower() in ("none", "null", "off", ""):
+            connect_args["prepare_threshold"] = None
+        elif threshold.isdigit():
+            connect_args["prepare_threshold"] = int(threshold)
+        else:
+            raise ValueError(f"prepare_threshold must be a number or none, not {threshold!r}")
+    return url.set(query=query), connect_args, mode
+
+
+def pool_mode(engine: Engine) -> str:
+    """The ``pool_mode`` of the engine's URL: ``session`` (a direct server, or a pooler in
+    session mode), ``transaction`` or ``statement``."""
+    return str(engine.get_execution_options().get(POOL_MODE_OPTION, "session"))
 
 
 def _configure_sqlite(engine: Engine) -> None:

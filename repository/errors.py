@@ -18,6 +18,7 @@ Hierarchy::
     └── DatabaseError
         ├── TransactionConflictError
         └── ConnectionLostError
+            └── ServerReadOnlyError
 
 Database driver exceptions are translated in one place, :func:`repository.unit_of_work.translate`
 (``raise ... from exc``), so a caller only needs to catch these classes.
@@ -108,4 +109,14 @@ class ConnectionLostError(DatabaseError):
     Like :class:`TransactionConflictError`, single ``add_*`` calls and
     :meth:`Store.run_in_transaction` run the whole transaction again on a new connection; this
     reaches the caller from inside an explicit :meth:`Store.transaction` block.
+    """
+
+
+class ServerReadOnlyError(ConnectionLostError):
+    """Raised when a write reached a server that only reads: a hot standby (``--db`` pointing
+    at one, or a pooled connection to a primary that was demoted) or a server in recovery.
+
+    After a failover the transaction is run again on a new connection (a libpq multi-host URL
+    with ``target_session_attrs=read-write`` finds the new primary); this reaches the caller when
+    no writable server turned up in time.
     """

@@ -12,6 +12,13 @@ in commit order). Two things trigger it:
   on commit) and reads the change log when woken, plus every ``poll_interval`` seconds as a
   safety net; a lost connection is re-opened with backoff and the log read from the last seq,
   so nothing is missed. On SQLite it reads the change log every ``poll_interval`` seconds.
+
+NOTIFY does not reach a hot standby (and LISTEN fails there), nor does it pass a pgbouncer in
+transaction mode (``?pool_mode=transaction``): a follower of a standby (found on connecting:
+``pg_is_in_recovery()``) or of such a pooler reads the change log every
+:data:`STANDBY_POLL_INTERVAL` seconds instead (or ``poll_interval``, if given). Seqs are handed
+out in commit order and a standby replays commits in that order, so reading ``seq > last``
+misses nothing there either.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 
 
 from . import changelog
+from .engine import pool_mode
 from .errors import FeedGapError
 from .events import Callback, Event, EventHub, GapCallback, Subscription
 from .unit_of_work import translate_errors
@@ -42,6 +50,9 @@ SQLITE_POLL_INTERVAL = 0.2
 """Seconds between change-log reads of a SQLite follower."""
 POSTGRES_SAFETY_POLL_INTERVAL = 10.0
 """Seconds between change-log reads of a PostgreSQL follower that was not notified."""
+STANDBY_POLL_INTERVAL = 0.1
+"""Seconds between change-log reads of a follower that cannot be notified (a hot standby, a
+transaction-pooling pgbouncer): a read of an index, so cheap enough to do often."""
 BATCH = 500
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 
@@ -57,6 +68,10 @@ class Feed:
         if poll_interval is not None and not poll_interval > 0:
             raise ValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
         self.poll_interval = default if poll_interval is None else float(poll_interval)
+        self.unnotified_interval = STANDBY_POLL_INTERVAL if poll_interval is None else poll_interval
+        """How often a follower that cannot LISTEN reads the change log."""
+        self.notified = self.postgres and pool_mode(engine) == "session"
+        """False where NOTIFY cannot reach the follower (set once it finds a standby)."""
         self._deliver_lock = threading.Lock()
         self._owner: int | None = None
         self._again = False
@@ -222,24 +237,30 @@ class _Follower(threading.Thread):
 
     def run(self) -> None:
         """Follow until stopped."""
-        if self.feed.postgres:
+        if self.feed.notified:
             self._listen()
-        else:
-            self._poll()
+        if not self.feed.notified:  # SQLite, a standby, a transaction-pooling pgbouncer
+            postgres = self.feed.postgres
+            self._poll(self.feed.unnotified_interval if postgres else self.feed.poll_interval)
 
-    def _poll(self) -> None:
+    def _poll(self, interval: float) -> None:
         while not self._stopping.is_set():
             try:
                 self.feed.deliver()
             except Exception as error:
                 log.warning("change feed: reading the change log failed: %s", error)
-            self._wait(self.feed.poll_interval)
+            self._wait(interval)
 
     def _listen(self) -> None:
         delay = RECONNECT_MIN
         while not self._stopping.is_set():
             try:
                 with self.feed.connect_listener() as conn:
+                    standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if standby and standby[0]:
+                        log.info("change feed: a hot standby (no NOTIFY): polling instead")
+                        self.feed.notified = False
+                        return
                     schema = conn.execute("SELECT current_schema()").fetchone()
                     channel = changelog.notify_channel(schema[0] if schema else None)
                     conn.execute("SELECT set_config('application_name', %s, false)", [channel])

@@ -22,16 +22,10 @@ from .feed import Feed
 from .image_id import instance_frame_ids
 from .models import AddResult, DeleteResult, Instance, Series, Study
 from .normalize import NormalizedInstance
+from .replicas import ReadRouter
 from .summaries import StudySummary, study_summaries
 from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
-from .validation import (
-    check_data_source,
-    check_flag,
-    check_items,
-    check_text,
-    check_uid,
-    check_url,
-)
+from .validation import check_data_source, check_flag, check_items, check_text, check_uid, check_url
 
 if TYPE_CHECKING:  # the handlers are imported when display sets are first asked for
     from .sop_class_handlers import DisplaySet, HandlerRegistry
@@ -45,15 +39,20 @@ T = TypeVar("T")
 class Store:
     """A DICOM metadata store backed by SQLite or PostgreSQL. Create it with ``connect()``."""
 
-    def __init__(self, engine: Engine, *, poll_interval: float | None = None) -> None:
+    def __init__(self, engine: Engine, *, poll_interval: float | None = None,
+                 router: ReadRouter | None = None) -> None:  # fmt: skip
         self.engine = engine
+        """The primary's engine: every write goes to it."""
+        self.router = router or ReadRouter(engine, ())
+        """Where reads go: a usable hot standby, else the primary (:mod:`repository.replicas`)."""
         self._feed = Feed(engine, poll_interval=poll_interval)
-        self._uow = UnitOfWork(engine, self._feed.after_commit)
+        self._uow = UnitOfWork(engine, self._feed.after_commit, self.router)
         self._handlers: HandlerRegistry | None = None
 
     def close(self) -> None:
         """Stop the change-feed follower thread and release the database connections."""
         self._feed.close()
+        self.router.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

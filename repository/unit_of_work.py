@@ -37,15 +37,23 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, RootTransaction, exc
 
 from . import changelog
-from .errors import ConnectionLostError, DatabaseError, RepositoryError, TransactionConflictError
+from .config import reconnect_seconds
+from .errors import (
+    ConnectionLostError,
+    DatabaseError,
+    RepositoryError,
+    ServerReadOnlyError,
+    TransactionConflictError,
+)
 from .events import PendingChange
+from .replicas import SYNCHRONOUS_COMMIT, ReadRouter
 
 log = logging.getLogger("repository.unit_of_work")
 
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {
-    "40001": "serialization failure",
+    "40001": "serialization failure (on a hot standby: a recovery conflict)",
     "40P01": "deadlock detected",
     "23505": "unique violation",
     "23503": "foreign key violation (a row deleted by a concurrent writer)",
@@ -56,6 +64,13 @@ LOST_CONNECTION_SQLSTATES = {
     "57P03": "server cannot accept connections now",
 }
 """SQLSTATEs (besides class 08, connection exceptions) of a connection the server dropped."""
+READ_ONLY_SQLSTATE = "25006"
+"""read_only_sql_transaction: a write reached a hot standby (or a demoted primary)."""
+UNREACHABLE_SERVER = ("refused", "read-only", "writable", "hot standby", "starting up",
+                      "shutting down", "recovery mode", "timeout expired", "could not connect",
+                      "closed", "terminat", "lost")  # fmt: skip
+"""Words of libpq's messages for a server that is down, restarting or not (yet) the primary:
+connecting again (a failover, a restart) may succeed."""
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 
 _ALWAYS_DRIVER_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, sqlite3.Error)
@@ -119,9 +134,14 @@ def lost_connection_reason(error: BaseException) -> str | None:
     operational = _psycopg_class("OperationalError")
     if operational is not None and isinstance(orig, operational):
         text = str(orig).lower()
-        if "connection" in text and any(w in text for w in ("closed", "terminat", "lost")):
-            return "connection closed"
+        if "connection" in text and any(w in text for w in UNREACHABLE_SERVER):
+            return "connection closed or server unreachable"
     return None
+
+
+def is_read_only_server(error: BaseException) -> bool:
+    """True if ``error`` is a write refused because the server is a standby (SQLSTATE 25006)."""
+    return getattr(_driver_error(error), "sqlstate", None) == READ_ONLY_SQLSTATE
 
 
 def is_unique_violation(error: BaseException) -> bool:
@@ -137,6 +157,12 @@ def is_unique_violation(error: BaseException) -> bool:
 def translate(error: BaseException, what: str = "database error") -> RepositoryError:
     """Our exception for a driver error (see the module docstring for the mapping)."""
     detail = str(_driver_error(error)).strip() or type(error).__name__
+    if is_read_only_server(error):
+        return ServerReadOnlyError(
+            f"the database server is read-only (a hot standby, or a primary demoted by a "
+            f"failover): {detail}; writes need the primary (a multi-host URL with "
+            f"target_session_attrs=read-write finds it after a failover)"
+        )
     reason = conflict_reason(error)
     if reason is not None:
         return TransactionConflictError(
@@ -180,22 +206,27 @@ def run_with_retries(
 
     ``fn`` is run again after :data:`RETRYABLE_ERRORS` (calling ``on_retry`` first); after
     ``attempts`` tries the last one is raised (same type), saying how many attempts were made.
+    A lost connection is retried for at least ``$DICOM_REPO_RECONNECT_SECONDS`` (0: just the
+    attempts; set it to the time a failover takes, e.g. Patroni's ``ttl``).
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
+    window, started, attempt = reconnect_seconds(), time.monotonic(), 0
+    while True:
+        attempt += 1
         try:
             return fn()
         except RETRYABLE_ERRORS as error:
-            if attempt == attempts:
-                raise type(error)(f"gave up after {attempts} attempts: {error}") from error
+            waiting = (isinstance(error, ConnectionLostError)
+                       and time.monotonic() - started < window)  # fmt: skip
+            if attempt >= attempts and not waiting:
+                raise type(error)(f"gave up after {attempt} attempts: {error}") from error
             delay = backoff_delay(attempt)
             log.info("retrying a failed transaction in %.3fs (attempt %d): %s",
                      delay, attempt + 1, error)  # fmt: skip
             if on_retry is not None:
                 on_retry()
             time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- unit of work
@@ -215,8 +246,12 @@ class UnitOfWork:
     ``publish`` is called (in the committing thread) after each commit that recorded changes.
     """
 
-    def __init__(self, engine: Engine, publish: Callable[[], None]) -> None:
+    def __init__(
+        self, engine: Engine, publish: Callable[[], None], router: ReadRouter | None = None
+    ) -> None:
         self.engine = engine
+        self.router = router or ReadRouter(engine, ())
+        """Where reads outside a transaction go (a standby, else the primary ``engine``)."""
         self._publish = publish
         self._local = threading.local()
         self._channel: str | None = None
@@ -246,21 +281,33 @@ class UnitOfWork:
         try:
             with translate_errors("cannot begin a transaction"):
                 trans = conn.begin()
+                if self.router.routes:
+                    conn.exec_driver_sql(SYNCHRONOUS_COMMIT)
             try:
                 with translate_errors():
                     yield tx
                     self._record(tx)  # last, so the change-log lock is held only until commit
-            except BaseException:
+            except BaseException as error:
                 _rollback(trans)
+                if isinstance(error, ServerReadOnlyError):
+                    self._forget_connections(conn)
                 raise
             with translate_errors("commit failed"):
                 trans.commit()
+            self.router.note_write(conn)
         finally:
             self._local.tx = None
             with contextlib.suppress(*driver_errors()):  # a lost connection cannot be closed
                 conn.close()
         if tx.changes:
             self._publish()
+
+    def _forget_connections(self, conn: Connection) -> None:
+        """Drop ``conn`` and the pool's other connections: they lead to a server that only
+        reads now (a demoted primary); the next transaction connects anew."""
+        with contextlib.suppress(*driver_errors()):
+            conn.invalidate()
+        self.engine.dispose(close=False)
 
     def run(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
         """Run ``fn()`` in one transaction, again if it conflicts or loses its connection.
@@ -297,13 +344,14 @@ class UnitOfWork:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection to read with: this thread's transaction's (read your own writes)."""
+        """A connection to read with: this thread's transaction's (read your own writes), else
+        one of the router's (a standby's, or the primary's)."""
         tx = self.current
         with translate_errors("query failed"):
             if tx is not None:
                 yield tx.conn
                 return
-            with self.engine.connect() as conn:
+            with self.router.connect() as conn:
                 yield conn
 
     def channel(self, tx: Transaction) -> str | None:

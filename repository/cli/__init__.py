@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..config import DEFAULT_URL, ENV_VAR
+from ..config import DEFAULT_URL, ENV_VAR, READ_URLS_ENV_VAR
 
 COMMANDS: Mapping[str, str] = {
     "db": "repository.cli.db:db",
@@ -84,11 +84,20 @@ class LazyGroup(click.Group):
     metavar="URL",
     help=f"Database URL (default: ${ENV_VAR}, else {DEFAULT_URL}).",
 )
+@click.option(
+    "--read-db",
+    "read_urls",
+    multiple=True,
+    envvar=READ_URLS_ENV_VAR,
+    metavar="URL",
+    help=f"A PostgreSQL hot standby of --db to read from (repeat; default: ${READ_URLS_ENV_VAR}, "
+    "space-separated). Writes always go to --db.",
+)
 @click.version_option(package_name="dicom-repo")
 @click.pass_context
-def main(ctx: click.Context, url: str | None) -> None:
+def main(ctx: click.Context, url: str | None, read_urls: tuple[str, ...]) -> None:
     """Keep DICOM metadata in SQLite or PostgreSQL (OHIF's DicomMetadataStore, as a database)."""
-    ctx.obj = {"url": url}
+    ctx.obj = {"url": url, "read_urls": read_urls}
 
 
 def run() -> None:

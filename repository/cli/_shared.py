@@ -95,6 +95,7 @@ def open_store(ctx: click.Context, **options: Any) -> Iterator[Store]:
     """The store at ``--db``; library errors become one-line messages, not tracebacks."""
     from .. import connect
 
+    options.setdefault("read_urls", ctx.find_root().obj.get("read_urls", ()))
     try:
         store = connect(database_url(ctx), **options)
     except RepositoryError as error:
@@ -105,6 +106,21 @@ def open_store(ctx: click.Context, **options: Any) -> Iterator[Store]:
         raise click.ClickException(str(error)) from None
     finally:
         store.close()
+
+
+@contextmanager
+def open_read_engine(ctx: click.Context) -> Iterator[Engine]:
+    """An engine to read with: a usable standby of ``--read-db``, else the ``--db`` one."""
+    if not ctx.find_root().obj.get("read_urls"):
+        with open_engine(ctx) as engine:
+            yield engine
+        return
+    with open_store(ctx) as store:
+        try:
+            engine = store.router.engine()
+        except RepositoryError as error:
+            raise click.ClickException(str(error)) from None
+        yield engine
 
 
 @contextmanager

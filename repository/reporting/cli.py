@@ -30,9 +30,9 @@ _format_option = click.option(
 def _engine(ctx: click.Context) -> Iterator[Engine]:
     """An engine on the migrated database named by ``--db``; errors become one-line messages."""
     # Imported here: repository.cli imports this module to register its commands.
-    from ..cli._shared import open_engine
+    from ..cli._shared import open_read_engine
 
-    with open_engine(ctx) as engine:
+    with open_read_engine(ctx) as engine:
         migrate.ensure_current(engine)
         yield engine
 

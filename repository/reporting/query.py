@@ -21,8 +21,8 @@ import sqlparse
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import QueryError, QueryRefusedError
-from ..unit_of_work import translate_errors
+from ..errors import QueryError, QueryRefusedError, RepositoryError
+from ..unit_of_work import conflict_reason, lost_connection_reason, translate, translate_errors
 
 BATCH = 1000
 """Rows fetched from the database at a time."""
@@ -117,7 +117,11 @@ def _stream(result: Any, batch: int) -> Iterator[Sequence[Any]]:
         raise _translate(error) from None
 
 
-def _translate(error: SQLAlchemyError) -> QueryError:
+def _translate(error: SQLAlchemyError) -> RepositoryError:
+    if conflict_reason(error) or lost_connection_reason(error):
+        # Not the statement's fault: a standby's recovery conflict (40001), a deadlock, a lost
+        # connection. Running it again may succeed, as with any transaction.
+        return translate(error, "query failed")
     orig = getattr(error, "orig", None) or error
     detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     sqlstate = getattr(orig, "sqlstate", None)

@@ -152,8 +152,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = connect(settings.url, engine_options=pool_options(settings))
-        app.state.database.watch(app.state.store.engine)
+        app.state.store = connect(settings.url, read_urls=settings.read_urls,
+                                  engine_options=pool_options(settings))  # fmt: skip
+        router = app.state.store.router
+        for engine in (app.state.store.engine, *(s.engine for s in router.standbys)):
+            app.state.database.watch(engine)
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         try:
             yield

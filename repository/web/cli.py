@@ -27,11 +27,14 @@ def _token(token_file: Path | None) -> str | None:
     return token
 
 
-def _check_database(url: str | None) -> None:
+def _check_database(url: str | None, read_urls: tuple[str, ...] | None) -> None:
     from .. import connect
 
     try:
-        connect(url).close()
+        with connect(url, read_urls=read_urls) as store:
+            if store.router.primary_is_read_only():
+                click.echo("warning: the database is a hot standby: serving reads only "
+                           "(STOW-RS answers 503)", err=True)  # fmt: skip
     except RepositoryError as error:
         raise click.ClickException(str(error)) from None
 
@@ -48,6 +51,14 @@ WORKER_HEALTHCHECK_SECONDS = 120
     metavar="URL",
     help="Database URL (default: the --db given to dicom-repo, $DICOM_REPO_URL, "
     "else the SQLite default).",
+)
+@click.option(
+    "--read-db",
+    "read_urls",
+    multiple=True,
+    metavar="URL",
+    help="A hot standby of --db to read from (repeat; default: the --read-db given to "
+    "dicom-repo, $DICOM_REPO_READ_URLS). Writes always go to --db.",
 )
 @click.option(
     "--host",
@@ -141,22 +152,24 @@ WORKER_HEALTHCHECK_SECONDS = 120
 )
 @click.option("--access-log", is_flag=True, help="Log every request as a JSON line (stderr).")
 @click.pass_context
-def serve(ctx: click.Context, /, db_url: str | None, host: str, port: int, workers: int,
-          storage: Path | None, read_only: bool, cors_origins: tuple[str, ...],
-          token_file: Path | None, max_body: int, viewer_dir: Path | None,
-          shutdown_timeout: int, **tuning: Any) -> None:  # fmt: skip
+def serve(ctx: click.Context, /, db_url: str | None, read_urls: tuple[str, ...], host: str,
+          port: int, workers: int, storage: Path | None, read_only: bool,
+          cors_origins: tuple[str, ...], token_file: Path | None, max_body: int,
+          viewer_dir: Path | None, shutdown_timeout: int, **tuning: Any) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
     if viewer_dir is not None and not (viewer_dir / "index.html").is_file():
         raise click.BadParameter(f"{viewer_dir} has no index.html", param_hint="--viewer")
     url = db_url or (ctx.obj or {}).get("url")
-    _check_database(url)
+    reads = read_urls or (ctx.obj or {}).get("read_urls") or None
+    _check_database(url, reads)
     token = _token(token_file)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         click.echo(f"warning: listening on {host} without a bearer token", err=True)
     settings = Settings(
         url=url,
+        read_urls=reads,
         storage=storage.resolve() if storage else None,
         read_only=read_only,
         cors_origins=cors_origins,

@@ -4,7 +4,10 @@
   the event loop runs; it touches nothing else (a database outage must not get workers killed).
 - ``GET /readyz``: should requests be sent here? 200 when the database answers and its schema is
   at the revision this code expects; else 503 with ``Retry-After`` and the reason. It takes no
-  database slot (:mod:`.admission`), so it answers during load too.
+  database slot (:mod:`.admission`), so it answers during load too. With read replicas it lists
+  each standby and whether reads go to it (as last probed: reachable, lagging at most
+  ``max_lag``); a standby out of use does not make the server unready (reads fall back on the
+  primary).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ async def readyz(request: Request) -> Response:
     """``GET /readyz``: 200 when the database is reachable and at the expected revision."""
     state = request.app.state
     report = await run_in_threadpool(_readiness, state.store.engine, state.database)
+    standbys = state.store.router.standbys
+    if standbys:
+        report["standbys"] = [{"standby": s.name, "usable": s.usable} for s in standbys]
     if report["status"] == "ready":
         return JSONResponse(report)
     return JSONResponse(report, status_code=503, headers={"Retry-After": retry_after(request)})

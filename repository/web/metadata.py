@@ -24,6 +24,7 @@ from .errors import not_found, path_uids
 from .metadata_cache import Fill, Row, answer_rows, dicom_json, fill, with_root
 from .negotiation import json_media_type
 from .qido import dicomweb_root
+from .routing import database_writable, read_engine
 
 CHUNK = 100
 """Instances read at a time."""
@@ -116,15 +117,16 @@ def _parts(pieces: list[bytes]) -> Iterator[list[bytes]]:
 async def _answer(request: Request, names: tuple[str, ...], what: str) -> Response:
     media_type = json_media_type(request)
     uids = path_uids(request, *names)
-    engine = request.app.state.store.engine
-    rows = await run_in_threadpool(_Rows, engine, uids)
+    rows = await run_in_threadpool(_Rows, await read_engine(request), uids)
     if not rows.first or request.method == "HEAD":
         await run_in_threadpool(rows.close)
     if not rows.first:
         raise not_found(f"no {what} {uids[-1]} here" + (f" (study {uids[0]})" if uids[1:] else ""))
     if request.method == "HEAD":  # the headers only: nothing to build
         return Response(media_type=media_type)
-    keep = None if request.app.state.settings.read_only else BackgroundTask(_keep, engine, rows)
+    keep = None  # kept on the primary, never tried on a standby
+    if not request.app.state.settings.read_only and await database_writable(request):
+        keep = BackgroundTask(_keep, request.app.state.store.engine, rows)
     counted = request.app.state.metrics.metadata
     return _Answer(rows, dicomweb_root(request), media_type, keep, counted)
 

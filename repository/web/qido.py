@@ -25,6 +25,7 @@ from .attributes import COMPUTED, INSTANCE, RETRIEVE_URL, SERIES, STUDY, Attribu
 from .errors import bad_request, path_uids
 from .negotiation import DICOM_JSON, json_media_type
 from .numbers import parse_int
+from .routing import read_engine
 
 _SCOPE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
 _SERVED = frozenset(COMPUTED) | {"ModalitiesInStudy"}  # computed here, never copied
@@ -200,9 +201,9 @@ async def search(request: Request, level: Level, scope_names: tuple[str, ...]) -
     parsed, keys = parse(request.query_params.multi_items(), level, scope, settings.max_results,
                          settings.max_results_all)  # fmt: skip
     root = dicomweb_root(request)
-    engine = request.app.state.store.engine
     if request.method == "HEAD":  # the headers only: the query is checked, not run
         return Response(media_type=media_type or DICOM_JSON)
+    engine = await read_engine(request)
     body, more = await run_in_threadpool(_answer, engine, parsed, keys, root)
     headers = {}
     if more:

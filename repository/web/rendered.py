@@ -29,6 +29,7 @@ from .files import find_instance
 from .frames import frame_numbers
 from .negotiation import MediaRange, accepted
 from .numbers import parse_int
+from .routing import read_engine
 
 FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
 MAX_VIEWPORT = 8192
@@ -118,8 +119,7 @@ def _render(path: Path, index: int, how: render.Rendering) -> bytes:
 async def _answer(request: Request, uids: list[str], frame: int | None, how: render.Rendering,
                   ) -> Response:  # fmt: skip
     """Frame ``frame`` (from 1; None: the representative one) of an instance, rendered."""
-    engine = request.app.state.store.engine
-    stored = await run_in_threadpool(find_instance, engine, uids)
+    stored = await run_in_threadpool(find_instance, await read_engine(request), uids)
     path = stored.require_file()
     count = max(stored.number_of_frames or 1, 1)
     if frame is not None and frame > count:
@@ -181,6 +181,6 @@ async def thumbnail(request: Request) -> Response:
     uids = path_uids(request, *names)
     frame = _one_frame(request) if "frames" in request.path_params else None
     if len(uids) < 3:
-        engine = request.app.state.store.engine
+        engine = await read_engine(request)
         uids = await run_in_threadpool(representative, engine, *uids, *([None] * (2 - len(uids))))
     return await _answer(request, uids, frame, how)

@@ -27,6 +27,7 @@ from . import frames as frame_data
 from .errors import WebError, bad_request, not_acceptable, path_uids
 from .files import BulkLocation, bulk_location, find_instance
 from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN, MediaRange, accepted
+from .routing import read_engine
 
 OCTET = "application/octet-stream"
 DICOM = "application/dicom"
@@ -82,8 +83,7 @@ def _frames(path: Path, numbers: list[int], count: int, syntax: str) -> list[tup
 async def frames(request: Request) -> Response:
     """``GET .../instances/{instance}/frames/{frames}``."""
     uids = path_uids(request, "study", "series", "instance")
-    engine = request.app.state.store.engine
-    stored = await run_in_threadpool(find_instance, engine, uids)
+    stored = await run_in_threadpool(find_instance, await read_engine(request), uids)
     path = stored.require_file()
     text = str(request.path_params["frames"])
     numbers = frame_data.frame_numbers(text, stored.number_of_frames or 1)
@@ -114,7 +114,7 @@ async def instance(request: Request) -> Response:
     """``GET .../instances/{instance}``: the stored file, as it was received."""
     uids = path_uids(request, "study", "series", "instance")
     form = _instance_form(request)
-    stored = await run_in_threadpool(find_instance, request.app.state.store.engine, uids)
+    stored = await run_in_threadpool(find_instance, await read_engine(request), uids)
     path = stored.require_file()
     if " " in form:
         form, syntax = form.split(" ", 1)
@@ -163,7 +163,7 @@ async def bulkdata(request: Request) -> Response:
     """``GET .../instances/{instance}/bulkdata/{tag path}``: one bulk value of the stored file."""
     uids = path_uids(request, "study", "series", "instance")
     single = any(m.type == OCTET for m in accepted(request)[:1])
-    stored = await run_in_threadpool(find_instance, request.app.state.store.engine, uids)
+    stored = await run_in_threadpool(find_instance, await read_engine(request), uids)
     location = bulk_location(stored, str(request.path_params["path"]))
     data = await run_in_threadpool(_read_bulk, location)
     if single:

@@ -28,6 +28,7 @@ class Settings:
     """The configuration of one DICOMweb application.
 
     ``url``: database URL (``None``: ``$DICOM_REPO_URL``, else the SQLite default);
+    ``read_urls``: hot standbys to read from (``None``: ``$DICOM_REPO_READ_URLS``);
     ``storage``: folder STOW-RS writes files to (``None``: STOW is refused);
     ``read_only``: refuse STOW-RS with 403; ``cors_origins``: origins allowed by CORS (none: CORS
     off); ``token``: bearer token required on every request (``None``: no authentication);
@@ -46,6 +47,7 @@ class Settings:
     """
 
     url: str | None = None
+    read_urls: tuple[str, ...] | None = None
     storage: Path | None = None
     read_only: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -78,9 +80,10 @@ class Settings:
             return env.get(_PREFIX + name) or None
 
         storage, viewer = get("STORAGE"), get("VIEWER_DIR")
-        origins = get("CORS_ORIGINS")
+        origins, reads = get("CORS_ORIGINS"), env.get(_PREFIX + "READ_DB")
         return cls(
             url=get("DB"),
+            read_urls=None if reads is None else tuple(reads.split()),
             storage=Path(storage) if storage else None,
             read_only=get("READ_ONLY") == "1",
             cors_origins=tuple(origins.split(" ")) if origins else (),
@@ -96,6 +99,7 @@ class Settings:
         """The environment variables that :meth:`from_env` reads back into these settings."""
         env = {
             _PREFIX + "DB": self.url or "",
+            **({} if self.read_urls is None else {_PREFIX + "READ_DB": " ".join(self.read_urls)}),
             _PREFIX + "STORAGE": str(self.storage or ""),
             _PREFIX + "READ_ONLY": "1" if self.read_only else "",
             _PREFIX + "CORS_ORIGINS": " ".join(self.cors_origins),

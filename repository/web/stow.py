@@ -35,6 +35,7 @@ from .admission import slots_of
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
+from .routing import database_writable
 
 DICOM = "application/dicom"
 CANNOT_UNDERSTAND = 0xC000
@@ -245,6 +246,9 @@ async def store_instances(request: Request) -> Response:
         raise WebError(403, "this server is read-only: STOW-RS is refused")
     if settings.storage is None:
         raise WebError(403, "STOW-RS needs a storage folder (dicom-repo serve --storage DIR)")
+    if not await database_writable(request):
+        raise WebError(503, "the database server is a hot standby (read-only): STOW-RS needs "
+                       "the primary; this server answers reads only")  # fmt: skip
     study = path_uids(request, "study")[0] if "study" in request.path_params else None
     parts, refused = await _received(request, settings.storage / ".incoming")
     store, writes = request.app.state.store, request.app.state.writes

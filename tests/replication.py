@@ -1,0 +1,226 @@
+"""Scratch PostgreSQL clusters for the replication tests: a primary, a streaming hot standby made
+with ``pg_basebackup -R``, and a pgbouncer in transaction pooling mode in front of the primary.
+
+Everything runs on free loopback ports in a temporary folder, as the ``postgres`` OS user when
+the tests run as root (PostgreSQL's binaries refuse root), and is torn down afterwards. The
+shared server on port 5432 is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from orthanc import free_port
+
+from repository import migrate
+from repository.engine import make_engine
+
+PG_BIN = Path(os.environ.get("DICOM_REPO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PRIMARY_SETTINGS = """
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '{sockets}'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+fsync = off
+full_page_writes = off
+synchronous_commit = on
+wal_receiver_status_interval = 1s
+shared_buffers = 32MB
+max_connections = 200
+"""
+"""The primary's settings (``port`` is added); once the standby runs, ``synchronous_standby_names
+= '*'`` too: a commit waits for the standby (with ``remote_apply``, until it applied it)."""
+STANDBY_SETTINGS = """
+synchronous_standby_names = ''
+hot_standby_feedback = on
+max_standby_streaming_delay = 1s
+"""
+"""Added to the standby's copy of the primary's settings: once promoted it has no standby to
+wait for; a query in the way of replay is cancelled after 1 s (a recovery conflict)."""
+DATABASE = "test"
+
+
+def available() -> str | None:
+    """Why the scratch clusters cannot run here (None: they can)."""
+    for binary in ("initdb", "pg_ctl", "pg_basebackup"):
+        if not (PG_BIN / binary).is_file():
+            return f"{PG_BIN / binary} is missing"
+    if shutil.which("pgbouncer") is None:
+        return "pgbouncer is not installed (apt-get install pgbouncer)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a postgres user"
+    return None
+
+
+def _run(*command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as the postgres user (when root)."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *map(str, command)], capture_output=True, text=True,
+                          check=check, timeout=120)  # fmt: skip
+
+
+def libpq_url(port: int, extra: str = "") -> str:
+    """The URL of database ``test`` on ``port``."""
+    return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}{extra}"
+
+
+@dataclass
+class Cluster:
+    """A primary, its streaming standby and a pgbouncer, in ``root``."""
+
+    root: Path
+    primary_port: int = field(default_factory=free_port)
+    standby_port: int = field(default_factory=free_port)
+    bouncer_port: int = field(default_factory=free_port)
+    standbys: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> str:
+        """The primary's URL."""
+        return libpq_url(self.primary_port)
+
+    @property
+    def standby(self) -> str:
+        """The standby's URL."""
+        return libpq_url(self.standby_port)
+
+    @property
+    def bouncer(self) -> str:
+        """The URL of the primary through pgbouncer (transaction pooling)."""
+        return libpq_url(self.bouncer_port, "?pool_mode=transaction")
+
+    @property
+    def multi_host(self) -> str:
+        """A libpq multi-host URL that finds whichever of the two is the primary."""
+        return (f"postgresql://postgres@127.0.0.1:{self.primary_port},127.0.0.1:"
+                f"{self.standby_port}/{DATABASE}?target_session_attrs=read-write")  # fmt: skip
+
+    def start(self) -> Cluster:
+        """initdb, start the primary, create and migrate the database, make and start the
+        standby, start pgbouncer."""
+        data = self.root / "primary"
+        _run(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8")
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(PRIMARY_SETTINGS.format(sockets=self.root))
+            conf.write(f"port = {self.primary_port}\n")
+        self._pg_ctl("primary", "start")
+        with psycopg.connect(libpq_url(self.primary_port).replace(DATABASE, "postgres"),
+                             autocommit=True) as conn:  # fmt: skip
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+        engine = make_engine(self.primary)
+        migrate.upgrade(engine)
+        engine.dispose()
+        self.add_standby("standby", self.standby_port)
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+        self._start_bouncer()
+        self.wait_replayed()
+        return self
+
+    def add_standby(self, name: str, port: int) -> str:
+        """Make (``pg_basebackup -R``) and start a streaming standby ``name``; its URL."""
+        _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.primary_port, "-U",
+             "postgres", "-D", self.root / name, "-R", "-X", "stream", "-c", "fast")  # fmt: skip
+        with (self.root / name / "postgresql.conf").open("a") as conf:
+            conf.write(STANDBY_SETTINGS + f"port = {port}\n")
+        self._pg_ctl(name, "start")
+        self.standbys.append(name)
+        return libpq_url(port)
+
+    def _pg_ctl(self, which: str, action: str, *options: str) -> None:
+        data = self.root / which
+        _run(PG_BIN / "pg_ctl", "-D", data, "-l", self.root / f"{which}.log", "-w", "-t", "60",
+             *options, action)  # fmt: skip
+
+    def _start_bouncer(self) -> None:
+        (self.root / "userlist.txt").write_text('"postgres" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            f"[databases]\n{DATABASE} = host=127.0.0.1 port={self.primary_port} "
+            f"dbname={DATABASE}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.bouncer_port}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.root}/userlist.txt\n"
+            f"pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
+            f"logfile = {self.root}/pgbouncer.log\npidfile = {self.root}/pgbouncer.pid\n"
+        )
+        _run("pgbouncer", "-d", self.root / "pgbouncer.ini")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(libpq_url(self.bouncer_port), connect_timeout=2).close()
+                return
+            except psycopg.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop_primary(self) -> None:
+        """Stop the primary at once, as a crash would (``-m immediate``)."""
+        self._pg_ctl("primary", "stop", "-m", "immediate")
+
+    def promote(self) -> None:
+        """Promote the standby (``pg_promote()``, which waits until it is done)."""
+        with psycopg.connect(self.standby, autocommit=True) as conn:
+            conn.execute("SELECT pg_promote(true, 60)")
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        """Wait until the standby has replayed everything the primary has written."""
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.standby, autocommit=True) as conn:
+            while True:
+                done = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [row[0]])
+                if (found := done.fetchone()) and found[0]:
+                    return
+                assert time.monotonic() < deadline, "the standby did not catch up"
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        """Stop everything and remove the folder."""
+        pid_file = self.root / "pgbouncer.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        for which in (*self.standbys, "primary"):
+            if (self.root / which / "postmaster.pid").exists():
+                with contextlib.suppress(subprocess.SubprocessError):
+                    self._pg_ctl(which, "stop", "-m", "immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def new_cluster(attempts: int = 3) -> Cluster:
+    """A started :class:`Cluster` in a new temporary folder owned by the postgres user (tried
+    again on other ports if one was taken meanwhile)."""
+    for attempt in range(1, attempts + 1):
+        root = Path(tempfile.mkdtemp(prefix="dicom-repo-replication-"))
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        cluster = Cluster(root)
+        try:
+            return cluster.start()
+        except BaseException as error:
+            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in root.glob("*.log"))
+            cluster.close()
+            taken = "could not create listen socket" in logs or "Address already in use" in logs
+            if taken and attempt < attempts:
+                continue
+            if isinstance(error, subprocess.CalledProcessError):
+                raise RuntimeError(f"{error.cmd}: {error.stderr}{logs}") from error
+            raise
+    raise AssertionError("unreachable")
