@@ -38,10 +38,11 @@ def _instance_row(series_id: int, inst: NormalizedInstance) -> tuple[Any, ...]:
         None, inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid
     )
     typed = [inst.typed[c.name] for c in INSTANCE_COLUMNS]
-    return (series_id, *typed, image_id, orjson.dumps(inst.metadata).decode())
+    return (series_id, *typed, image_id, "default", orjson.dumps(inst.metadata).decode())
 
 
-_INSTANCE_NAMES = ["series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "metadata"]
+_INSTANCE_NAMES = ["series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "data_source",
+                   "metadata"]  # fmt: skip
 _INSTANCE_COLUMNS = ", ".join(_INSTANCE_NAMES)
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))
 _PLACEHOLDERS = ", ".join("?" * len(_INSTANCE_NAMES))

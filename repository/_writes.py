@@ -260,6 +260,7 @@ def check_conflicts(
 def insert_instances(
     conn: Connection,
     instances: Sequence[tuple[int, NormalizedInstance, str | None]],
+    data_source: str,
     wado_roots: Mapping[int, Roots],
     present: Collection[tuple[int, str]] = (),
 ) -> set[tuple[int, str]]:
@@ -268,7 +269,24 @@ def insert_instances(
     ``wado_roots`` maps series id to the series list's WADO-RS and WADO-URI roots, used to
     build the imageIds of instances given without one.
     ``present`` (from :func:`check_conflicts`) are known to be stored already and skipped.
+    A row the unique index on (SOP Instance UID, data source) keeps out was stored by a
+    concurrent writer since :func:`check_conflicts`: if under another series, ConflictError.
     """
+    inserted = _insert_new(conn, instances, data_source, wado_roots, present)
+    missed = [inst for series_id, inst, _ in instances
+              if (series_id, inst.sop_instance_uid) not in inserted | set(present)]  # fmt: skip
+    if missed:
+        check_conflicts(conn, missed, data_source)  # raises for a copy in another series
+    return inserted
+
+
+def _insert_new(
+    conn: Connection,
+    instances: Sequence[tuple[int, NormalizedInstance, str | None]],
+    data_source: str,
+    wado_roots: Mapping[int, Roots],
+    present: Collection[tuple[int, str]],
+) -> set[tuple[int, str]]:
     rows: list[dict[str, Any]] = []
     for series_id, inst, path in instances:
         if (series_id, inst.sop_instance_uid) in present:
@@ -278,7 +296,7 @@ def insert_instances(
             inst.study_instance_uid, inst.series_instance_uid, inst.sop_instance_uid,
             wado_root=inst.wado_root or root, wado_uri=inst.wado_uri or uri, path=path,
         )  # fmt: skip
-        rows.append(instance_row(series_id, inst, image_id))
+        rows.append(instance_row(series_id, inst, image_id, data_source))
     if not rows:
         return set()
     rows.sort(key=lambda row: (row["series_id"], row["sop_instance_uid"]))  # lock order
@@ -287,7 +305,7 @@ def insert_instances(
     if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
-        index_elements=["series_id", "sop_instance_uid"]
+        index_elements=["sop_instance_uid", "data_source"]
     )
     result = conn.execute(
         stmt.returning(InstanceRow.series_id, instance_table.c.sop_instance_uid), _params(rows)
@@ -298,12 +316,15 @@ def insert_instances(
 COPY_THRESHOLD = 64
 """From this many new instances on, PostgreSQL inserts use COPY."""
 
-_COPY_COLUMNS = ("series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id")
+_COPY_COLUMNS = ("series_id", *(c.name for c in INSTANCE_COLUMNS), "image_id", "data_source")
 
 
-def instance_row(series_id: int, inst: NormalizedInstance, image_id: str) -> dict[str, Any]:
+def instance_row(
+    series_id: int, inst: NormalizedInstance, image_id: str, data_source: str
+) -> dict[str, Any]:
     """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
-    return {"series_id": series_id, **inst.typed, "image_id": image_id, "metadata_": inst.metadata}
+    return {"series_id": series_id, **inst.typed, "image_id": image_id,
+            "data_source": data_source, "metadata_": inst.metadata}  # fmt: skip
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
@@ -345,7 +366,7 @@ def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
     names = ", ".join(f'"{c}"' for c in columns)
     stmt = (
         f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
-        "ON CONFLICT (series_id, sop_instance_uid) DO NOTHING"
+        "ON CONFLICT (sop_instance_uid, data_source) DO NOTHING"
     )
     params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
     savepoint = conn.begin_nested()

@@ -126,6 +126,15 @@ def horizon(conn: Connection) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+def read_page(conn: Connection, since: object, limit: object) -> list[Event]:
+    """``Store.changes``: the page after ``since`` (checked), :class:`FeedGapError` if changes
+    after it were compacted away."""
+    check_page(since, limit)
+    assert isinstance(since, int) and isinstance(limit, int)
+    check_position(conn, since)
+    return read_changes(conn, since, limit)
+
+
 def check_position(conn: Connection, since: int) -> None:
     """Raise :class:`FeedGapError` if changes after ``since`` were compacted away."""
     through = horizon(conn)

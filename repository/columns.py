@@ -99,8 +99,8 @@ def _split_modalities(text: str | None) -> tuple[str, ...]:
 Col = TypedColumn
 
 INSTANCE_COLUMNS: tuple[TypedColumn, ...] = (
-    Col("sop_instance_uid", UID, ("SOPInstanceUID",), _required_uid, str, index=True,
-        nullable=False),
+    # indexed with its data source, uniquely: repository.schema.InstanceRow
+    Col("sop_instance_uid", UID, ("SOPInstanceUID",), _required_uid, str, nullable=False),
     Col("sop_class_uid", UID, ("SOPClassUID",), optional_uid, str | None),
     Col("instance_number", Integer(), ("InstanceNumber",), _int, int | None),
     Col("number_of_frames", Integer(), ("NumberOfFrames",), _int, int | None),

@@ -30,7 +30,7 @@ from .schema import (
     StudyRow,
     instance_table,
 )
-from .unit_of_work import Transaction
+from .unit_of_work import Transaction, UnitOfWork
 from .validation import as_int, check_data_source, check_items, check_uid
 
 CHUNK = 900
@@ -310,3 +310,35 @@ def _remove_study_if_empty(conn: Connection, study_id: int, uid: str, removal: _
     conn.execute(delete(StudyRow).where(StudyRow.id == study_id))
     removal.studies.append(uid)
     return True
+
+
+class DeleteMethods:
+    """The delete methods of :class:`~repository.Store` (each one transaction, retried)."""
+
+    _uow: UnitOfWork
+
+    def delete_study(self, study_uid: str, *, data_source: str | None = None) -> DeleteResult:
+        """Delete the study with its series and instances (only its series list of
+        ``data_source`` if given); fires STUDY_DELETED. :class:`NotFoundError` if absent."""
+        return self._uow.write(delete_study(study_uid, data_source))
+
+    def delete_series(
+        self, study_uid: str, series_uid: str, *, data_source: str | None = None
+    ) -> DeleteResult:
+        """Delete the series with its instances, from every data source or ``data_source``;
+        fires SERIES_DELETED (and STUDY_DELETED for a study left empty)."""
+        return self._uow.write(delete_series(study_uid, series_uid, data_source))
+
+    def delete_instances(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uids: Iterable[str],
+        *,
+        data_source: str | None = None,
+    ) -> DeleteResult:
+        """Delete these instances of the series (every one must be stored, else
+        :class:`NotFoundError` and nothing goes); fires INSTANCES_DELETED (and SERIES_DELETED,
+        STUDY_DELETED for what is left empty)."""
+        work = delete_instances(study_uid, series_uid, sop_uids, data_source)
+        return self._uow.write(work)

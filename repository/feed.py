@@ -38,11 +38,12 @@ if TYPE_CHECKING:
     import psycopg
 
 
-from . import changelog
+from . import changelog, retention
 from .engine import pool_mode
 from .errors import FeedGapError
 from .events import Callback, Event, EventHub, GapCallback, Subscription
-from .unit_of_work import translate_errors
+from .unit_of_work import UnitOfWork, translate_errors
+from .validation import check_callable, check_flag
 
 log = logging.getLogger("repository.feed")
 
@@ -93,9 +94,12 @@ class Feed:
 
         Raises :class:`FeedGapError` if changes after ``since`` were compacted away.
         """
-        if since is not None and (type(since) is not int or since < 0):
-            raise ValueError(f"since must be a seq number (an int >= 0) or None, not {since!r}")
+        check_callable(callback, "callback")
+        check_flag(include_made_in_client, "include_made_in_client")
+        if on_gap is not None:
+            check_callable(on_gap, "on_gap")
         if since is not None:
+            changelog.check_page(since, 1)
             self.check_position(since)
         last = self.max_seq() if since is None else since
         sub = self.hub.add(kind, callback, include_made_in_client, last, on_gap)
@@ -303,3 +307,56 @@ def _listen(channel: str) -> Any:
     from psycopg import sql  # loaded with the listener connection, never for SQLite
 
     return sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+
+
+class ChangeFeedMethods:
+    """The change-feed methods of :class:`~repository.Store`: subscriptions, the change log as
+    a replayable feed, and its compaction."""
+
+    _uow: UnitOfWork
+    _feed: Feed
+
+    def subscribe(
+        self,
+        event: str,
+        callback: Callback,
+        *,
+        include_made_in_client: bool = False,
+        since: int | None = None,
+        on_gap: GapCallback | None = None,
+    ) -> Subscription:
+        """Call ``callback(Event)`` after each commit (by any process) that fired ``event``:
+        an ``EVENTS`` member, its OHIF name (``EVENTS.SERIES_ADDED.ohif_name``) or ``"*"``
+        (all, including kinds written by a newer version).
+
+        Each change once, in commit order, from ``since`` (None: from now; N: replay after
+        seq N first). Callbacks run in the committing thread for this store's commits, else
+        in the store's follower thread. ``made_in_client`` writes need
+        ``include_made_in_client``.
+
+        If changes after ``since`` were compacted away, :class:`FeedGapError` is raised; if
+        that happens later to a lagging subscription, ``on_gap(error)`` is called (without it
+        the subscription ends, logged). Resync: re-read the state, subscribe from ``newest``.
+        """
+        return self._feed.subscribe(event, callback, include_made_in_client, since, on_gap)
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[Event]:
+        """Committed changes with seq greater than ``since``, in commit order (at most
+        ``limit``): the change log as a durable, replayable feed.
+
+        Page through it with ``since=changes[-1].seq``. Seqs are handed out in commit order,
+        so a follower that remembers the last seq it saw misses nothing.
+        """
+        with self._uow.read() as conn:
+            return changelog.read_page(conn, since, limit)
+
+    def compact_changes(
+        self, *, before_seq: int | None = None, keep_days: float | None = None
+    ) -> changelog.Compaction:
+        """Delete old changes from the change log: those with ``seq < before_seq``, or those
+        older than ``keep_days`` days (give one). The newest change is always kept.
+
+        A follower, ``subscribe(since=...)`` or ``changes(since=...)`` whose position is below
+        the removed changes then gets :class:`FeedGapError` rather than a silent gap.
+        """
+        return self._uow.write(retention.compact_changes(before_seq, keep_days, self._uow.channel))

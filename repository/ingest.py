@@ -267,8 +267,10 @@ def ingest(
     workers: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], object] | None = None,
+    keep_json: bool = False,
 ) -> IngestReport:
-    """Ingest files into ``store``: parse in ``workers`` processes, write in batches.
+    """Ingest files into ``store``: parse in ``workers`` processes, write in batches
+    (``keep_json``: with each new instance's WADO-RS DICOM JSON, see ``Store.add_normalized``).
 
     A file that cannot be read or stored is skipped and reported; the others are committed.
     Lost connections and conflicts are retried (:attr:`Store.retries`); a database failure
@@ -283,7 +285,7 @@ def ingest(
     retries_before = store.retries
 
     def write(batch: list[tuple[str, NormalizedInstance]]) -> None:
-        _write_batch(store, batch, data_source, report)
+        _write_batch(store, batch, data_source, report, keep_json)
 
     try:
         if workers > 1 and len(files) > 1:
@@ -344,20 +346,21 @@ def _write_batch(
     batch: list[tuple[str, NormalizedInstance]],
     data_source: str,
     report: IngestReport,
+    keep_json: bool = False,
 ) -> None:
     paths: dict[str, str] = {}
     for path, inst in batch:
         paths.setdefault(inst.sop_instance_uid, path)
     try:
         result = store.add_normalized(
-            [inst for _, inst in batch], data_source=data_source, paths=paths
+            [inst for _, inst in batch], data_source=data_source, paths=paths, keep_json=keep_json
         )
     except InvalidInputError:
         if len(batch) == 1:
             raise
         for item in batch:  # isolate the file that conflicts; commit the rest
             try:
-                _write_batch(store, [item], data_source, report)
+                _write_batch(store, [item], data_source, report, keep_json)
             except InvalidInputError as error:
                 report.skipped.append((item[0], str(error)))
         return

@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, exists, select
 
+from . import changelog
 from .errors import InvalidValueError, NotFoundError
 from .models import DeleteResult
 from .schema import SeriesListRow, SeriesRow, StudyRow, series_table, study_table
 from .validation import check_data_source
 
 if TYPE_CHECKING:
+    from .commands import Work
     from .store import Store
+    from .unit_of_work import Transaction
 
 
 def days_ago(days: float) -> dt.datetime:
@@ -32,6 +35,18 @@ def days_ago(days: float) -> dt.datetime:
     if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
         raise InvalidValueError(f"a number of days must be >= 0, not {days!r}")
     return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+
+
+def compact_changes(
+    before_seq: int | None, keep_days: float | None, channel: Callable[[Transaction], str | None]
+) -> Work[changelog.Compaction]:
+    """``Store.compact_changes``: the work of deleting the changes before ``before_seq`` or
+    older than ``keep_days`` days (see :func:`repository.changelog.compact`)."""
+    older_than = days_ago(keep_days) if keep_days is not None else None
+    if before_seq is not None:
+        changelog.check_page(before_seq, 1)
+    return lambda tx: changelog.compact(tx.conn, before_seq=before_seq, older_than=older_than,
+                                        channel=channel(tx))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,12 @@ class SeriesRow(Base):
 
 
 class InstanceRow(Base):
-    """One SOP instance within one series."""
+    """One SOP instance within one series.
+
+    ``data_source`` is its series list's, copied so that the database itself keeps one SOP
+    Instance UID to one instance per data source (a unique index, migration 0005), whatever
+    concurrent writers do.
+    """
 
     __tablename__ = "instance"
 
@@ -114,10 +119,12 @@ class InstanceRow(Base):
     image_id: Mapped[str] = mapped_column(Text, index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    data_source: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
         *sql_columns(INSTANCE_COLUMNS),
         UniqueConstraint("series_id", "sop_instance_uid"),
+        Index(None, "sop_instance_uid", "data_source", unique=True),
         # Display sets group a series' instances by SOP class: this index answers that alone.
         Index(None, "series_id", "sop_class_uid", "instance_number"),
     )

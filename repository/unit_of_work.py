@@ -47,6 +47,7 @@ from .errors import (
 )
 from .events import PendingChange
 from .replicas import SYNCHRONOUS_COMMIT, ReadRouter
+from .validation import check_attempts, check_callable
 
 log = logging.getLogger("repository.unit_of_work")
 
@@ -314,6 +315,8 @@ class UnitOfWork:
 
         Inside this thread's open transaction ``fn`` just joins it (no retry).
         """
+        check_callable(fn, "fn")
+        check_attempts(attempts)
         if self.current is not None:
             return fn()
 

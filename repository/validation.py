@@ -108,6 +108,20 @@ def check_flag(value: Any, what: str) -> bool:
     return value
 
 
+def check_callable(value: Any, what: str) -> Any:
+    """``value`` if it can be called, else :class:`InvalidValueError`."""
+    if not callable(value):
+        raise InvalidValueError(f"{what} must be callable, not {value!r:.80}")
+    return value
+
+
+def check_attempts(value: Any) -> int:
+    """A number of attempts: an int >= 1, else :class:`InvalidValueError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError(f"attempts must be an int >= 1, not {value!r}")
+    return value
+
+
 def check_items(value: Any, what: str) -> list[Any]:
     """An iterable argument (a list of instances...) as a list; None, text, bytes and
     non-iterables are an :class:`InvalidValueError` naming ``what``."""

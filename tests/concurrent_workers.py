@@ -213,3 +213,25 @@ class Listener:
             reader.join(TIMEOUT)
         self._drain()
         return self.stderr
+
+
+def add_in_open_transaction(
+    url: str, study: str, sop: str, barrier: Any, mine: Any, peer: Any, results: Any
+) -> None:
+    """Add ``sop`` under ``study`` in a transaction that, once its add returned, waits (a few
+    seconds at most) for the other writer's add to return too before it commits: both probe
+    for the SOP Instance UID before either commits. Report ("added" | "conflict" | traceback)."""
+    try:
+        with repository.connect(url) as store:
+            barrier.wait(TIMEOUT)
+            try:
+                with store.transaction():
+                    store.add_instances([instance(study, f"{study}.1", sop)])
+                    mine.set()
+                    peer.wait(3.0)  # the other writer blocked in its insert never sets it
+            except repository.ConflictError as error:
+                results.put(("conflict", str(error)))
+                return
+        results.put(("added", ""))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))

@@ -25,6 +25,13 @@ from repository.sop_class_handlers.ordering import sort_by_instance_number
 CORPUS = (PYDICOM_FILES, Path(data_store.__file__).parent / "data")
 EXPECTED = Path(__file__).parent / "ohif_reference" / "expected.json"
 
+ALONE = ("rtdose_rle.dcm",)
+"""Corpus files compared each in a store of its own: another corpus file has their SOP Instance
+UID (rtdose.dcm), so the corpus store keeps only one of them. rtdose_rle.dcm's SliceThickness is
+an empty UN element, which once was stored as a zero-length BulkDataURI: truthy to OHIF's
+``hasPixelMeasurements``, so the RT Dose was reconstructable here and not in OHIF."""
+EXPECTED_ALONE = Path(__file__).parent / "ohif_reference" / "expected_alone.json"
+
 OURS_ONLY = {"key-object-selection", "presentation-state"}
 """Our handlers for classes OHIF's basic viewer leaves unsupported (a deliberate difference)."""
 
@@ -93,7 +100,12 @@ def comparable(ours: list[DisplaySet], ohif: dict[str, Any]) -> tuple[list[Any],
     return mine, theirs
 
 
-def load_expected() -> dict[str, Any]:
+def load_expected(path: Path = EXPECTED) -> dict[str, Any]:
     """The committed results of OHIF's code, by study UID."""
-    data = json.loads(EXPECTED.read_text())
+    data = json.loads(path.read_text())
     return {s["StudyInstanceUID"]: s for s in data["studies"]}
+
+
+def alone_path(name: str) -> Path:
+    """The corpus file ``name`` of :data:`ALONE`."""
+    return next(p for root in CORPUS for p in Path(root).rglob(name))

@@ -220,6 +220,21 @@ def test_ingest_with_two_workers_ingests_every_file(db_url: str) -> None:
     assert sorted(uid for (uid,) in stored) == sorted(f.sop for f in FILES)
 
 
+def test_ingest_keep_json_keeps_each_new_instances_dicom_json(db_url: str) -> None:
+    """``--keep-json`` keeps each new instance's WADO-RS DICOM JSON (``--no-keep-json``: not)."""
+    half = len(FILES) // 2
+    run(db_url, "ingest", "--no-keep-json", *(str(f.path) for f in FILES[:half]))
+    assert count(db_url, "instance_dicom_json") == 0
+    result = run(db_url, "ingest", "--keep-json", *(str(f.path) for f in FILES))
+    assert result.exit_code == 0, result.output
+    query = (
+        "SELECT i.sop_instance_uid FROM instance_dicom_json c "
+        "JOIN instance i ON i.id = c.instance_id WHERE c.json IS NOT NULL"
+    )
+    kept = sql(db_url, query)
+    assert sorted(uid for (uid,) in kept) == sorted(f.sop for f in FILES[half:])
+
+
 def test_ingesting_again_reports_already_present_and_adds_nothing(ingested: str) -> None:
     counts = {t: count(ingested, t) for t in ("study", "series", "instance", "change")}
     assert counts["instance"] == len(FILES)

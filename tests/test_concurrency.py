@@ -10,12 +10,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from concurrent_workers import TIMEOUT, corpus, ingest_share, instance, wait_until
+from concurrent_workers import (
+    TIMEOUT,
+    add_in_open_transaction,
+    corpus,
+    ingest_share,
+    instance,
+    wait_until,
+)
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 import repository
-from repository import EVENTS, Store, TransactionConflictError
+from repository import EVENTS, ConflictError, Store, TransactionConflictError, _writes
 from repository.unit_of_work import conflict_reason
 
 
@@ -194,3 +201,57 @@ def test_a_real_deadlock_between_a_store_and_another_writer_is_retried(
     assert store.get_series("1.2.1", "1.2.1.1") is not None
     assert store.get_series("1.2.8", "1.2.8.1") is not None
     store.close()
+
+
+# ---------------------------------------------------------------------------- one SOP, one copy
+
+
+def test_two_processes_adding_one_sop_instance_under_two_studies_store_it_once(
+    db_url: str,
+) -> None:
+    """Both writers probe for the SOP Instance UID before either commits (each holds its
+    transaction open until the other's add returned): the database keeps the second copy out
+    and its writer gets ConflictError."""
+    sop = "1.2.9.77.1.1"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    added = [ctx.Event(), ctx.Event()]
+    procs = [
+        ctx.Process(target=add_in_open_transaction,
+                    args=(db_url, study, sop, barrier, added[n], added[1 - n], results))
+        for n, study in enumerate(["1.2.9.77", "1.2.9.78"])
+    ]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    outcomes = sorted(results.get(timeout=TIMEOUT * 2) for _ in procs)
+    for proc in procs:
+        proc.join(TIMEOUT)
+    assert [kind for kind, _ in outcomes] == ["added", "conflict"], outcomes
+    assert sop in outcomes[1][1] and "already stored" in outcomes[1][1]
+    with repository.connect(db_url) as store:
+        assert count(store, "instance") == 1
+
+
+def test_a_stale_probe_cannot_store_a_sop_instance_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the probe miss a copy (stored by a concurrent writer since), the unique index on
+    (SOP Instance UID, data source) still refuses it: ConflictError, nothing written."""
+    store.add_instances([instance("1.2.9.77", "1.2.9.77.1", "1.2.9.77.1.1")])
+    real = _writes.check_conflicts
+    calls: list[int] = []
+
+    def stale_once(*args: Any) -> set[tuple[int, str]]:
+        calls.append(1)
+        return set() if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(_writes, "check_conflicts", stale_once)
+    with pytest.raises(
+        ConflictError, match=r"1\.2\.9\.77\.1\.1 is already stored in study 1\.2\.9\.77 "
+    ):
+        store.add_instances([instance("1.2.9.78", "1.2.9.78.1", "1.2.9.77.1.1")])
+    assert count(store, "instance") == 1
+    assert store.get_study_instance_uids() == ["1.2.9.77"]
+    # another data source may hold its own copy
+    store.add_instances([instance("1.2.9.78", "1.2.9.78.1", "1.2.9.77.1.1")], data_source="other")
+    assert count(store, "instance") == 2

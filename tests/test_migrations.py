@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import repository
-from repository import NotMigratedError, RepositoryError, migrate
+from repository import ConflictError, NotMigratedError, RepositoryError, migrate
 from repository.engine import make_engine
 
 
@@ -122,10 +122,50 @@ def test_json_columns_use_lz4_on_postgresql(pg_empty_url: str) -> None:
 
 def test_lookup_indexes_exist(db_url: str) -> None:
     engine = make_engine(db_url)
-    indexes = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("instance")}
+    found = inspect(engine).get_indexes("instance")
+    indexes = {tuple(ix["column_names"]) for ix in found}
     uniques = {tuple(u["column_names"]) for u in inspect(engine).get_unique_constraints("instance")}
     engine.dispose()
-    assert ("sop_instance_uid",) in indexes
+    # SOP Instance UID lookups use the unique index on (sop_instance_uid, data_source)
+    assert {tuple(ix["column_names"]) for ix in found if ix["unique"]} >= {
+        ("sop_instance_uid", "data_source")
+    }
     assert ("image_id",) in indexes
     assert ("series_id", "sop_class_uid", "instance_number") in indexes
     assert ("series_id", "sop_instance_uid") in uniques
+
+
+def _two_copies_at_0004(engine: Any) -> None:
+    """One SOP Instance UID under two studies of one data source, as 0004 allowed under a race."""
+    statements = [
+        "INSERT INTO study (id, study_instance_uid, metadata) VALUES (:n, :uid, '{}')",
+        "INSERT INTO series_list (id, study_id, data_source) VALUES (:n, :n, 'default')",
+        "INSERT INTO series (id, series_list_id, series_instance_uid, metadata) "
+        "VALUES (:n, :n, :uid || '.1', '{}')",
+        "INSERT INTO instance (id, series_id, sop_instance_uid, image_id, metadata) "
+        "VALUES (:n, :n, '1.2.3.4', :uid, '{}')",
+    ]
+    with engine.begin() as conn:
+        for n in (1, 2):
+            for statement in statements:
+                conn.execute(text(statement), {"n": n, "uid": f"1.2.{n}"})
+
+
+def test_0005_refuses_duplicate_sop_instances_naming_them_then_fills_data_source(
+    empty_db_url: str,
+) -> None:
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, "0004")
+    _two_copies_at_0004(engine)
+    with pytest.raises(ConflictError, match=r"1\.2\.3\.4 \(2 copies in data source 'default'\)"):
+        migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0004"
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM instance WHERE id = 2"))
+    migrate.upgrade(engine)
+    assert migrate.model_differences(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT data_source FROM instance")).scalars().all() == ["default"]
+    migrate.downgrade(engine, "0004")
+    migrate.upgrade(engine)
+    engine.dispose()

@@ -113,6 +113,27 @@ def test_bare_private_values_take_their_vr_from_vrmap_or_the_value(store: Store)
     assert md["00091004"] == {"vr": "SH", "Value": ["x"]}
 
 
+def test_bare_private_values_take_the_vr_of_their_creators_private_dictionary(
+    store: Store,
+) -> None:
+    """As pydicom reads them: through the block's private creator and pydicom's private
+    dictionary (GEMS_IDEN_01 0009xx02 is SH, 0009xx27 SL; GEMS_ACQU_01 0019xx11 SS), in a
+    sequence item through the item's own creator; then, for a value the dictionary's VR cannot
+    hold or an element it does not know, by the value's type ("" is empty text, LO)."""
+    item = {"00190010": "GEMS_ACQU_01", "00191011": 2}
+    md = _stored(store, {**UIDS, "00090010": "GEMS_IDEN_01", "00091002": "CT01",
+                         "00091027": 862399669, "00091004": 5, "00091099": "", "00091098": None,
+                         "00091030": "", "00111011": [item]}, "dcmjs")  # fmt: skip
+    assert md["00090010"] == {"vr": "LO", "Value": ["GEMS_IDEN_01"]}
+    assert md["00091002"] == {"vr": "SH", "Value": ["CT01"]}
+    assert md["00091027"] == {"vr": "SL", "Value": [862399669]}
+    assert md["00091030"] == {"vr": "SH"}
+    assert md["00091004"] == {"vr": "SL", "Value": [5]}  # SH in the dictionary, not a number
+    assert md["00091099"] == {"vr": "LO"}
+    assert md["00091098"] == {"vr": "UN"}
+    assert md["00111011"]["Value"][0]["00191011"] == {"vr": "SS", "Value": [2]}
+
+
 def test_dcmjs_names_of_retired_and_repeating_group_elements_are_accepted(store: Store) -> None:
     """dcmjs names retired elements RETIRED_<Keyword>, overlays by the group's keyword."""
     md = _stored(store, {**UIDS, "RETIRED_StudyStatusID": "DONE", "OverlayRows": 4}, "ohif")

@@ -14,6 +14,7 @@ from pathlib import Path
 import ohif_corpus
 
 from repository import Store
+from repository.ingest import ingest
 
 
 def test_display_sets_equal_ohifs_on_the_test_corpus(store: Store, tmp_path: Path) -> None:
@@ -44,3 +45,18 @@ def test_where_ohif_throws_we_show_the_series_as_unsupported(store: Store, tmp_p
         sets = store.get_display_sets(study_uid)
         [unsupported] = [ds for ds in sets if ds.series_instance_uid == error["SeriesInstanceUID"]]
         assert unsupported.is_unsupported and "failed" in unsupported.extras["reason"]
+
+
+def test_files_sharing_a_sop_instance_uid_with_the_corpus_equal_ohifs_alone(store: Store) -> None:
+    """rtdose_rle.dcm (see ``ohif_corpus.ALONE``): an RT Dose whose SliceThickness is an empty
+    UN element. OHIF's hasPixelMeasurements needs PixelSpacing and a truthy SliceThickness or
+    SpacingBetweenFrames; dcmjs gives SliceThickness null, as pydicom reads it (DS, empty), so
+    OHIF does not reconstruct it, and neither do we."""
+    expected = ohif_corpus.load_expected(ohif_corpus.EXPECTED_ALONE)
+    ingest(store, [ohif_corpus.alone_path(name) for name in ohif_corpus.ALONE], workers=1)
+    assert sorted(expected) == store.get_study_instance_uids()
+    for study_uid, theirs in expected.items():
+        mine, ohif = ohif_corpus.comparable(store.get_display_sets(study_uid), theirs)
+        assert mine == ohif
+    [rt_dose] = store.get_display_sets("1.2.999.999.99.9.9999.8888")
+    assert rt_dose.is_multi_frame and not rt_dose.is_reconstructable

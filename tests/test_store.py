@@ -277,3 +277,17 @@ def test_lookups_pick_the_right_copy_and_reject_wrong_uids(store: Store) -> None
     frame = from_b.image_id.replace("/frames/1", "/frames/7")
     found = store.get_instance_from_image_id(frame)
     assert found is not None and found.data_source == "b"
+
+
+def test_add_instances_goes_one_way_down_never_back_through_the_store(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """store -> command -> unit of work: add_instances does not call back into the store."""
+
+    def back_through_the_store(*args: object, **kwargs: object) -> None:
+        raise AssertionError("add_instances went back through Store.add_normalized")
+
+    monkeypatch.setattr(Store, "add_normalized", back_through_the_store)
+    result = store.add_instances([{"StudyInstanceUID": "1.2", "SeriesInstanceUID": "1.2.1",
+                                   "SOPInstanceUID": "1.2.1.1"}])  # fmt: skip
+    assert result.added == 1

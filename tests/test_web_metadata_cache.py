@@ -329,3 +329,32 @@ def test_an_answer_whose_client_left_before_it_streamed_gives_its_connection_bac
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         rows.close()  # else a failure here leaves a transaction open that blocks the teardown
+
+
+def test_json_kept_at_ingest_is_what_the_server_would_build_and_answers_the_first_request(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``keep_json`` (``ingest --keep-json``, ``serve --keep-json``): the DICOM JSON is kept in
+    the adding transaction, so the first request reads kept bytes, the same answer as built."""
+    from repository.normalize import normalize_instance
+
+    instances = [normalize_instance(_instance(sop, n), source=sop)
+                 for n, sop in enumerate(SOPS, start=1)]  # fmt: skip
+    with repository.connect(db_url) as store:
+        store.add_normalized(instances[:1])  # without: nothing kept
+        store.add_normalized(instances, keep_json=True)  # the first is already stored
+    made = make_engine(db_url)
+    try:
+        kept = _kept(made)
+        assert sorted(kept) == SOPS[1:] and all(g == 0 and j for g, j in kept.values())
+        server = start(db_url, tmp_path, workers=1)
+        try:
+            first = _get(server)
+            assert orjson.loads(first) == _expected(db_url, server.dicomweb)
+            _wait_kept(made)  # the server keeps the one instance it had to build
+            assert _kept(made)[SOPS[1]] == kept[SOPS[1]]  # kept rows left as they were
+            assert _get(server) == first
+        finally:
+            server.stop()
+    finally:
+        made.dispose()

@@ -10,6 +10,9 @@ from ..ingest import IngestReport, iter_files, sample_files
 from ..ingest import ingest as ingest_files
 from ._shared import counting_bar, open_store, quiet_option
 
+KEEP_JSON_DEFAULT = False
+"""Whether ``ingest`` keeps DICOM JSON unless told (chosen from the figures in the README)."""
+
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
@@ -23,6 +26,13 @@ from ._shared import counting_bar, open_store, quiet_option
     default=None,
     help="Parsing processes (default: one per CPU).",
 )
+@click.option(
+    "--keep-json/--no-keep-json",
+    default=KEEP_JSON_DEFAULT,
+    show_default=True,
+    help="Keep each new instance's WADO-RS DICOM JSON now, so that a viewer's first request "
+    "of a series is answered from kept JSON (README: Serve to OHIF).",
+)
 @quiet_option
 @click.pass_context
 def ingest(
@@ -31,6 +41,7 @@ def ingest(
     sample: bool,
     data_source: str,
     workers: int | None,
+    keep_json: bool,
     quiet: bool,
 ) -> None:
     """Ingest DICOM files and folders (recursively). Exits non-zero if any file failed."""
@@ -39,8 +50,9 @@ def ingest(
     files = list(iter_files(paths)) + (sample_files() if sample else [])
     with open_store(ctx) as store, counting_bar(quiet, "ingesting", len(files)) as advance:
         report = ingest_files(
-            store, files, data_source=data_source, workers=workers, progress=advance
-        )
+            store, files, data_source=data_source, workers=workers, progress=advance,
+            keep_json=keep_json,
+        )  # fmt: skip
     _print_report(report)
     if report.failed:
         sys.exit(1)

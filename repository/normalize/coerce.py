@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydicom._dicom_dict import RepeatersDictionary
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, private_dictionary_VR, tag_for_keyword
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
@@ -62,6 +62,33 @@ def tag_vr(tag: BaseTag) -> str | None:
     return next((vr for vr in choices if vr in BINARY_VRS), choices[0])
 
 
+def private_vr(tag: BaseTag, creator: str | None) -> str | None:
+    """The VR pydicom's private dictionary gives element ``tag`` of ``creator``'s block, or None
+    (pydicom reads an implicit-VR private element with this VR when it knows its creator)."""
+    if not creator or not tag.is_private or tag.element < 0x1000:
+        return None
+    try:
+        choices = private_dictionary_VR(tag, creator).replace("_", " or ").split(" or ")
+    except KeyError:
+        return None
+    return next((vr for vr in choices if vr in BINARY_VRS), choices[0])
+
+
+def fits(vr: str, value: Any) -> bool:
+    """Whether a bare value's JSON type can be a value of ``vr`` (dcmjs gives numbers for
+    binary and decimal numbers, strings for text, objects for sequences, PN and binary)."""
+    items = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+    if vr == "SQ" or vr in BINARY_VRS:
+        return all(isinstance(v, Mapping) for v in items)
+    if vr in INT_VRS:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+    if vr in FLOAT_VRS | {"DS", "IS"}:
+        return all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in items)
+    if vr == "PN":
+        return all(isinstance(v, str | Mapping) for v in items)
+    return vr == "AT" or all(isinstance(v, str) for v in items)
+
+
 def keyword_vr(keyword: str, vr_map: Mapping[str, Any], value: Any = None) -> str:
     """The VR of a keyword element: dcmjs's ``_vrMap`` entry, else the dictionary's; of an
     ambiguous entry (``US or OW``) the binary choice unless ``value`` holds numbers."""
@@ -82,7 +109,7 @@ def infer_vr(value: Any) -> str:
     items = value if isinstance(value, list) else [value]
     present = [v for v in items if v is not None and v != ""]
     if not present:
-        return "UN"
+        return "LO" if any(v == "" for v in items) else "UN"  # dcmjs gives empty text as ""
     if all(isinstance(v, Mapping) for v in present):
         if all(not v for v in present):
             return "UN"  # JSON-transported binary ({} is what an ArrayBuffer becomes)

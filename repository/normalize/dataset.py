@@ -99,8 +99,8 @@ def dictionary_vr(tag: BaseTag) -> str:
 
 
 def _is_bulk(raw: DataElement | RawDataElement) -> bool:
-    if isinstance(raw, RawDataElement):
-        return raw.value is None or raw.length > BULK_DATA_THRESHOLD
+    if isinstance(raw, RawDataElement):  # an empty value (pydicom defers it too) is not bulk
+        return raw.length != 0 and (raw.value is None or raw.length > BULK_DATA_THRESHOLD)
     value = raw.value
     return (value is None and raw.is_undefined_length) or (
         isinstance(value, bytes | bytearray) and len(value) > BULK_DATA_THRESHOLD

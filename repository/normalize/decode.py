@@ -12,7 +12,7 @@ Dataset, :mod:`.reader` reads a file's bytes. What is decoded here:
 - binary values (OB, OW, OF, OD, OL, OV) up to the bulk data threshold.
 
 Anything else (other character sets, escapes, UN, ambiguous VRs, malformed
-numbers, NUL characters, values pydicom must fix) raises :class:`NotHandled`: the caller leaves
+numbers, NUL characters, values pydicom must fix) raises :class:`_NotHandled`: the caller leaves
 that element (or file) to pydicom, so the result is the same by construction.
 """
 
@@ -57,8 +57,8 @@ _INFINITY = float("inf")
 _ESC = 0x1B
 
 
-class NotHandled(Exception):
-    """This element (or file) is left to pydicom."""
+class _NotHandled(Exception):
+    """This element (or file) is left to pydicom (internal: caught by :mod:`.reader`)."""
 
 
 def codec_of(encodings: str | Sequence[str] | None) -> str:
@@ -91,7 +91,7 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
     """Key and stored value of an element whose whole value is ``data`` (not deferred).
 
     ``vr`` is the element's VR as pydicom resolves it; ``codec`` is from :func:`codec_of`.
-    Raises :class:`NotHandled` when pydicom must decode it.
+    Raises :class:`_NotHandled` when pydicom must decode it.
     """
     if tag in LUT_DESCRIPTORS and vr != "US":
         return _lut_descriptor(tag, vr, data, little)
@@ -99,7 +99,7 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
     if decoder is None:
         if vr in INLINE_BINARY:
             return inline_binary(tag, vr, data)
-        raise NotHandled
+        raise _NotHandled
     key, is_keyword = tag_key(tag)
     values = decoder(data, little, codec) if data else []
     return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
@@ -109,7 +109,7 @@ def _lut_descriptor(tag: int, vr: str, data: bytes, little: bool) -> tuple[str, 
     """A LUT descriptor read as SS: pydicom adds 65536 to a negative first of several values
     (hooks.raw_element_value); read with another VR, it is left to pydicom."""
     if vr != "SS":
-        raise NotHandled
+        raise _NotHandled
     values = _DECODERS["SS"](data, little, "") if data else []
     if len(values) > 1 and values[0] < 0:
         values[0] += 65536
@@ -120,7 +120,7 @@ def _lut_descriptor(tag: int, vr: str, data: bytes, little: bool) -> tuple[str, 
 def inline_binary(tag: int, vr: str, data: bytes) -> tuple[str, Any]:
     """Key and stored value of a binary element kept inline (base64)."""
     if len(data) > BULK_DATA_THRESHOLD:
-        raise NotHandled
+        raise _NotHandled
     key, is_keyword = tag_key(tag)
     binary = {"InlineBinary": base64.b64encode(data).decode("ascii")} if data else {}
     return key, (binary or None) if is_keyword else {"vr": vr, **binary}
@@ -150,10 +150,10 @@ def _decimals(data: bytes, little: bool, codec: str) -> list[Any]:
     if not text:
         return []
     if not _DS_VALUES.fullmatch(text):
-        raise NotHandled
+        raise _NotHandled
     numbers = [float(item) for item in text.split("\\")] if "\\" in text else [float(text)]
     if _INFINITY in numbers or -_INFINITY in numbers:
-        raise NotHandled
+        raise _NotHandled
     return numbers
 
 
@@ -162,7 +162,7 @@ def _integers(data: bytes, little: bool, codec: str) -> list[Any]:
     if not text:
         return []
     if not _IS_VALUES.fullmatch(text):
-        raise NotHandled
+        raise _NotHandled
     return [int(item) for item in text.split("\\")]
 
 
@@ -179,7 +179,7 @@ def _uri(data: bytes, little: bool, codec: str) -> list[Any]:
 def _text(data: bytes, codec: str) -> str:
     """Text in the data set's character set (not when there is none simple, or an escape)."""
     if not codec or _ESC in data:
-        raise NotHandled
+        raise _NotHandled
     return data.decode(codec)
 
 
@@ -203,7 +203,7 @@ def _person_names(data: bytes, little: bool, codec: str) -> list[Any]:
     for item in items:
         parts = item.split("=")
         if len(parts) > 3:
-            raise NotHandled  # pydicom warns and keeps extra groups
+            raise _NotHandled  # pydicom warns and keeps extra groups
         pairs = zip(_PN_GROUPS, parts, strict=False)
         groups = {name: clean_text(part) for name, part in pairs if part}
         names.append(groups or None)
@@ -221,13 +221,13 @@ def _numbers_decoder(vr: str) -> Callable[[bytes, bool, str], list[Any]]:
         if len(data) == size and little:
             values = [*one.unpack(data)]
         elif len(data) % size:
-            raise NotHandled  # pydicom: BytesLengthException
+            raise _NotHandled  # pydicom: BytesLengthException
         elif little and _LITTLE_HOST:
             values = memoryview(data).cast(cast).tolist()  # type: ignore[call-overload]
         else:
             values = [*struct.unpack(f"{'<' if little else '>'}{len(data) // size * fmt}", data)]
         if check and not all(map(math.isfinite, values)):
-            raise NotHandled
+            raise _NotHandled
         if vr == "AT":
             pairs = zip(values[::2], values[1::2], strict=True)
             return [f"{(group << 16) | element:08X}" for group, element in pairs]

@@ -20,8 +20,8 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from .dataset import naturalize_element, with_file_meta
-from .decode import NotHandled, codec_of, decode_value, implicit_vr
-from .values import BINARY_VRS, BulkDataURI, Metadata, element_key, natural_value, tagged_value
+from .decode import _NotHandled, codec_of, decode_value, implicit_vr
+from .values import BulkDataURI, Metadata, element_key, natural_value, tagged_value
 
 
 def naturalize_dataset_fast(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
@@ -54,18 +54,18 @@ def _sequence_into(out: Metadata, ds: Dataset, tag: int, bulk: BulkDataURI | Non
     """pydicom splits a sequence into item Datasets; their elements are decoded here."""
     elem = ds[tag]
     if elem.VR != "SQ":
-        raise NotHandled
+        raise _NotHandled
     key, kw = element_key(BaseTag(tag))
     items = [naturalize_dataset_fast(item, bulk) for item in elem.value or ()]
     out[key] = natural_value("SQ", items) if kw else tagged_value("SQ", items)
 
 
 def _decode(raw: RawDataElement, codec: str) -> tuple[str, Any]:
-    """Key and stored value of one raw element; :class:`NotHandled` when pydicom must do it."""
+    """Key and stored value of one raw element; :class:`_NotHandled` when pydicom must do it."""
     vr = raw.VR or implicit_vr(raw.tag)
     data = raw.value
-    if data is None and raw.length == 0 and vr not in BINARY_VRS:
-        data = b""  # empty, not deferred (an empty binary value is a BulkDataURI: pydicom path)
+    if data is None and raw.length == 0:
+        data = b""  # empty, not deferred
     if vr is None or data is None or len(data) != raw.length:
-        raise NotHandled  # deferred, undefined length, or cut short by the end of the file
+        raise _NotHandled  # deferred, undefined length, or cut short by the end of the file
     return decode_value(raw.tag, vr, data, raw.is_little_endian, codec)

@@ -5,19 +5,31 @@ loader) is understood here: ``_vrMap`` gives the VRs of the elements it names an
 ``_meta`` (the file meta group in dcmjs's "namified" DICOM JSON) is stored as the file meta
 elements a file ingest stores; ``url`` (OHIF's imageId of a local file) becomes the imageId when
 none is given; ``AvailableTransferSyntaxUID`` next to ``_meta`` is OHIF's copy of the file meta's
-TransferSyntaxUID and is not stored. Values are converted by :mod:`.coerce`.
+TransferSyntaxUID and is not stored. A private element given as a bare value (dcmjs records no
+VR for private elements) takes the VR pydicom's private dictionary gives it through its block's
+private creator, as pydicom does, else the VR its value's type tells. Values are converted by
+:mod:`.coerce`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from ..errors import InvalidValueError
-from .coerce import coerce_values, dcmjs_name, infer_vr, keyword_vr, tag_vr
+from .coerce import (
+    coerce_values,
+    dcmjs_name,
+    fits,
+    infer_vr,
+    keyword_vr,
+    private_vr,
+    tag_vr,
+)
 from .dicom_json import is_dicom_json, naturalize_dicom_json
 from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, natural_value, tagged_value
 
@@ -28,6 +40,7 @@ META_KEY = "_meta"
 def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
     """Validate a naturalized dict (keyword or tag keys) and return it in stored form."""
     vr_map = _vr_map(obj.get(VR_MAP_KEY), where)
+    creators = _private_creators(obj)
     out: Metadata = {}
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -37,7 +50,7 @@ def check_naturalized(obj: Mapping[str, Any], where: str = "") -> Metadata:
         if key in OHIF_EXTRA_KEYS and not where:
             out[key] = value
             continue
-        name, stored = _element(key, value, vr_map, where)
+        name, stored = _element(key, value, vr_map, where, creators)
         out[name] = stored
     if not where:
         _ohif_keys(obj, out)
@@ -83,16 +96,24 @@ def _file_meta(meta: Any) -> Metadata:
     return out
 
 
-def _element(key: str, value: Any, vr_map: Mapping[str, Any], where: str) -> tuple[str, Any]:
+def _element(
+    key: str,
+    value: Any,
+    vr_map: Mapping[str, Any],
+    where: str,
+    creators: Mapping[tuple[int, int], str] | None = None,
+) -> tuple[str, Any]:
     """The stored key and value of one naturalized element."""
     if is_tag_key(key):
-        name, kw = element_key(Tag(int(key, 16)))
+        tag = Tag(int(key, 16))
+        name, kw = element_key(tag)
         if kw is None:  # private or unknown: DICOM JSON form, or a bare value
             if isinstance(value, Mapping) and "vr" in value:
                 return name, _check_tagged(key, name, value, where)
-            given = vr_map.get(key) or vr_map.get(name) or tag_vr(Tag(int(key, 16)))
-            vr = given if isinstance(given, str) and given else _infer(value, where, name)
-            return name, _stored(vr, value, name, where, tagged=True)
+            given = vr_map.get(key) or vr_map.get(name) or tag_vr(tag)
+            if isinstance(given, str) and given:
+                return name, _stored(given, value, name, where, tagged=True)
+            return name, _bare_private(tag, value, name, where, creators or {})
         vr_map = {name: vr_map[key]} if key in vr_map else vr_map
         key = name  # a public tag written as hex: stored under its keyword
     elif not tag_for_keyword(key):
@@ -101,6 +122,37 @@ def _element(key: str, value: Any, vr_map: Mapping[str, Any], where: str) -> tup
             return _element(known, value, {known: vr_map[key]} if key in vr_map else {}, where)
         raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
     return key, _stored(keyword_vr(key, vr_map, value), value, key, where, tagged=False)
+
+
+def _bare_private(
+    tag: BaseTag, value: Any, name: str, where: str, creators: Mapping[tuple[int, int], str]
+) -> Any:
+    """A private element given as a bare value, no VR (dcmjs records none): the VR pydicom's
+    private dictionary gives it through its block's private creator, if the value fits that
+    VR, else the VR its value's type tells."""
+    known = private_vr(tag, creators.get((tag.group, tag.element >> 8)))
+    if known is not None and fits(known, value):
+        with contextlib.suppress(InvalidValueError):
+            return _stored(known, value, name, where, tagged=True)
+    return _stored(_infer(value, where, name), value, name, where, tagged=True)
+
+
+def _private_creators(obj: Mapping[str, Any]) -> dict[tuple[int, int], str]:
+    """(group, block) -> private creator, from the creator elements (gggg,00xx) of ``obj``."""
+    creators: dict[tuple[int, int], str] = {}
+    for key, value in obj.items():
+        if not (isinstance(key, str) and is_tag_key(key)):
+            continue
+        group, element = int(key[:4], 16), int(key[4:], 16)
+        if group % 2 == 0 or not 0x10 <= element <= 0xFF:
+            continue
+        if isinstance(value, Mapping):
+            value = value.get("Value")
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, str):
+            creators[(group, element)] = value.strip()
+    return creators
 
 
 def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> Any:

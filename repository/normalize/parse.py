@@ -9,7 +9,7 @@ Values are decoded by :mod:`.decode`. Whatever it does not handle, or anything t
 would read differently from a well-formed file (an unknown VR, a switch between explicit and
 implicit VR, an element running past its item, sequence or file, tags out of order, a top-level
 item delimiter, sequences nested deeper than the store accepts), raises
-:class:`~.decode.NotHandled`: :mod:`.reader` then leaves the whole file to pydicom.
+:class:`~.decode._NotHandled`: :mod:`.reader` then leaves the whole file to pydicom.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .decode import (
     LUT_DESCRIPTORS,
     NUMBER_FORMATS,
     TEXT_VRS,
-    NotHandled,
+    _NotHandled,
     codec_of,
     decode_value,
     implicit_vr,
@@ -58,8 +58,9 @@ CHARSET = 0x00080005
 _PIXEL_REPRESENTATION = 0x00280103
 
 
-class Short(Exception):
-    """The bytes read so far end inside this element: read more of the file and retry it."""
+class _Short(Exception):
+    """The bytes read so far end inside this element: read more of the file and retry it
+    (internal: caught by :mod:`.reader`)."""
 
 
 class Scope:
@@ -80,7 +81,7 @@ class Parser:
 
     Positions are indexes into ``data``; ``origin`` is the file position from which pydicom
     counts the offsets of the current sequence's elements (0 outside defined-length ones).
-    When the elements run past ``data`` (and the file goes on), :class:`Short` is raised and
+    When the elements run past ``data`` (and the file goes on), :class:`_Short` is raised and
     ``mark`` holds the position of the top-level element to read again with more bytes.
     """
 
@@ -94,9 +95,9 @@ class Parser:
     def header(self, pos: int, limit: int) -> tuple[int, str | None, int, int]:
         """Tag, VR (None if implicit), value length and value position of the element at pos."""
         if pos + 12 > len(self.data) and not self.whole:
-            raise Short
+            raise _Short
         if pos + 8 > limit:
-            raise NotHandled
+            raise _NotHandled
         if self.implicit:
             group, elem, length = _IMPLICIT.unpack_from(self.data, pos)
             return group << 16 | elem, None, length, pos + 8
@@ -115,7 +116,7 @@ class Parser:
             return None, _LENGTH.unpack_from(self.data, pos + 4)[0], pos + 8
         vr = _VRS.get(raw_vr)
         if vr not in _LONG or pos + 12 > limit:  # pydicom would guess: implicit VR, or...
-            raise NotHandled
+            raise _NotHandled
         return vr, _LENGTH.unpack_from(self.data, pos + 8)[0], pos + 12
 
     def elements(self, out: Metadata, scope: Scope, pos: int, stop: int, origin: int,
@@ -128,9 +129,9 @@ class Parser:
         try:
             while pos < stop:
                 if pos + 12 > size and not self.whole:
-                    raise Short
+                    raise _Short
                 if pos + 8 > stop:
-                    raise NotHandled
+                    raise _NotHandled
                 if implicit:
                     group, elem, length = _IMPLICIT.unpack_from(data, pos)
                     tag, at = group << 16 | elem, pos + 8
@@ -147,7 +148,7 @@ class Parser:
                     key, out[key] = decode_value(tag, vr, data[at:end], True, codec)
                 elif delimited and tag == _ITEM_END:
                     if length:
-                        raise NotHandled
+                        raise _NotHandled
                     return at
                 else:
                     scope.last = last
@@ -155,36 +156,36 @@ class Parser:
                     end = self.element(out, scope, tag, raw_vr, length, at, stop, origin, depth)
                     codec = scope.codec
                 last, pos = tag, end
-        except Short:
+        except _Short:
             self.mark, scope.last = pos, last
             raise
         if delimited or pos != stop:
-            raise NotHandled
+            raise _NotHandled
         return pos
 
     def element(self, out: Metadata, scope: Scope, tag: int, vr: str | None, length: int,
                 at: int, limit: int, origin: int, depth: int) -> int:  # fmt: skip
         """Store the element whose value starts at ``at`` into ``out``; the position after it."""
         if tag <= scope.last or tag >> 16 == 0xFFFE:
-            raise NotHandled  # out of order, repeated, or an item tag outside a sequence
+            raise _NotHandled  # out of order, repeated, or an item tag outside a sequence
         if tag < scope.floor and (tag < 0x00080000 or (vr and vr not in NUMBER_FORMATS)):
-            raise NotHandled  # pydicom: a command set; text before the character set
+            raise _NotHandled  # pydicom: a command set; text before the character set
         if length == UNDEFINED:
             return self._undefined(out, scope, tag, vr, at, limit, origin, depth)
         end = at + length
         if end > limit:
-            raise NotHandled
+            raise _NotHandled
         bulk_vr = vr or _bulk_vr(tag)  # naturalize_element's test, before any conversion
-        if bulk_vr in BINARY_VRS and (length == 0 or length > BULK_DATA_THRESHOLD):
+        if bulk_vr in BINARY_VRS and length > BULK_DATA_THRESHOLD:  # an empty value is not bulk
             self._bulk(out, tag, bulk_vr, length, self.base + at - origin)
             return end
         if end > len(self.data):
-            raise Short
+            raise _Short
         data = self.data[at:end]
         if vr is None or vr == "UN":
             resolved = _resolved_vr(tag, vr, scope)
             if resolved == "SQ" and vr == "UN":
-                raise NotHandled  # pydicom would read a UN sequence's items in explicit VR
+                raise _NotHandled  # pydicom would read a UN sequence's items in explicit VR
             vr = resolved
         if vr == "SQ":
             items = self.items(at, end, end, self.base + at, scope.codec, depth)[0]
@@ -205,7 +206,7 @@ class Parser:
             return inline_binary(tag, vr, data)
         if vr == "OB or OW":
             if not tag_key(tag)[1]:
-                raise NotHandled  # tag-keyed: the VR pydicom settles on is stored
+                raise _NotHandled  # tag-keyed: the VR pydicom settles on is stored
             return inline_binary(tag, "OB", data)
         if vr == "US or SS":
             vr = _pixel_vr(tag, out)
@@ -226,19 +227,19 @@ class Parser:
                 vr = _dictionary_vr_fast(tag)
             except KeyError:  # pydicom looks for an item: a sequence, else a value
                 if at + 4 > len(self.data) and not self.whole:
-                    raise Short from None
+                    raise _Short from None
                 vr = "SQ" if self.data[at : at + 4] == _ITEM_BYTES else None
         elif vr == "UN":
-            raise NotHandled  # pydicom reads it as a sequence, in implicit VR
+            raise _NotHandled  # pydicom reads it as a sequence, in implicit VR
         if vr == "SQ":
             if tag < scope.floor:
-                raise NotHandled
+                raise _NotHandled
             items, end = self.items(at, None, limit, origin, scope.codec, depth)
             key, is_keyword = tag_key(tag)
             out[key] = items if is_keyword else tagged_value("SQ", items)
             return end
         if bulk_vr not in BINARY_VRS:
-            raise NotHandled
+            raise _NotHandled
         end = self.encapsulated(at, limit)
         self._bulk(out, tag, bulk_vr, UNDEFINED, self.base + at - origin)
         return end
@@ -247,30 +248,30 @@ class Parser:
               depth: int) -> tuple[list[Metadata], int]:  # fmt: skip
         """A sequence's items from pos to ``end``, or to its delimiter if ``end`` is None."""
         if depth >= MAX_SEQUENCE_DEPTH:
-            raise NotHandled  # refused, or too deep for pydicom: its message is the one given
+            raise _NotHandled  # refused, or too deep for pydicom: its message is the one given
         items: list[Metadata] = []
         stop = limit if end is None else end
         while end is None or pos < end:
             if pos + 8 > len(self.data) and not self.whole:
-                raise Short
+                raise _Short
             if pos + 8 > stop:
-                raise NotHandled
+                raise _NotHandled
             group, elem, length = _IMPLICIT.unpack_from(self.data, pos)
             tag, pos = group << 16 | elem, pos + 8
             if tag == _SEQUENCE_END and end is None:
                 return items, pos
             if tag != _ITEM:
-                raise NotHandled
+                raise _NotHandled
             item: Metadata = {}
             if length == UNDEFINED:
                 pos = self.elements(item, Scope(codec), pos, stop, origin, depth + 1, True)
             elif pos + length <= stop:
                 pos = self.elements(item, Scope(codec), pos, pos + length, origin, depth + 1)
             else:
-                raise NotHandled
+                raise _NotHandled
             items.append(item)
         if pos != end:
-            raise NotHandled
+            raise _NotHandled
         return items, pos
 
     def encapsulated(self, pos: int, limit: int) -> int:
@@ -278,12 +279,12 @@ class Parser:
         data (fragment headers only; the fragments are not read)."""
         while True:
             if pos + 8 > limit:
-                raise NotHandled  # pydicom would scan the bytes for a delimiter
+                raise _NotHandled  # pydicom would scan the bytes for a delimiter
             head = self._peek(pos, 8)
             if head[:4] == _SEQUENCE_END_BYTES:
                 return pos + 8
             if head[:4] != _ITEM_BYTES:
-                raise NotHandled
+                raise _NotHandled
             pos += 8 + _LENGTH.unpack_from(head, 4)[0]
 
     def _peek(self, pos: int, size: int) -> bytes:
@@ -325,16 +326,16 @@ def _single(tagged: Any) -> Any:
 
 def _pixel_vr(tag: int, out: Metadata) -> str:
     """US or SS, as pydicom corrects an ambiguous element by the PixelRepresentation of its
-    data set (read before it); NotHandled when pydicom would look further."""
+    data set (read before it); _NotHandled when pydicom would look further."""
     pixel_representation = out.get("PixelRepresentation")
     if tag not in _AMBIGUOUS_US_SS_TAGS or tag < _PIXEL_REPRESENTATION:
-        raise NotHandled
+        raise _NotHandled
     if type(pixel_representation) is not int:
-        raise NotHandled
+        raise _NotHandled
     if pixel_representation == 0:
         return "US"
     if tag in LUT_DESCRIPTORS:
-        raise NotHandled  # corrected to SS after the LUT fix (which :mod:`.decode` applies)
+        raise _NotHandled  # corrected to SS after the LUT fix (which :mod:`.decode` applies)
     return "SS"
 
 

@@ -28,8 +28,8 @@ from pydicom.uid import (
     PrivateTransferSyntaxes,
 )
 
-from .decode import NotHandled
-from .parse import Parser, Scope, Short
+from .decode import _NotHandled
+from .parse import Parser, Scope, _Short
 from .values import BINARY_VRS, BulkDataURI, Metadata
 
 HEAD = 64 * 1024
@@ -49,27 +49,27 @@ def read_metadata(path: str | Path, bulk: BulkDataURI) -> Metadata | None:
         return None
     try:
         return read_open(fd, bulk)
-    except Exception:  # NotHandled, or anything unforeseen: pydicom reads it, and decides
+    except Exception:  # _NotHandled, or anything unforeseen: pydicom reads it, and decides
         return None
     finally:
         os.close(fd)
 
 
 def read_open(fd: int, bulk: BulkDataURI) -> Metadata:
-    """:func:`read_metadata` of an open file; raises (NotHandled...) when pydicom must read it."""
+    """:func:`read_metadata` of an open file; raises (_NotHandled...) when pydicom must read it."""
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
-        raise NotHandled
+        raise _NotHandled
     size = status.st_size
     data = os.pread(fd, min(size, HEAD), 0)
     if len(data) < min(size, HEAD) or data[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
-        raise NotHandled  # no preamble: pydicom reads it as a bare data set
+        raise _NotHandled  # no preamble: pydicom reads it as a bare data set
     parser = Parser(fd, data, 0, size, bulk)
     out: Metadata = {}
     pos = _file_meta(parser, out, _PREAMBLE + 4)
     parser.implicit = _is_implicit(out)
     if parser.implicit and (pos + 6 > len(data) or _looks_explicit(data, pos)):
-        raise NotHandled  # pydicom would read it in explicit VR
+        raise _NotHandled  # pydicom would read it in explicit VR
     _data_set(parser, out, pos, size)
     return out
 
@@ -82,13 +82,13 @@ def _file_meta(parser: Parser, out: Metadata, pos: int) -> int:
         while data[pos : pos + 2] == b"\x02\x00":  # group 2 (the data set may be implicit VR)
             tag, vr, length, at = parser.header(pos, len(data))
             if not out and vr in BINARY_VRS:
-                raise NotHandled  # pydicom has decoded the first element: stored differently
+                raise _NotHandled  # pydicom has decoded the first element: stored differently
             pos = parser.element(out, scope, tag, vr, length, at, len(data), 0, 0)
             scope.last = tag
-    except Short:
-        raise NotHandled from None  # a file meta group longer than HEAD
+    except _Short:
+        raise _NotHandled from None  # a file meta group longer than HEAD
     if not out or pos + 8 > len(data):
-        raise NotHandled  # no file meta, or no data set (or none in the bytes read)
+        raise _NotHandled  # no file meta, or no data set (or none in the bytes read)
     return pos
 
 
@@ -96,7 +96,7 @@ def _is_implicit(meta: Metadata) -> bool:
     """Whether the data set is in implicit VR, as pydicom decides from the transfer syntax."""
     syntax = meta.get("TransferSyntaxUID")
     if not isinstance(syntax, str) or syntax in _LEFT_TO_PYDICOM:
-        raise NotHandled  # none (pydicom guesses), several, or not little endian
+        raise _NotHandled  # none (pydicom guesses), several, or not little endian
     return syntax == ImplicitVRLittleEndian  # any other: explicit VR little endian
 
 
@@ -113,9 +113,9 @@ def _data_set(parser: Parser, out: Metadata, pos: int, size: int) -> None:
         try:
             parser.elements(out, scope, pos - parser.base, size - parser.base, 0, 0)
             return
-        except Short:
+        except _Short:
             if parser.whole:
-                raise NotHandled from None  # cannot happen: a value past the end is refused
+                raise _NotHandled from None  # cannot happen: a value past the end is refused
             pos = parser.base + parser.mark
             _read_more(parser, pos, size)
 
@@ -126,6 +126,6 @@ def _read_more(parser: Parser, pos: int, size: int) -> None:
     count = min(size - pos, max(HEAD, 2 * held))
     data = os.pread(parser.fd, count, pos)
     if len(data) < count:
-        raise NotHandled  # the file shrank under us
+        raise _NotHandled  # the file shrank under us
     parser.data, parser.base = data, pos
     parser.whole = pos + count >= size

@@ -9,7 +9,7 @@ The built-in handlers follow OHIF 3.13.2's basic viewer (see :mod:`.registry`).
 from .adapters import as_handler
 from .display_set import UNSUPPORTED_HANDLER_ID, DisplaySet, display_set_uid
 from .handler import HandlerContext, HandlerFunction, InvalidHandlerError, SopClassHandler
-from .pipeline import build_display_sets
+from .pipeline import build_display_sets, display_set_image_ids, study_display_sets
 from .registry import (
     BUILTIN_HANDLERS,
     ENTRY_POINT_GROUP,
@@ -33,6 +33,8 @@ __all__ = [
     "as_handler",
     "build_display_sets",
     "default_registry",
+    "display_set_image_ids",
     "display_set_uid",
     "plugin_handlers",
+    "study_display_sets",
 ]

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydicom.uid import UID
 
+from ..errors import NotFoundError
+from ..image_id import instance_frame_ids
 from ..models import Instance, Series, Study
 from .display_set import UNSUPPORTED_HANDLER_ID, DisplaySet
 from .handler import HandlerContext, SopClassHandler
@@ -198,3 +200,35 @@ def inherit_reconstructable(display_sets: list[DisplaySet]) -> list[DisplaySet]:
 
 def _first_of_series(candidates: Any) -> DisplaySet | None:
     return next(iter(candidates), None)
+
+
+def study_display_sets(
+    study: Study | None,
+    study_uid: str,
+    data_source: str | None,
+    handlers: Sequence[SopClassHandler],
+    *,
+    authorization_headers: Mapping[str, str] | None = None,
+    dicom_web_client: Any = None,
+) -> list[DisplaySet]:
+    """:func:`build_display_sets` of a study as read (``Store.get_display_sets``); raises
+    :class:`~repository.errors.NotFoundError` naming the study if it is not stored."""
+    if study is None or not study.series_lists:
+        where = f" from data source {data_source!r}" if data_source else ""
+        raise NotFoundError(f"study {study_uid}{where} is not in the store")
+    return build_display_sets(study, handlers, authorization_headers=authorization_headers,
+                              dicom_web_client=dicom_web_client)  # fmt: skip
+
+
+def display_set_image_ids(display_sets: Iterable[DisplaySet], series_uid: str | None) -> list[str]:
+    """One imageId per frame, in display order, of the image display sets (of one series, or
+    all), as OHIF's ``getImageIdsForDisplaySet`` builds them: none for display sets without a
+    frame count (SR, SEG, RTSTRUCT...) or unsupported ones."""
+    return [
+        image_id
+        for display_set in display_sets
+        if series_uid in (None, display_set.series_instance_uid)
+        and display_set.num_image_frames is not None
+        and not display_set.is_unsupported
+        for image_id in instance_frame_ids(display_set.instances)
+    ]

@@ -37,7 +37,7 @@ from .errors import feed_gap, http_error, server_error
 from .inflight import InFlight
 from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
-from .security import BearerToken, BodyLimit, BodyTooLarge, WorkerHeader
+from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
 
 ROOT = "/dicom-web"
@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     state.feed_positions = StreamPositions()
     state.writes = InFlight()
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
-    handlers.update({HTTPException: http_error, BodyTooLarge: _too_large, Busy: _busy,
+    handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,
                      FeedGapError: feed_gap, Exception: server_error})  # fmt: skip
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),
                     exception_handlers=handlers, lifespan=lifespan)  # fmt: skip

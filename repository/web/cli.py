@@ -151,11 +151,19 @@ WORKER_HEALTHCHECK_SECONDS = 120
     help="On SIGTERM, seconds requests in progress get to finish before they are cancelled.",
 )
 @click.option("--access-log", is_flag=True, help="Log every request as a JSON line (stderr).")
+@click.option(
+    "--keep-json/--no-keep-json",
+    default=False,
+    show_default=True,
+    help="Keep the WADO-RS DICOM JSON of instances stored by STOW-RS at once (else on their "
+    "first metadata request).",
+)
 @click.pass_context
 def serve(ctx: click.Context, /, db_url: str | None, read_urls: tuple[str, ...], host: str,
           port: int, workers: int, storage: Path | None, read_only: bool,
           cors_origins: tuple[str, ...], token_file: Path | None, max_body: int,
-          viewer_dir: Path | None, shutdown_timeout: int, **tuning: Any) -> None:  # fmt: skip
+          viewer_dir: Path | None, keep_json: bool, shutdown_timeout: int,
+          **tuning: Any) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
@@ -176,6 +184,7 @@ def serve(ctx: click.Context, /, db_url: str | None, read_urls: tuple[str, ...],
         token=token,
         max_body=max_body,
         viewer_dir=viewer_dir.resolve() if viewer_dir else None,
+        keep_json=keep_json,
         **tuning,
     )
     os.environ.update(settings.to_env())

@@ -13,13 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import validation
-from ..errors import InvalidUIDError
+from ..errors import InvalidUIDError, RepositoryError
 
 log = logging.getLogger("repository.web")
 
 
-class WebError(HTTPException):
-    """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why."""
+class WebError(RepositoryError, HTTPException):
+    """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why (the
+    server answers it with that status; a :class:`RepositoryError` like every error of ours)."""
 
     def __init__(
         self, status_code: int, detail: str, headers: dict[str, str] | None = None

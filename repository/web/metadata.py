@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ..kept_json import dicom_json
 from .errors import not_found, path_uids
-from .metadata_cache import Fill, Row, answer_rows, dicom_json, fill, with_root
+from .metadata_cache import Fill, Row, answer_rows, fill, with_root
 from .negotiation import json_media_type
 from .qido import dicomweb_root
 from .routing import database_writable, read_engine

@@ -5,6 +5,7 @@ Building DICOM JSON from the stored metadata (decode, convert element by element
 an instance's metadata is served, the server keeps the bytes it built in ``instance_dicom_json``
 (migration 0003); later requests, from any worker or server on the same database, read them.
 
+- Built by :mod:`repository.kept_json`, which also keeps it at ingest time when asked to.
 - Host-independent: every ``BulkDataURI`` is kept relative to the DICOMweb root
   (``studies/<study>/series/<series>/instances/<sop>/bulkdata/<tag path>``);
   :func:`with_root` prefixes the root the request came to, a bytes replace on the way out.
@@ -32,7 +33,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .._reads import json_text
 from ..errors import RepositoryError
-from ..normalize import to_dicom_json
 from ..schema import (
     InstanceRow,
     SeriesListRow,
@@ -51,25 +51,6 @@ quote inside a JSON string is escaped, and only a key is followed by a colon).""
 
 Fill = tuple[int, int, bytes]
 """An instance id, the generation of its row when its metadata was read (0: no row), its JSON."""
-
-
-def relative_bulk(elements: dict[str, Any], base: str) -> None:
-    """Point every BulkDataURI in ``elements`` (DICOM JSON, nested too) at ``base/<tag path>``."""
-    for tag, element in elements.items():
-        if "BulkDataURI" in element:
-            element["BulkDataURI"] = f"{base}/{tag}"
-        elif element.get("vr") == "SQ":
-            for index, item in enumerate(element.get("Value") or ()):
-                if item:
-                    relative_bulk(item, f"{base}/{tag}/{index}")
-
-
-def dicom_json(uids: tuple[str, str, str], text: str) -> bytes:
-    """One instance's stored metadata (JSON text) as DICOM JSON, with relative bulk data URIs."""
-    elements = to_dicom_json(orjson.loads(text))
-    study, series, sop = uids
-    relative_bulk(elements, f"studies/{study}/series/{series}/instances/{sop}/bulkdata")
-    return orjson.dumps(elements)
 
 
 def with_root(data: bytes, root: str) -> bytes:

@@ -30,6 +30,8 @@ from pydicom.pixels.processing import (
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
+from ..errors import InvalidValueError, RepositoryError
+
 JPEG = "image/jpeg"
 PNG = "image/png"
 GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
@@ -37,11 +39,11 @@ COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 Pixels = np.ndarray[Any, np.dtype[np.uint8]]
 
 
-class CannotRender(Exception):
+class CannotRender(RepositoryError):
     """Raised when a frame cannot be rendered here (its syntax or photometric interpretation)."""
 
 
-class OutsideImage(ValueError):
+class OutsideImage(InvalidValueError):
     """Raised when a viewport's source rectangle does not overlap the image."""
 
 

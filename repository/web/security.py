@@ -47,8 +47,8 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-class BodyTooLarge(Exception):
-    """Raised when a request body exceeds the configured limit."""
+class _BodyTooLarge(Exception):
+    """A request body exceeds the configured limit (internal: answered with 413)."""
 
 
 class BodyLimit:
@@ -75,7 +75,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLarge
+                    raise _BodyTooLarge
             return message
 
         async def tracking(message: Message) -> None:
@@ -85,7 +85,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited, tracking)
-        except BodyTooLarge:
+        except _BodyTooLarge:
             if not started:
                 await self._refuse(scope, receive, send)
 

@@ -34,7 +34,8 @@ class Settings:
     off); ``token``: bearer token required on every request (``None``: no authentication);
     ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results per request
     when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer (``dist/``) served
-    at ``/`` with a generated ``/app-config.js``.
+    at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the DICOM JSON of
+    instances stored by STOW-RS at once (else on their first WADO-RS metadata request).
 
     Holding under load (see :mod:`.admission`, :mod:`.limits`): ``db_slots``: database
     connections per worker, and so requests that use the database at once (the thread pool is
@@ -55,6 +56,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
+    keep_json: bool = False
     db_slots: int = DEFAULT_DB_SLOTS
     queue_timeout: float = 30.0
     max_queue: int = 1000
@@ -91,6 +93,7 @@ class Settings:
             max_body=int(get("MAX_BODY") or DEFAULT_MAX_BODY),
             max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
             viewer_dir=Path(viewer) if viewer else None,
+            keep_json=get("KEEP_JSON") == "1",
             **_tuning(get),
             access_log=get("ACCESS_LOG") == "1",
         )
@@ -106,6 +109,7 @@ class Settings:
             _PREFIX + "MAX_BODY": str(self.max_body),
             _PREFIX + "MAX_RESULTS": str(self.max_results),
             _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
+            _PREFIX + "KEEP_JSON": "1" if self.keep_json else "",
             _PREFIX + "ACCESS_LOG": "1" if self.access_log else "",
             **{_PREFIX + name.upper(): str(getattr(self, name)) for name in _TUNING},
         }

@@ -174,12 +174,14 @@ def _final(storage: Path, outcome: Outcome) -> Path:
     return (storage / outcome.study / outcome.series / f"{outcome.sop}.dcm").resolve()
 
 
-def _add(store: Store, part: Part, outcome: Outcome, final: Path) -> bool:
+def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: bool) -> bool:
     """Record the part as the file ``final`` (read where it is, its bulk data pointing at
-    ``final``); True if the instance is new. A database failure is raised, nothing committed."""
+    ``final``; ``keep_json``: with its DICOM JSON); True if the instance is new. A database
+    failure is raised, nothing committed."""
     try:
         inst = read_file(part.path, bulk_path=final)
-        added = store.add_normalized([inst], paths={inst.sop_instance_uid: str(final)})
+        paths = {inst.sop_instance_uid: str(final)}
+        added = store.add_normalized([inst], paths=paths, keep_json=keep_json)
     except ConflictError as error:
         outcome.reason, outcome.message = DUPLICATE_SOP, str(error)
         return False
@@ -189,8 +191,11 @@ def _add(store: Store, part: Part, outcome: Outcome, final: Path) -> bool:
     return added.added > 0
 
 
-def store_parts(store: Store, parts: list[Part], storage: Path, study: str | None) -> list[Outcome]:
-    """Add every part, then move its file into place; the outcome of each, in order.
+def store_parts(
+    store: Store, parts: list[Part], storage: Path, study: str | None, keep_json: bool = False
+) -> list[Outcome]:
+    """Add every part (``keep_json``: with its DICOM JSON), then move its file into place; the
+    outcome of each, in order.
 
     A part's file is moved to its final name only once its instance was committed as new (a
     file left there by a failed attempt is replaced); an instance stored already keeps its
@@ -203,7 +208,7 @@ def store_parts(store: Store, parts: list[Part], storage: Path, study: str | Non
             outcome = _identify(part, study)
             if outcome.reason is None:
                 final = _final(storage, outcome)
-                if _add(store, part, outcome, final):
+                if _add(store, part, outcome, final, keep_json):
                     final.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(part.path, final)
             if outcome.reason is not None:
@@ -255,7 +260,7 @@ async def store_instances(request: Request) -> Response:
 
     def store_all() -> list[Outcome]:
         with writes.hold():
-            return store_parts(store, parts, settings.storage, study)
+            return store_parts(store, parts, settings.storage, study, settings.keep_json)
 
     try:
         async with slots_of(request).slot():
