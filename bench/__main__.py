@@ -241,6 +241,27 @@ def study_summaries_cmd(url: str, studies: int, instances: int) -> None:
     summaries.run(url, studies, 5, instances)
 
 
+@main.command("delete-study")
+@DB
+@click.option("--instances", default=1000, show_default=True, help="Instances in the study.")
+@click.option("--rounds", default=5, show_default=True, help="Runs of each (median counts).")
+def delete_study_cmd(url: str, instances: int, rounds: int) -> None:
+    """Store.delete_study of a 1000-instance study vs DELETE FROM by hand."""
+    from . import deletes
+
+    deletes.delete_study(url, instances, rounds)
+
+
+@main.command("prune")
+@DB
+@click.option("--studies", default=10_000, show_default=True, help="Old studies to prune.")
+def prune_cmd(url: str, studies: int) -> None:
+    """retention.prune of 10,000 studies (one transaction each) vs DELETE FROM by hand."""
+    from . import deletes
+
+    deletes.prune_studies(url, studies)
+
+
 @main.command("event-latency")
 @click.option("--db", "url", required=True, help="Database URL to benchmark against.")
 @click.option("--events", default=200, show_default=True, help="Commits to time.")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -211,10 +212,21 @@ def _walk_through(page: Any, base_url: str, studies: list[ViewerStudy], name: st
 def test_ohif_draws_repository_studies(
     chromium: Any, repo_viewer: str, studies: list[ViewerStudy], db_url: str
 ) -> None:
-    """OHIF served by ``dicom-repo serve`` shows the study list and draws each study."""
+    """OHIF served by ``dicom-repo serve`` shows the study list and draws each study; once a
+    study is deleted (DICOMweb DELETE), the study list no longer shows it."""
     backend = db_url.split(":", 1)[0]
     session = check_viewer(chromium, repo_viewer, studies, f"repository-{backend}")
     print(session.report())
+    gone, kept = studies[0], studies[1:]
+    deleted = httpx.delete(f"{repo_viewer}/dicom-web/studies/{gone.file.study}", timeout=60)
+    assert deleted.status_code == 204, deleted.text
+    with viewer_page(chromium) as (page, after):
+        rows = study_list_rows(page, repo_viewer, len(kept))
+        page.screenshot(path=_artifact(f"repository-{backend}-after-delete"))
+        assert len(rows) == len(kept), rows
+        assert not any(gone.listed_name in row for row in rows), rows
+        assert all(any(study.listed_name in row for row in rows) for study in kept), rows
+        assert not after.failed(), after.report()
 
 
 def test_ohif_draws_orthanc_studies(

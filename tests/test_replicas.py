@@ -186,6 +186,8 @@ def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
     with TestClient(create_app(url=cluster.standby, storage=storage)) as client:
         answer = client.post("/dicom-web/studies", content=_stow_body(ds), headers=STOW)
         assert answer.status_code == 503 and "hot standby" in answer.json()["error"]
+        refused = client.delete(f"/dicom-web/studies/{corpus}")
+        assert refused.status_code == 503 and "hot standby" in refused.json()["error"]
         assert client.get(f"/dicom-web/studies/{corpus}/metadata").status_code == 200
     assert not [p for p in storage.rglob("*") if p.is_file()]  # no file left behind
 

@@ -160,20 +160,30 @@ def _instance_id(engine: Engine, sop: str) -> int:
         return int(found)
 
 
+def _read(engine: Engine, id_: int) -> str:
+    """The instance's metadata as the server reads it to build its JSON (text)."""
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT CAST(metadata AS TEXT) FROM instance WHERE id = :id"),
+                             {"id": id_}).scalar_one()  # fmt: skip
+        return str(found)
+
+
 def test_json_built_from_metadata_read_before_an_update_is_never_kept(
     loaded: str, engine: Engine
 ) -> None:
     first, second = _instance_id(engine, SOPS[0]), _instance_id(engine, SOPS[1])
-    assert fill(engine, [(first, 0, b'"built first"')])
+    read = {first: _read(engine, first), second: _read(engine, second)}
+    assert fill(engine, [(first, 0, b'"built first"', read[first])])
     assert _kept(engine)[SOPS[0]] == (0, '"built first"')
     with repository.connect(loaded) as store:  # after the reads at generation 0 (no row)
         store.update_metadata_for_series(STUDY, SERIES, {"SeriesDescription": "after"})
     assert _kept(engine)[SOPS[0]] == (1, None) and _kept(engine)[SOPS[1]] == (1, None)
-    fill(engine, [(first, 0, b'"stale"'), (second, 0, b'"stale"')])
+    fill(engine, [(first, 0, b'"stale"', read[first]), (second, 0, b'"stale"', read[second])])
     assert _kept(engine)[SOPS[0]] == (1, None) and _kept(engine)[SOPS[1]] == (1, None)
-    fill(engine, [(first, 1, b'"fresh"')])
+    read = {first: _read(engine, first)}  # what a read after the update sees
+    fill(engine, [(first, 1, b'"fresh"', read[first])])
     assert _kept(engine)[SOPS[0]] == (1, '"fresh"')
-    fill(engine, [(first, 1, b'"again"')])  # a concurrent fill of the same generation
+    fill(engine, [(first, 1, b'"again"', read[first])])  # a concurrent fill of the same generation
     assert _kept(engine)[SOPS[0]] == (1, '"fresh"')
 
 
@@ -255,7 +265,7 @@ def test_a_writer_not_granted_the_kept_json_still_updates_and_makes_it_stale(
 ) -> None:
     made = make_engine(pg_loaded)
     first = _instance_id(made, SOPS[0])
-    fill(made, [(first, 0, b'"kept"')])
+    fill(made, [(first, 0, b'"kept"', None)])
     grants = ('GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"',
               'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
               'REVOKE ALL ON instance_dicom_json FROM "{role}"')  # fmt: skip
@@ -329,6 +339,26 @@ def test_an_answer_whose_client_left_before_it_streamed_gives_its_connection_bac
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         rows.close()  # else a failure here leaves a transaction open that blocks the teardown
+
+
+def test_json_built_for_a_deleted_instance_is_never_kept_for_another(
+    loaded: str, engine: Engine
+) -> None:
+    """A fill that lands after its instance was deleted and another stored (SQLite hands the
+    deleted largest id to the next instance) keeps nothing for the newcomer."""
+    rows = metadata._Rows(engine, [STUDY, SERIES, SOPS[-1]])
+    b"".join(rows.chunks("http://pacs.example/dicom-web"))
+    gone = _instance_id(engine, SOPS[-1])
+    newcomer = f"{SERIES}.99"
+    with repository.connect(loaded) as store:
+        store.delete_instances(STUDY, SERIES, [SOPS[-1]])
+        store.add_instances([{**_instance(newcomer, 99), "SeriesDescription": "newcomer"}])
+    reused = _instance_id(engine, newcomer) == gone
+    fill(engine, rows.fills)  # the fill of the answer sent before the delete
+    assert newcomer not in {sop for sop, (_, json) in _kept(engine).items() if json}
+    again = metadata._Rows(engine, [STUDY, SERIES, newcomer])
+    served = orjson.loads(b"".join(again.chunks("http://pacs.example/dicom-web")))
+    assert served[0]["00080018"]["Value"] == [newcomer], f"id reused: {reused}"
 
 
 def test_json_kept_at_ingest_is_what_the_server_would_build_and_answers_the_first_request(

@@ -1,9 +1,9 @@
 """Bounded database work per worker: a request waits for a slot before it may touch the database.
 
 A worker has ``db_slots`` slots, as many as its connection pool keeps open, and a thread pool
-larger than that. A request for the database (every ``GET``/``HEAD`` under ``/dicom-web`` and
-``/changes``; the commit of a STOW-RS) takes a slot first, waiting without a thread, and keeps
-it until its answer is sent, streamed answers included. So a request that has a slot always
+larger than that. A request for the database (every ``GET``/``HEAD``/``DELETE`` under
+``/dicom-web`` and ``/changes``; the commit of a STOW-RS) takes a slot first, waiting without
+a thread, and keeps it until its answer is sent, streamed answers included. So a request that has a slot always
 finds a free connection and a free thread: no thread ever waits for a connection, and a
 streamed answer always gets a thread for its next part. (Before, 55 streamed metadata answers
 held every connection while the waiting requests held every thread, and the worker stalled
@@ -88,7 +88,7 @@ class Admission:
         path = scope.get("path", "")
         if (
             scope["type"] != "http"
-            or scope["method"] not in ("GET", "HEAD")
+            or scope["method"] not in ("GET", "HEAD", "DELETE")
             or not path.startswith(GATED_PREFIXES)
             or path in UNGATED_PATHS
         ):

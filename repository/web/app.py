@@ -27,13 +27,12 @@ from starlette.routing import BaseRoute, Route
 
 from .. import connect
 from ..config import resolve_url
-from ..errors import FeedGapError
-from . import changes, health, metadata, qido, rendered, retrieve, stow, viewer
+from . import changes, delete, health, metadata, qido, rendered, retrieve, stow, viewer
 from .access_log import AccessLog
 from .admission import Admission, Busy, Slots
 from .availability import UNAVAILABLE_ERRORS, DatabaseState, retry_after, unavailable
 from .changes import StreamPositions
-from .errors import feed_gap, http_error, server_error
+from .errors import http_error, server_error
 from .inflight import InFlight
 from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
@@ -48,12 +47,16 @@ ROUTES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("/series", qido.study_series, ("GET",)),
     ("/instances", qido.instances, ("GET",)),
     ("/studies/{study}", stow.store_instances, ("POST",)),
+    ("/studies/{study}", delete.delete_study, ("DELETE",)),
+    ("/studies/{study}/series/{series}", delete.delete_series, ("DELETE",)),
     ("/studies/{study}/series", qido.study_series, ("GET",)),
     ("/studies/{study}/instances", qido.instances, ("GET",)),
     ("/studies/{study}/metadata", metadata.study_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances", qido.instances, ("GET",)),
     ("/studies/{study}/series/{series}/metadata", metadata.series_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}", retrieve.instance, ("GET",)),
+    ("/studies/{study}/series/{series}/instances/{instance}", delete.delete_instance,
+     ("DELETE",)),
     ("/studies/{study}/series/{series}/instances/{instance}/metadata",
      metadata.instance_metadata, ("GET",)),
     ("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
@@ -122,7 +125,7 @@ def _middleware(settings: Settings, state: Any) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["Warning", "Content-Type"],
             )
@@ -173,7 +176,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     state.writes = InFlight()
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
     handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,
-                     FeedGapError: feed_gap, Exception: server_error})  # fmt: skip
+                     Exception: server_error})  # fmt: skip
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),
                     exception_handlers=handlers, lifespan=lifespan)  # fmt: skip
     app.state = state

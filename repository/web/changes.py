@@ -5,6 +5,13 @@
 change committed by any process on the database as an SSE event (``id:`` is the seq, ``event:``
 the kind); a client that reconnects with ``Last-Event-ID`` resumes after it, missing nothing.
 Without ``since`` the stream starts with the changes committed after it was opened.
+
+A position older than the change log keeps (``dicom-repo changes compact`` removed the changes
+after it) is answered ``410 Gone`` with a JSON error naming the oldest position still served
+(``horizon``: changes after it are kept) and the newest seq; an open stream whose subscription
+falls behind a compaction is ended with an ``event: gap`` message, so that the client's
+reconnect gets the 410. The client then
+re-reads the state it mirrors (QIDO-RS) and follows on from ``newest``.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import orjson
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import changelog
 from ..cli.feed import event_json
+from ..errors import FeedGapError
 from ..events import Event
+from ..store import Store
 from .numbers import INT64_MAX, optional_int
 
 MAX_PAGE = 10_000
@@ -40,9 +49,32 @@ async def page(request: Request) -> Response:
     limit = optional_int("limit", request.query_params.get("limit"), minimum=1, maximum=INT64_MAX)
     limit = min(limit if limit is not None else 1000, MAX_PAGE)
     store = request.app.state.store
-    events = await run_in_threadpool(store.changes, since, limit)
+    try:
+        events = await run_in_threadpool(store.changes, since, limit)
+    except FeedGapError as gap:
+        return await gone(store, gap)
     body = orjson.dumps([event_json(e) for e in events])
     return Response(body, media_type="application/json")
+
+
+def _oldest_kept(store: Store, gap: FeedGapError) -> int | None:
+    try:
+        kept = store.changes(gap.horizon, 1)
+    except FeedGapError:  # compacted again meanwhile
+        return None
+    return kept[0].seq if kept else None
+
+
+async def gone(store: Store, gap: FeedGapError) -> Response:
+    """``410 Gone``: the changes after the client's position were compacted away.
+
+    ``oldest_kept_seq``: the oldest change still kept; ``horizon``: the oldest position still
+    served (``since=horizon``); ``newest``: the newest seq, to follow on from after a resync.
+    """
+    oldest = await run_in_threadpool(_oldest_kept, store, gap)
+    body = {"error": str(gap), "since": gap.since, "horizon": gap.horizon,
+            "oldest_kept_seq": oldest, "newest": gap.newest}  # fmt: skip
+    return JSONResponse(body, status_code=410)
 
 
 class StreamPositions:
@@ -79,23 +111,36 @@ def _sse(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
+def _gap(gap: FeedGapError) -> bytes:
+    """The last message of a stream that fell behind a compaction: ``event: gap`` with the 410
+    body's fields, its ``id:`` a position below the horizon, so that the client's reconnect
+    (``Last-Event-ID``, even when it had been handed no change yet) is answered 410."""
+    data = orjson.dumps({"error": str(gap), "since": gap.since, "horizon": gap.horizon,
+                         "newest": gap.newest}).decode()  # fmt: skip
+    return f"id: {gap.since}\nevent: gap\ndata: {data}\n\n".encode()
+
+
 async def stream(request: Request) -> Response:
     """``GET /changes/stream`` as server-sent events (resumes from ``Last-Event-ID``)."""
     since = _seq("Last-Event-ID", request.headers.get("last-event-id"))
     if since is None:
         since = _seq("since", request.query_params.get("since"))
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event] = asyncio.Queue()
+    queue: asyncio.Queue[Event | FeedGapError] = asyncio.Queue()
 
-    def deliver(event: Event) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+    def deliver(item: Event | FeedGapError) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
 
     store = request.app.state.store
+    try:
+        subscription = await run_in_threadpool(
+            lambda: store.subscribe("*", deliver, include_made_in_client=True, since=since,
+                                    on_gap=deliver)
+        )  # fmt: skip
+    except FeedGapError as gap:
+        return await gone(store, gap)
     positions: StreamPositions = request.app.state.feed_positions
     start = since if since is not None else await run_in_threadpool(_newest, store.engine)
-    subscription = await run_in_threadpool(
-        lambda: store.subscribe("*", deliver, include_made_in_client=True, since=start)
-    )
     key = positions.open(start)
 
     async def body() -> AsyncIterator[bytes]:
@@ -103,12 +148,15 @@ async def stream(request: Request) -> Response:
             yield b": dicom-repo change feed\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                    item = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                yield _sse(event)
-                positions.sent[key] = event.seq
+                if isinstance(item, FeedGapError):  # fell behind a compaction
+                    yield _gap(item)
+                    return
+                yield _sse(item)
+                positions.sent[key] = item.seq
         finally:
             subscription.unsubscribe()
             positions.sent.pop(key, None)

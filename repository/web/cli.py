@@ -86,7 +86,7 @@ WORKER_HEALTHCHECK_SECONDS = 120
     default=None,
     help="Folder STOW-RS writes received files to (without it, STOW-RS is refused).",
 )
-@click.option("--read-only", is_flag=True, help="Refuse STOW-RS (403).")
+@click.option("--read-only", is_flag=True, help="Refuse STOW-RS and DELETE (403).")
 @click.option(
     "--cors-origin",
     "cors_origins",

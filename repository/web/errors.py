@@ -66,12 +66,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def feed_gap(request: Request, exc: Exception) -> Response:
-    """Exception handler: a change-feed position older than the change log keeps is 410 Gone
-    (the message says where to resume after re-reading the state)."""
-    return JSONResponse({"error": str(exc)}, status_code=410)
-
-
 async def server_error(request: Request, exc: Exception) -> Response:
     """Exception handler: anything unexpected is logged and answered 500 without details."""
     log.exception("unexpected error answering %s %s", request.method, request.url.path)

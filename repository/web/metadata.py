@@ -36,8 +36,10 @@ PART = 1 << 19
 series answered in parts of 3 MB took 1.4 times as long)."""
 
 KEEP_AT_MOST = 32 << 20
-"""Bytes of built JSON one answer holds on to until it is kept; the JSON of the instances past
-it is built again, and kept, by a later answer."""
+"""Bytes of built JSON one answer holds on to until it is kept (with, beside each, the metadata
+text it was built from, about as large); the JSON of the instances past it is built again, and
+kept, by a later answer. Bounded so that the answers a worker streams at once (one per database
+slot) stay within a few hundred megabytes."""
 
 
 class _Rows:
@@ -79,7 +81,7 @@ class _Rows:
                 data = dicom_json((study, series, sop), text)
                 self.built += 1
                 if self.held + len(data) <= KEEP_AT_MOST:
-                    self.fills.append((id_, generation or 0, data))
+                    self.fills.append((id_, generation or 0, data, text))
                     self.held += len(data)
             pieces.append(data if isinstance(data, bytes) else data.encode())
         self.kept += len(batch) - (self.built - built_before)

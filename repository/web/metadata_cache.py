@@ -14,6 +14,10 @@ an instance's metadata is served, the server keeps the bytes it built in ``insta
   server reads an instance's metadata and its row's generation in one statement (one snapshot),
   and fills the row only if it still has that generation and no JSON (:func:`fill`): a fill
   built from metadata that was updated meanwhile is dropped, and the next request builds again.
+- Never another instance's: the fill of an instance deleted meanwhile is dropped. On
+  PostgreSQL its id is never handed out again (a sequence), so the row fails its foreign key; on
+  SQLite the next instance stored may get the deleted largest id (rowid reuse), so a fill there
+  is written only if the instance under that id still has the metadata it was built from.
 - Best effort: the fill runs after the response was sent, in its own short transaction. A
   read-only server (``--read-only``), a role without INSERT, or a busy database only means the
   JSON is built again next time; the answer is the same either way.
@@ -28,8 +32,18 @@ from itertools import islice
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Dialect, Engine, Select, bindparam, case, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Executable,
+    Select,
+    bindparam,
+    case,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 
 from .._reads import json_text
 from ..errors import RepositoryError
@@ -49,8 +63,9 @@ BULK_KEY = b'"BulkDataURI":"'
 """How a BulkDataURI starts in compact JSON: a key followed by a string can be nothing else (a
 quote inside a JSON string is escaped, and only a key is followed by a colon)."""
 
-Fill = tuple[int, int, bytes]
-"""An instance id, the generation of its row when its metadata was read (0: no row), its JSON."""
+Fill = tuple[int, int, bytes, str | None]
+"""An instance id, the generation of its row when its metadata was read (0: no row), its JSON,
+and the metadata text it was built from (SQLite checks it; None elsewhere)."""
 
 
 def with_root(data: bytes, root: str) -> bytes:
@@ -148,6 +163,18 @@ SQLITE_READ = (
 """SQLite: of the instances ``ids``, what :data:`Row` has after the UIDs (one statement)."""
 
 
+SQLITE_FILL = text(
+    "INSERT INTO instance_dicom_json (instance_id, generation, json) "
+    "SELECT :instance_id, :generation, :json WHERE EXISTS (SELECT 1 FROM instance "
+    "WHERE id = :instance_id AND metadata = :read) "
+    "ON CONFLICT (instance_id) DO UPDATE SET json = excluded.json "
+    "WHERE instance_dicom_json.generation = excluded.generation "
+    "AND instance_dicom_json.json IS NULL"
+)
+"""SQLite: keep a fill only if the instance under its id still has the metadata it was built
+from (a deleted instance's id may be handed to the next one stored)."""
+
+
 def fill(engine: Engine, fills: Sequence[Fill]) -> bool:
     """Keep the JSON built for ``fills`` where no update came since it was read; True if written.
 
@@ -156,17 +183,18 @@ def fill(engine: Engine, fills: Sequence[Fill]) -> bool:
     """
     if not fills:
         return True
-    table = instance_dicom_json_table
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.instance_id],
-        set_={"json": stmt.excluded.json},
-        where=(table.c.generation == stmt.excluded.generation) & table.c.json.is_(None),
-    )
+    stmt: Executable = SQLITE_FILL
+    if engine.dialect.name == "postgresql":
+        table = instance_dicom_json_table
+        insert = postgresql.insert(table)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[table.c.instance_id],
+            set_={"json": insert.excluded.json},
+            where=(table.c.generation == insert.excluded.generation) & table.c.json.is_(None),
+        )
     params = [
-        {"instance_id": id_, "generation": generation, "json": data.decode()}
-        for id_, generation, data in sorted(fills, key=lambda f: f[0])
+        {"instance_id": id_, "generation": generation, "json": data.decode(), "read": read}
+        for id_, generation, data, read in sorted(fills, key=lambda f: f[0])
     ]
     try:
         with (

@@ -30,12 +30,13 @@ class Settings:
     ``url``: database URL (``None``: ``$DICOM_REPO_URL``, else the SQLite default);
     ``read_urls``: hot standbys to read from (``None``: ``$DICOM_REPO_READ_URLS``);
     ``storage``: folder STOW-RS writes files to (``None``: STOW is refused);
-    ``read_only``: refuse STOW-RS with 403; ``cors_origins``: origins allowed by CORS (none: CORS
-    off); ``token``: bearer token required on every request (``None``: no authentication);
-    ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results per request
-    when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer (``dist/``) served
-    at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the DICOM JSON of
-    instances stored by STOW-RS at once (else on their first WADO-RS metadata request).
+    ``read_only``: refuse STOW-RS and DELETE with 403; ``cors_origins``: origins allowed by
+    CORS (none: CORS off); ``token``: bearer token required on every request (``None``: no
+    authentication); ``max_body``: largest request body in bytes; ``max_results``: QIDO-RS results
+    per request when no smaller ``limit`` is asked for; ``viewer_dir``: a built OHIF Viewer
+    (``dist/``) served at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the
+    DICOM JSON of instances stored by STOW-RS at once (else on their first WADO-RS metadata
+    request).
 
     Holding under load (see :mod:`.admission`, :mod:`.limits`): ``db_slots``: database
     connections per worker, and so requests that use the database at once (the thread pool is
