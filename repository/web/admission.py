@@ -3,11 +3,11 @@
 A worker has ``db_slots`` slots, as many as its connection pool keeps open, and a thread pool
 larger than that. A request for the database (every ``GET``/``HEAD``/``DELETE`` under
 ``/dicom-web`` and ``/changes``; the commit of a STOW-RS) takes a slot first, waiting without
-a thread, and keeps it until its answer is sent, streamed answers included. So a request that has a slot always
-finds a free connection and a free thread: no thread ever waits for a connection, and a
-streamed answer always gets a thread for its next part. (Before, 55 streamed metadata answers
-held every connection while the waiting requests held every thread, and the worker stalled
-until the pool's timeout answered 500 to all.)
+a thread, and keeps it until its answer is sent, streamed answers included. So a request that
+has a slot always finds a free connection and a free thread: no thread ever waits for a
+connection, and a streamed answer always gets a thread for its next part. (Before, 55 streamed
+metadata answers held every connection while the waiting requests held every thread, and the
+worker stalled until the pool's timeout answered 500 to all.)
 
 A request that waits longer than ``queue_timeout`` seconds, or arrives when ``max_queue``
 requests are already waiting, is answered ``503`` with ``Retry-After``.
