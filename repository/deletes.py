@@ -78,7 +78,7 @@ def delete_study(study_uid: str, data_source: str | None) -> Work[DeleteResult]:
             lists.setdefault(row.list_id, []).append(row)
         counts = _remove_series(tx.conn, [r.series_id for r in rows if r.series_id], removal)
         _remove_lists(tx.conn, list(lists))
-        gone = _remove_study_if_empty(tx.conn, study_id, uid, removal)
+        gone = _remove_study_if_empty(tx.conn, study_id, uid, removal, known_empty=source is None)
         for members in lists.values():
             series = [r.series_uid for r in members if r.series_uid]
             count = sum(counts.get(r.series_id, 0) for r in members if r.series_id)
@@ -211,15 +211,15 @@ def _remove_series(conn: Connection, series_ids: list[int], removal: _Removal) -
     """Delete these series and their instances; instance counts by series id."""
     if not series_ids:
         return {}
-    counts = {
-        int(series): int(n)
-        for series, n in conn.execute(
-            select(InstanceRow.series_id, func.count())
-            .where(InstanceRow.series_id.in_(series_ids))
-            .group_by(InstanceRow.series_id)
+    counts: dict[int, int] = {}
+    for series, image_id in conn.execute(
+        select(InstanceRow.series_id, InstanceRow.image_id).where(
+            InstanceRow.series_id.in_(series_ids)
         )
-    }
-    removal.files += _files(conn, InstanceRow.series_id.in_(series_ids))
+    ):
+        counts[series] = counts.get(series, 0) + 1
+        if image_id.startswith(FILE_PREFIX):
+            removal.files.append(image_id.removeprefix(FILE_PREFIX))
     ids = select(InstanceRow.id).where(InstanceRow.series_id.in_(series_ids))
     conn.execute(delete(InstanceDicomJsonRow).where(InstanceDicomJsonRow.instance_id.in_(ids)))
     conn.execute(delete(InstanceRow).where(InstanceRow.series_id.in_(series_ids)))
@@ -303,9 +303,15 @@ def _finish(
         derived.refresh_studies(tx.conn, [study_id])
 
 
-def _remove_study_if_empty(conn: Connection, study_id: int, uid: str, removal: _Removal) -> bool:
-    left = conn.execute(select(func.count()).where(SeriesListRow.study_id == study_id)).scalar_one()
-    if left:
+def _remove_study_if_empty(
+    conn: Connection, study_id: int, uid: str, removal: _Removal, *, known_empty: bool = False
+) -> bool:
+    if (
+        not known_empty
+        and conn.execute(
+            select(func.count()).where(SeriesListRow.study_id == study_id)
+        ).scalar_one()
+    ):
         return False
     conn.execute(delete(StudyRow).where(StudyRow.id == study_id))
     removal.studies.append(uid)

@@ -336,7 +336,10 @@ class UnitOfWork:
         return self._write(work)
 
     def _write(self, work: Callable[[Transaction], T]) -> T:
+        joined = self.current is not None
         with self.transaction() as tx:
+            if not joined:  # a failure rolls the whole transaction back: no savepoint needed
+                return work(tx)
             mark = len(tx.changes)
             try:
                 with translate_errors(), tx.conn.begin_nested():
