@@ -188,6 +188,18 @@ def serve_cmd(url: str, size: int, orthanc_url: str | None) -> None:
     serve.run(url, size, orthanc_url)
 
 
+@main.command("serve-load")
+@DB
+@click.option("--instances", default=90, show_default=True, help="CT files in the series.")
+@click.option("--seconds", default=10, show_default=True, help="Seconds of load per figure.")
+@click.option("--connections", default="16,64", show_default=True, help="Connection counts.")
+def serve_load_cmd(url: str, instances: int, seconds: int, connections: str) -> None:
+    """dicom-repo serve under load (wrk): QIDO-RS, metadata, frames; req/s, p99, worker RSS."""
+    from . import serve_load
+
+    serve_load.run(url, instances, seconds, tuple(int(c) for c in connections.split(",")))
+
+
 @main.command("replicas")
 def replicas_cmd() -> None:
     """Scratch primary + standbys: read throughput via 1 and 2 standbys vs the primary alone,

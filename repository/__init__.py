@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -79,6 +80,7 @@ def connect(
     poll_interval: float | None = None,
     read_urls: Sequence[str] | None = None,
     max_lag: float = DEFAULT_MAX_LAG,
+    engine_options: Mapping[str, Any] | None = None,
 ) -> Store:
     """Open the store at ``url`` (else ``$DICOM_REPO_URL``, else ``sqlite:///dicom-repo.db``).
 
@@ -93,6 +95,9 @@ def connect(
     A new, empty SQLite database is created and migrated on the spot. Any other database must
     already be at the current schema revision (``dicom-repo db upgrade``), else
     :class:`NotMigratedError` is raised; PostgreSQL is never migrated implicitly.
+
+    ``engine_options`` are passed to SQLAlchemy's ``create_engine`` for ``url`` and each read
+    URL (``pool_size``, ...).
     """
     if poll_interval is not None and (
         isinstance(poll_interval, bool)
@@ -102,12 +107,13 @@ def connect(
         raise InvalidValueError(f"poll_interval must be positive seconds, not {poll_interval!r}")
     if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not max_lag >= 0:
         raise InvalidValueError(f"max_lag must be seconds (>= 0), not {max_lag!r}")
-    engine = _engine(url)
+    options = dict(engine_options or {})
+    engine = _engine(url, options)
     readers: list[Engine] = []
     try:
         run_with_retries(lambda: _open(engine))
         for read_url in config.read_urls(read_urls):
-            readers.append(_engine(read_url))
+            readers.append(_engine(read_url, options))
             if readers[-1].dialect.name != "postgresql" or engine.dialect.name != "postgresql":
                 raise InvalidValueError("read URLs (standbys) need a PostgreSQL primary URL")
     except Exception as error:
@@ -120,9 +126,9 @@ def connect(
     return Store(engine, poll_interval=poll_interval, router=ReadRouter(engine, readers, max_lag))
 
 
-def _engine(url: str | None) -> Engine:
+def _engine(url: str | None, options: dict[str, Any]) -> Engine:
     try:
-        return make_engine(resolve_url(url))
+        return make_engine(resolve_url(url), **options)
     except Exception as error:
         raise DatabaseError(
             f"invalid database URL {url and strip_credentials(url)!r}: {error}"

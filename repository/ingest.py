@@ -141,19 +141,24 @@ Via = Literal["reader", "fast", "pydicom"]
 """How :func:`read_file` reads a file; each way stores the same (see test_normalize_fast.py)."""
 
 
-def read_file(path: str | Path, *, via: Via = "reader") -> NormalizedInstance:
+def read_file(
+    path: str | Path, *, via: Via = "reader", bulk_path: Path | None = None
+) -> NormalizedInstance:
     """Parse one file (large values are not read) into stored form; errors name the file.
 
     ``via="reader"`` reads common files straight from their bytes
     (:mod:`repository.normalize.reader`) and the others as ``"fast"`` does: ``dcmread``, then
     common raw elements decoded without pydicom's value classes
     (:mod:`repository.normalize.fast`); ``"pydicom"`` has pydicom convert every element.
+    ``bulk_path``: the file its BulkDataURIs point into, when not ``path`` (STOW-RS reads a
+    received file before it is moved to its final name, after the commit).
     """
     path = Path(path)
+    bulk_file = path if bulk_path is None else bulk_path
     name = display_name(path)
     _check_openable(path, name)
     if via == "reader":
-        inst = _read_directly(path, name)
+        inst = _read_directly(path, name, bulk_file)
         if inst is not None:
             return inst
     naturalize = naturalize_dataset if via == "pydicom" else naturalize_dataset_fast
@@ -174,7 +179,7 @@ def read_file(path: str | Path, *, via: Via = "reader") -> NormalizedInstance:
             cut = truncation(ds, path.stat().st_size)
             if cut:
                 raise NotDicomError(f"{name}: truncated: {cut}")
-            bulk = file_bulk_uri(path)
+            bulk = file_bulk_uri(bulk_file)
             inst = normalize_instance(ds, source=name, bulk=bulk, naturalize=naturalize)
     except InvalidInputError:
         raise
@@ -188,10 +193,10 @@ def read_file(path: str | Path, *, via: Via = "reader") -> NormalizedInstance:
     return inst
 
 
-def _read_directly(path: Path, name: str) -> NormalizedInstance | None:
+def _read_directly(path: Path, name: str, bulk_file: Path) -> NormalizedInstance | None:
     """The file read without dcmread, or None when it is one to leave to pydicom."""
     try:
-        md = read_metadata(path, file_bulk_uri(path))
+        md = read_metadata(path, file_bulk_uri(bulk_file))
     except Exception:  # making its bulk data URIs failed: pydicom's path reports it
         return None
     if md is None:

@@ -14,9 +14,9 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, Select, exists, select
+from sqlalchemy import Connection, Engine, Select, exists, select
 
 from . import changelog
 from .errors import InvalidValueError, NotFoundError
@@ -26,7 +26,6 @@ from .validation import check_data_source
 
 if TYPE_CHECKING:
     from .commands import Work
-    from .store import Store
     from .unit_of_work import Transaction
 
 
@@ -109,8 +108,18 @@ class PruneResult:
     files: list[str] = field(default_factory=list)
 
 
+class Deleter(Protocol):
+    """What :func:`prune` needs of a :class:`~repository.Store`."""
+
+    engine: Engine
+
+    def delete_study(self, study_uid: str, *, data_source: str | None = None) -> DeleteResult:
+        """Delete one study (see :meth:`Store.delete_study`)."""
+        ...
+
+
 def prune(
-    store: Store,
+    store: Deleter,
     rule: PruneRule,
     *,
     on_study: Callable[[str, DeleteResult | None], object] | None = None,

@@ -13,7 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,8 +26,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import connect
-from . import changes, delete, metadata, qido, rendered, retrieve, stow, viewer
+from ..config import resolve_url
+from . import changes, delete, health, metadata, qido, rendered, retrieve, stow, viewer
+from .access_log import AccessLog
+from .admission import Admission, Busy, Slots
+from .availability import UNAVAILABLE_ERRORS, DatabaseState, retry_after, unavailable
+from .changes import StreamPositions
 from .errors import http_error, server_error
+from .inflight import InFlight
+from .limits import RequestLimits
+from .metrics import Metrics, RequestMetrics, metrics_endpoint
 from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
 
@@ -65,22 +76,50 @@ ROUTES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
 )  # fmt: skip
 """The DICOMweb routes, relative to :data:`ROOT`: path, endpoint, methods."""
 
+WRITES_TIMEOUT = 60.0
+"""Seconds a stopping worker waits for its STOW-RS writes to finish before closing its store."""
+
+
+def _by_method(endpoints: dict[str, Any]) -> Any:
+    """One endpoint answering each method with its own (so a 405 lists them all in Allow)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)  # type: ignore[no-any-return]
+
+    return endpoint
+
 
 def _routes(settings: Settings) -> list[BaseRoute]:
+    grouped: dict[str, dict[str, Any]] = {}
+    for path, endpoint, methods in ROUTES:
+        grouped.setdefault(path, {}).update(dict.fromkeys(methods, endpoint))
     routes: list[BaseRoute] = [
-        Route(ROOT + path, endpoint, methods=list(methods)) for path, endpoint, methods in ROUTES
-    ]
+        Route(ROOT + path, _by_method(by) if len(set(by.values())) > 1 else next(iter(by.values())),
+              methods=list(by), name=path)
+        for path, by in grouped.items()
+    ]  # fmt: skip
     routes += [
         Route("/changes", changes.page, methods=["GET"]),
         Route("/changes/stream", changes.stream, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     if settings.viewer_dir is not None:
         routes += viewer.routes(settings.viewer_dir)
     return routes
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
-    stack = [Middleware(WorkerHeader), Middleware(BodyLimit, max_body=settings.max_body)]
+def _middleware(settings: Settings, state: Any) -> list[Middleware]:
+    stack = [Middleware(WorkerHeader), Middleware(RequestMetrics, metrics=state.metrics)]
+    if settings.access_log:
+        stack.append(Middleware(AccessLog))
+    stack += [
+        Middleware(RequestLimits, max_url=settings.max_url, max_headers=settings.max_headers,
+                   body_timeout=settings.body_timeout),
+        Middleware(BodyLimit, max_body=settings.max_body),
+    ]  # fmt: skip
     if settings.cors_origins:
         stack.append(
             Middleware(
@@ -93,6 +132,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
         )
     if settings.token:
         stack.append(Middleware(BearerToken, token=settings.token))
+    stack.append(Middleware(Admission, slots=state.slots, retry_after=settings.retry_after))
     stack.append(Middleware(GZipMiddleware, minimum_size=1024, compresslevel=4))
     return stack
 
@@ -115,24 +155,47 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = connect(settings.url, read_urls=settings.read_urls)
+        app.state.store = connect(settings.url, read_urls=settings.read_urls,
+                                  engine_options=pool_options(settings))  # fmt: skip
+        router = app.state.store.router
+        for engine in (app.state.store.engine, *(s.engine for s in router.standbys)):
+            app.state.database.watch(engine)
+        to_thread.current_default_thread_limiter().total_tokens = settings.threads
         try:
             yield
         finally:
+            await to_thread.run_sync(state.writes.wait, WRITES_TIMEOUT, abandon_on_cancel=True)
             app.state.store.close()
 
-    app = Starlette(
-        routes=_routes(settings),
-        middleware=_middleware(settings),
-        exception_handlers={
-            HTTPException: http_error,
-            _BodyTooLarge: _too_large,
-            Exception: server_error,
-        },
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
+    state = State()
+    state.settings = settings
+    state.metrics = Metrics()
+    state.slots = Slots(settings.db_slots, settings.max_queue, settings.queue_timeout)
+    state.database = DatabaseState()
+    state.feed_positions = StreamPositions()
+    state.writes = InFlight()
+    handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
+    handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,
+                     Exception: server_error})  # fmt: skip
+    app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),
+                    exception_handlers=handlers, lifespan=lifespan)  # fmt: skip
+    app.state = state
+    state.metrics.watch(state)
     return app
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """The connection pool of a worker: a connection per database slot (:mod:`.admission`),
+    and a few more for the change feed, the readiness check and answers kept after sending."""
+    url = make_url(resolve_url(settings.url))
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return {}  # one shared connection (StaticPool)
+    return {"pool_size": settings.db_slots, "max_overflow": 4, "pool_timeout": 10}
+
+
+async def _busy(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"server busy: {exc}; try again later"}, status_code=503,
+                        headers={"Retry-After": retry_after(request)})  # fmt: skip
 
 
 def app_from_env() -> Starlette:

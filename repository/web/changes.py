@@ -17,35 +17,36 @@ re-reads the state it mirrors (QIDO-RS) and follows on from ``newest``.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from collections.abc import AsyncIterator
 
 import orjson
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .. import changelog
 from ..cli.feed import event_json
 from ..errors import FeedGapError
 from ..events import Event
 from ..store import Store
-from .errors import bad_request
+from .numbers import INT64_MAX, optional_int
 
 MAX_PAGE = 10_000
 KEEP_ALIVE_SECONDS = 15.0
 
 
 def _seq(name: str, value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise bad_request(f"{name}={value[:40]!r}: must be a change seq (a non-negative integer)")
-    return int(value)
+    """A change seq (a PostgreSQL ``bigint``), None when absent."""
+    return optional_int(name, value, maximum=INT64_MAX)
 
 
 async def page(request: Request) -> Response:
     """``GET /changes?since=SEQ&limit=N`` (default since 0, limit 1000, at most 10000)."""
     since = _seq("since", request.query_params.get("since")) or 0
-    limit = _seq("limit", request.query_params.get("limit"))
+    limit = optional_int("limit", request.query_params.get("limit"), minimum=1, maximum=INT64_MAX)
     limit = min(limit if limit is not None else 1000, MAX_PAGE)
     store = request.app.state.store
     try:
@@ -74,6 +75,35 @@ async def gone(store: Store, gap: FeedGapError) -> Response:
     body = {"error": str(gap), "since": gap.since, "horizon": gap.horizon,
             "oldest_kept_seq": oldest, "newest": gap.newest}  # fmt: skip
     return JSONResponse(body, status_code=410)
+
+
+class StreamPositions:
+    """The last seq each open change stream of this worker sent, for the feed-lag metric."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, int] = {}
+        self._next = itertools.count()
+
+    def open(self, seq: int) -> int:
+        """Register a stream that has sent everything up to ``seq``; its key."""
+        key = next(self._next)
+        self.sent[key] = seq
+        return key
+
+    def lag(self, engine: Engine) -> float:
+        """Changes committed after the slowest open stream's last one (NaN: database away)."""
+        if not self.sent:
+            return 0.0
+        slowest = min(self.sent.values())
+        try:
+            return float(max(0, _newest(engine) - slowest))
+        except Exception:  # an outage is reported by the availability metrics
+            return math.nan
+
+
+def _newest(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return changelog.max_seq(conn)
 
 
 def _sse(event: Event) -> bytes:
@@ -109,6 +139,9 @@ async def stream(request: Request) -> Response:
         )  # fmt: skip
     except FeedGapError as gap:
         return await gone(store, gap)
+    positions: StreamPositions = request.app.state.feed_positions
+    start = since if since is not None else await run_in_threadpool(_newest, store.engine)
+    key = positions.open(start)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -123,8 +156,10 @@ async def stream(request: Request) -> Response:
                     yield _gap(item)
                     return
                 yield _sse(item)
+                positions.sent[key] = item.seq
         finally:
             subscription.unsubscribe()
+            positions.sent.pop(key, None)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import RepositoryError
-from .settings import DEFAULT_MAX_BODY, TOKEN_ENV, Settings
+from .settings import (
+    DEFAULT_DB_SLOTS,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_RESULTS_ALL,
+    TOKEN_ENV,
+    Settings,
+)
 
 
 def _token(token_file: Path | None) -> str | None:
@@ -108,6 +115,43 @@ WORKER_HEALTHCHECK_SECONDS = 120
     help="A built OHIF Viewer (its dist/ folder) to serve at / with its app-config.js.",
 )
 @click.option(
+    "--db-slots",
+    default=DEFAULT_DB_SLOTS,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Database connections per worker, and so requests using the database at once "
+    "(others wait, see --queue-timeout).",
+)
+@click.option(
+    "--queue-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a request waits for a database slot before 503 with Retry-After.",
+)
+@click.option(
+    "--max-results-all",
+    default=DEFAULT_MAX_RESULTS_ALL,
+    show_default=True,
+    type=click.IntRange(1),
+    help="QIDO-RS results per request with includefield=all (a larger limit is 400).",
+)
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a request body may send nothing before 408 (its upload is dropped).",
+)
+@click.option(
+    "--shutdown-timeout",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0),
+    help="On SIGTERM, seconds requests in progress get to finish before they are cancelled.",
+)
+@click.option("--access-log", is_flag=True, help="Log every request as a JSON line (stderr).")
+@click.option(
     "--keep-json/--no-keep-json",
     default=False,
     show_default=True,
@@ -115,10 +159,11 @@ WORKER_HEALTHCHECK_SECONDS = 120
     "first metadata request).",
 )
 @click.pass_context
-def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], host: str,
+def serve(ctx: click.Context, /, db_url: str | None, read_urls: tuple[str, ...], host: str,
           port: int, workers: int, storage: Path | None, read_only: bool,
           cors_origins: tuple[str, ...], token_file: Path | None, max_body: int,
-          viewer_dir: Path | None, keep_json: bool) -> None:  # fmt: skip
+          viewer_dir: Path | None, keep_json: bool, shutdown_timeout: int,
+          **tuning: Any) -> None:  # fmt: skip
     """Serve the repository over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) at /dicom-web."""
     import uvicorn
 
@@ -140,6 +185,7 @@ def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], ho
         max_body=max_body,
         viewer_dir=viewer_dir.resolve() if viewer_dir else None,
         keep_json=keep_json,
+        **tuning,
     )
     os.environ.update(settings.to_env())
     click.echo(f"DICOMweb root: http://{host}:{port}/dicom-web", err=True)
@@ -155,4 +201,5 @@ def serve(ctx: click.Context, db_url: str | None, read_urls: tuple[str, ...], ho
         # default) and starts another: on a loaded machine importing the application takes
         # longer than that, and the workers were replaced forever without serving a request.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        timeout_graceful_shutdown=shutdown_timeout,
     )

@@ -22,8 +22,10 @@ class WebError(RepositoryError, HTTPException):
     """Raised when a request cannot be answered; ``status_code`` and ``detail`` say why (the
     server answers it with that status; a :class:`RepositoryError` like every error of ours)."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(
+        self, status_code: int, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
 
 
 def bad_request(message: str) -> WebError:

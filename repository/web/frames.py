@@ -18,17 +18,23 @@ from pydicom.uid import UID
 
 from .errors import bad_request, not_acceptable, not_found
 from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN
+from .numbers import parse_int
 
 
 def frame_numbers(text: str, available: int) -> list[int]:
-    """``"1,3,5"`` as frame numbers, each checked against the instance's frame count."""
-    try:
-        numbers = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise bad_request(f"frame list {text[:80]!r} must be comma-separated numbers") from None
+    """``"1,3,5"`` as frame numbers, each checked against the instance's frame count.
+
+    A list may name at most as many frames as the instance has (repeats included): a URL of a
+    few kilobytes must not ask for an answer hundreds of times the size of the instance.
+    """
+    parts = text.split(",")
+    if len(parts) > available:
+        raise bad_request(
+            f"the frame list names {len(parts)} frames; the instance has {available} "
+            "(ask for each frame at most once)"
+        )
+    numbers = [parse_int(f"frame list {text[:80]!r}: frame", part, minimum=1) for part in parts]
     for number in numbers:
-        if number < 1:
-            raise bad_request(f"frame number {number} is not positive (frames start at 1)")
         if number > available:
             raise not_found(f"frame {number} does not exist (the instance has {available})")
     return numbers

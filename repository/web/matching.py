@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Date, Integer, and_, func, or_
 from ..validation import parse_date
 from .attributes import Attribute
 from .errors import bad_request, check_uid
+from .numbers import INT32_MAX, parse_int
 
 _NUMERIC_VRS = frozenset({"IS", "US", "SS", "UL", "SL", "UV", "SV"})
 _RANGED_VRS = frozenset({"DA", "TM", "DT"})
@@ -42,10 +43,7 @@ def condition(
 
 
 def _int(attr: Attribute, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise bad_request(f"{attr.key}={value!r}: not an integer") from None
+    return parse_int(attr.key, value, minimum=-INT32_MAX - 1, maximum=INT32_MAX)
 
 
 def _date(attr: Attribute, value: str) -> dt.date:
@@ -82,7 +80,7 @@ def _range(expr: Any, attr: Attribute, value: str) -> ColumnElement[bool]:
             parts.append(expr <= bound(high))
     else:  # TM and DT: fixed-format text compares in order; the upper end covers its precision
         for text in (low, high):
-            if text and not text.replace(".", "").replace("+", "").isdigit():
+            if text and not (text.isascii() and text.replace(".", "").replace("+", "").isdigit()):
                 raise bad_request(f"{attr.key}={value!r}: not a {attr.vr} range")
         if low:
             parts.append(expr >= low)

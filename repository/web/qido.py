@@ -24,26 +24,32 @@ from . import qido_sql
 from .attributes import COMPUTED, INSTANCE, RETRIEVE_URL, SERIES, STUDY, Attribute, Level, attribute
 from .errors import bad_request, path_uids
 from .negotiation import DICOM_JSON, json_media_type
+from .numbers import parse_int
 from .routing import read_engine
 
 _SCOPE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
 _SERVED = frozenset(COMPUTED) | {"ModalitiesInStudy"}  # computed here, never copied
 
 
-def _non_negative(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise bad_request(f"{name}={value!r}: must be a non-negative integer")
-    return int(value)
-
-
 def parse(
-    params: Iterable[tuple[str, str]], level: Level, scope: Mapping[str, str], max_results: int
+    params: Iterable[tuple[str, str]],
+    level: Level,
+    scope: Mapping[str, str],
+    max_results: int,
+    max_all: int | None = None,
 ) -> tuple[qido_sql.Search, list[str]]:
-    """The search asked for, and the attribute keys to return (``["all"]`` for everything)."""
+    """The search asked for, and the attribute keys to return (``["all"]`` for everything).
+
+    ``max_all``: the most results one answer with ``includefield=all`` holds (each is a whole
+    instance's attributes): a larger ``limit`` is refused with 400, no ``limit`` means that many.
+    """
     search = qido_sql.Search(level, limit=max_results)
     include: list[str] = []
     seen: set[str] = set()
+    asked = False
     for key, value in params:
+        if "\x00" in key or "\x00" in value:
+            raise bad_request(f"{key[:40]!r}: a query parameter may not hold a NUL character")
         if key == "includefield":
             include += [v.strip() for v in value.split(",") if v.strip()]
         elif key == "fuzzymatching":
@@ -51,7 +57,8 @@ def parse(
                 raise bad_request(f"fuzzymatching={value!r}: must be true or false")
             search.fuzzy = value == "true"
         elif key in ("limit", "offset"):
-            setattr(search, key, _non_negative(key, value))
+            setattr(search, key, parse_int(key, value, minimum=int(key == "limit")))
+            asked = asked or key == "limit"
         else:
             attr = attribute(key)
             if attr.key in seen:
@@ -62,7 +69,19 @@ def parse(
     for key, uid in scope.items():
         search.filters.append((attribute(key), uid))
     search.scope_depth = len(scope)
-    return search, _return_keys(level, scope, search, include)
+    keys = _return_keys(level, scope, search, include)
+    if keys == ["all"] and max_all is not None:
+        _limit_all(search, max_all, asked)
+    return search, keys
+
+
+def _limit_all(search: qido_sql.Search, max_all: int, asked: bool) -> None:
+    if asked and search.limit > max_all:
+        raise bad_request(
+            f"limit={search.limit} with includefield=all: at most {max_all} results per request "
+            f"(page with offset)"
+        )
+    search.limit = min(search.limit, max_all)
 
 
 def _add_filter(search: qido_sql.Search, attr: Attribute, value: str) -> None:
@@ -179,8 +198,11 @@ async def search(request: Request, level: Level, scope_names: tuple[str, ...]) -
     media_type = json_media_type(request)
     scope = dict(zip(_SCOPE_KEYS, path_uids(request, *scope_names), strict=False))
     settings = request.app.state.settings
-    parsed, keys = parse(request.query_params.multi_items(), level, scope, settings.max_results)
+    parsed, keys = parse(request.query_params.multi_items(), level, scope, settings.max_results,
+                         settings.max_results_all)  # fmt: skip
     root = dicomweb_root(request)
+    if request.method == "HEAD":  # the headers only: the query is checked, not run
+        return Response(media_type=media_type or DICOM_JSON)
     engine = await read_engine(request)
     body, more = await run_in_threadpool(_answer, engine, parsed, keys, root)
     headers = {}

@@ -28,6 +28,7 @@ from .errors import WebError, bad_request, not_acceptable, not_found, path_uids
 from .files import find_instance
 from .frames import frame_numbers
 from .negotiation import MediaRange, accepted
+from .numbers import parse_int
 from .routing import read_engine
 
 FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
@@ -88,9 +89,7 @@ def _viewport(text: str) -> render.Viewport:
 
 
 def _quality(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 100:
-        raise bad_request(f"quality={text[:20]!r} must be a whole number from 1 to 100")
-    return int(text)
+    return parse_int("quality", text, minimum=1, maximum=100)
 
 
 def rendering(request: Request) -> render.Rendering:

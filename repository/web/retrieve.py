@@ -15,10 +15,16 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+    StreamingResponse,
+)
 
 from . import frames as frame_data
-from .errors import WebError, not_acceptable, path_uids
+from .errors import WebError, bad_request, not_acceptable, path_uids
 from .files import BulkLocation, bulk_location, find_instance
 from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN, MediaRange, accepted
 from .routing import read_engine
@@ -83,6 +89,8 @@ async def frames(request: Request) -> Response:
     numbers = frame_data.frame_numbers(text, stored.number_of_frames or 1)
     syntax = _frame_syntax(request, stored.transfer_syntax_uid or IMPLICIT_VR_LITTLE_ENDIAN)
     count = stored.number_of_frames or 1
+    if request.method == "HEAD":  # the headers only: no frame is cut
+        return Response(media_type=f'multipart/related; type="{OCTET}"')
     parts = await run_in_threadpool(_frames, path, numbers, count, syntax)
     return multipart(parts, OCTET)
 
@@ -116,9 +124,26 @@ async def instance(request: Request) -> Response:
                 f"does not transcode whole instances (ask for transfer-syntax=*)"
             )
     if form == "single":
+        _check_range(request, path)
         return FileResponse(path, media_type=DICOM)
     data = await run_in_threadpool(path.read_bytes)
     return multipart([(DICOM, data)], DICOM)
+
+
+def _check_range(request: Request, path: Path) -> None:
+    """A ``Range`` header the file cannot answer is a JSON error (Starlette's rules: 400 when
+    malformed, 416 when outside the file), not Starlette's plain-text one."""
+    header = request.headers.get("range")
+    if header is None:
+        return
+    try:
+        FileResponse._parse_range_header(header, path.stat().st_size)
+    except MalformedRangeHeader as error:
+        raise bad_request(f"Range {header[:80]!r}: {error.content or 'malformed'}") from None
+    except RangeNotSatisfiable as error:
+        size = error.max_size
+        message = f"Range {header[:80]!r}: outside the {size} bytes of the instance"
+        raise WebError(416, message, headers={"Content-Range": f"bytes */{size}"}) from None
 
 
 def _read_bulk(location: BulkLocation) -> bytes:

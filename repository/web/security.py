@@ -13,25 +13,37 @@ import os
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Paths answered without the token: liveness and readiness probes, which reveal nothing."""
+
 
 class BearerToken:
-    """Require ``Authorization: Bearer <token>`` on every HTTP request (401 otherwise)."""
+    """Require ``Authorization: Bearer <token>`` on every HTTP request (401 otherwise); the
+    scheme is case-insensitive (RFC 9110 11.1), the token compared in constant time."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def _valid(self, scope: Scope) -> bool:
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, credentials = given.strip().partition(b" ")
+        valid = hmac.compare_digest(credentials.strip(), self.expected)
+        return scheme.lower() == b"bearer" and valid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") != "OPTIONS":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {"error": "a valid bearer token is required (Authorization: Bearer ...)"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and scope.get("method") != "OPTIONS"
+            and scope.get("path") not in OPEN_PATHS
+        ) and not self._valid(scope):
+            response = JSONResponse(
+                {"error": "a valid bearer token is required (Authorization: Bearer ...)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

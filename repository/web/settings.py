@@ -8,9 +8,10 @@ several worker processes; each worker builds its application from the environmen
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TOKEN_ENV = "DICOM_REPO_TOKEN"
 """A bearer token every request must carry when set."""
@@ -18,6 +19,8 @@ TOKEN_ENV = "DICOM_REPO_TOKEN"
 _PREFIX = "DICOM_REPO_SERVE_"
 DEFAULT_MAX_BODY = 2 * 1024**3
 DEFAULT_MAX_RESULTS = 10_000
+DEFAULT_MAX_RESULTS_ALL = 500
+DEFAULT_DB_SLOTS = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,15 @@ class Settings:
     (``dist/``) served at ``/`` with a generated ``/app-config.js``; ``keep_json``: keep the
     DICOM JSON of instances stored by STOW-RS at once (else on their first WADO-RS metadata
     request).
+
+    Holding under load (see :mod:`.admission`, :mod:`.limits`): ``db_slots``: database
+    connections per worker, and so requests that use the database at once (the thread pool is
+    sized from it); ``queue_timeout``: seconds a request waits for a slot, and ``max_queue``
+    requests at most wait, before 503; ``max_results_all``: QIDO-RS results per request with
+    ``includefield=all``; ``body_timeout``: seconds a request body may send nothing (408);
+    ``max_url`` and ``max_headers``: bytes of URL (414) and of headers (431);
+    ``retry_after``: the ``Retry-After`` seconds of a 503; ``access_log``: one JSON line per
+    request on standard error.
     """
 
     url: str | None = None
@@ -46,6 +58,21 @@ class Settings:
     max_results: int = DEFAULT_MAX_RESULTS
     viewer_dir: Path | None = None
     keep_json: bool = False
+    db_slots: int = DEFAULT_DB_SLOTS
+    queue_timeout: float = 30.0
+    max_queue: int = 1000
+    max_results_all: int = DEFAULT_MAX_RESULTS_ALL
+    body_timeout: float = 60.0
+    max_url: int = 8192
+    max_headers: int = 8192
+    retry_after: int = 5
+    access_log: bool = False
+
+    @property
+    def threads(self) -> int:
+        """Threads of a worker's pool: every slot's request, and as many again for the rest
+        (the feed, bodies being written, answers kept after they were sent)."""
+        return 2 * self.db_slots + 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +95,8 @@ class Settings:
             max_results=int(get("MAX_RESULTS") or DEFAULT_MAX_RESULTS),
             viewer_dir=Path(viewer) if viewer else None,
             keep_json=get("KEEP_JSON") == "1",
+            **_tuning(get),
+            access_log=get("ACCESS_LOG") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -82,7 +111,22 @@ class Settings:
             _PREFIX + "MAX_RESULTS": str(self.max_results),
             _PREFIX + "VIEWER_DIR": str(self.viewer_dir or ""),
             _PREFIX + "KEEP_JSON": "1" if self.keep_json else "",
+            _PREFIX + "ACCESS_LOG": "1" if self.access_log else "",
+            **{_PREFIX + name.upper(): str(getattr(self, name)) for name in _TUNING},
         }
         if self.token:
             env[TOKEN_ENV] = self.token
         return env
+
+
+_TUNING: dict[str, type[int] | type[float]] = {
+    "db_slots": int, "queue_timeout": float, "max_queue": int, "max_results_all": int,
+    "body_timeout": float, "max_url": int, "max_headers": int, "retry_after": int,
+}  # fmt: skip
+"""The numeric settings passed to workers as ``DICOM_REPO_SERVE_<NAME>``, and their types."""
+
+
+def _tuning(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The :data:`_TUNING` settings given in the environment, by field name."""
+    found = {name: get(name.upper()) for name in _TUNING}
+    return {name: _TUNING[name](value) for name, value in found.items() if value is not None}

@@ -3,8 +3,10 @@
 
 Each part is written to the storage folder (``<storage>/<study>/<series>/<sop>.dcm``), read back
 like ``dicom-repo ingest`` reads files, and added through the store, so its events are fired
-after the commit and its file becomes the one recorded for the instance. A file already stored
-there is never overwritten. The answer lists the stored instances (ReferencedSOPSequence) and
+after the commit and its file becomes the one recorded for the instance. The file is received
+into ``<storage>/.incoming`` and moved to its name only after the commit: a STOW-RS that fails
+(the database away) leaves no file, and the same instance sent again is stored as sent then.
+The answer lists the stored instances (ReferencedSOPSequence) and
 the refused ones with a DICOM failure reason (FailedSOPSequence): 200 when all were stored, 202
 when some were, 409 when none were; 403 in read-only mode.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, MultipartState
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +31,7 @@ from ..ingest import read_file
 from ..store import Store
 from ..validation import check_uid
 from . import stow_bodies
+from .admission import slots_of
 from .errors import WebError, bad_request, log, path_uids
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
@@ -107,6 +110,8 @@ async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise bad_request("truncated multipart/related body: it has no closing boundary")
     except Exception as error:
         _discard(parts)
         if isinstance(error, WebError):
@@ -163,51 +168,54 @@ def _identify(part: Part, study: str | None) -> Outcome:
     return outcome
 
 
-def _place(part: Part, outcome: Outcome, storage: Path) -> tuple[Path, bool]:
-    """Move the part to its final name (and say if it is new); an existing file is kept."""
+def _final(storage: Path, outcome: Outcome) -> Path:
+    """Where an instance's file lives: ``<storage>/<study>/<series>/<sop>.dcm``."""
     assert outcome.study and outcome.series and outcome.sop
-    final = storage / outcome.study / outcome.series / f"{outcome.sop}.dcm"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        part.path.unlink(missing_ok=True)
-        return final.resolve(), False
-    os.replace(part.path, final)
-    return final.resolve(), True
+    return (storage / outcome.study / outcome.series / f"{outcome.sop}.dcm").resolve()
 
 
-def _add(store: Store, path: Path, outcome: Outcome, keep_json: bool) -> None:
+def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: bool) -> bool:
+    """Record the part as the file ``final`` (read where it is, its bulk data pointing at
+    ``final``; ``keep_json``: with its DICOM JSON); True if the instance is new. A database
+    failure is raised, nothing committed."""
     try:
-        inst = read_file(path)
-        store.add_normalized([inst], paths={inst.sop_instance_uid: str(path)}, keep_json=keep_json)
+        inst = read_file(part.path, bulk_path=final)
+        paths = {inst.sop_instance_uid: str(final)}
+        added = store.add_normalized([inst], paths=paths, keep_json=keep_json)
     except ConflictError as error:
         outcome.reason, outcome.message = DUPLICATE_SOP, str(error)
+        return False
     except InvalidInputError as error:
         outcome.reason, outcome.message = CANNOT_UNDERSTAND, str(error)
+        return False
+    return added.added > 0
 
 
 def store_parts(
     store: Store, parts: list[Part], storage: Path, study: str | None, keep_json: bool = False
 ) -> list[Outcome]:
-    """Place and add every part (``keep_json``: with its DICOM JSON); each one's outcome."""
+    """Add every part (``keep_json``: with its DICOM JSON), then move its file into place; the
+    outcome of each, in order.
+
+    A part's file is moved to its final name only once its instance was committed as new (a
+    file left there by a failed attempt is replaced); an instance stored already keeps its
+    file. If the database fails, the parts not yet committed are deleted and the error raised:
+    nothing is left that the database does not record.
+    """
     outcomes = []
-    for part in parts:
-        outcome = _identify(part, study)
-        if outcome.reason is None:
-            path, created = _place(part, outcome, storage)
-            try:
-                _add(store, path, outcome, keep_json)
-            except BaseException:
-                if created:  # the database failed: the file is not recorded, take it back
-                    path.unlink(missing_ok=True)
-                _discard(parts)
-                raise
-            if outcome.reason is not None and created:
-                path.unlink(missing_ok=True)  # not recorded: the store refused it
-        else:
-            part.path.unlink(missing_ok=True)
-        if outcome.reason is not None:
-            log.warning("STOW-RS refused %s: %s", outcome.sop or "a part", outcome.message)
-        outcomes.append(outcome)
+    try:
+        for part in parts:
+            outcome = _identify(part, study)
+            if outcome.reason is None:
+                final = _final(storage, outcome)
+                if _add(store, part, outcome, final, keep_json):
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(part.path, final)
+            if outcome.reason is not None:
+                log.warning("STOW-RS refused %s: %s", outcome.sop or "a part", outcome.message)
+            outcomes.append(outcome)
+    finally:
+        _discard(parts)  # what was not moved into place
     return outcomes
 
 
@@ -248,10 +256,19 @@ async def store_instances(request: Request) -> Response:
                        "the primary; this server answers reads only")  # fmt: skip
     study = path_uids(request, "study")[0] if "study" in request.path_params else None
     parts, refused = await _received(request, settings.storage / ".incoming")
-    store = request.app.state.store
-    outcomes = refused + await run_in_threadpool(
-        store_parts, store, parts, settings.storage, study, settings.keep_json
-    )
+    store, writes = request.app.state.store, request.app.state.writes
+
+    def store_all() -> list[Outcome]:
+        with writes.hold():
+            return store_parts(store, parts, settings.storage, study, settings.keep_json)
+
+    try:
+        async with slots_of(request).slot():
+            outcomes = refused + await run_in_threadpool(store_all)
+    finally:
+        # A request cancelled while it waited for its slot; once the thread runs, the request
+        # waits for it to end (Starlette does not abandon threads), which discards its parts.
+        _discard(parts)
     failures = sum(o.reason is not None for o in outcomes)
     status = 200 if not failures else 202 if failures < len(outcomes) else 409
     body = response_json(outcomes, dicomweb_root(request))
