@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from . import config, migrate
 from .config import DEFAULT_URL, resolve_url
+from .db_errors import run_with_retries
 from .engine import make_engine
 from .errors import (
     ConflictError,
@@ -38,7 +39,6 @@ from .models import AddResult, DeleteResult, Instance, Series, SeriesList, Study
 from .replicas import DEFAULT_MAX_LAG, ReadRouter
 from .store import Store
 from .summaries import StudySummary
-from .unit_of_work import run_with_retries
 from .validation import strip_credentials
 
 __all__ = [

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import sop_registry
 from .citus import by_study
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
+from .db_errors import is_unique_violation, translate_errors
 from .engine import dumps
 from .errors import TransactionConflictError
 from .image_id import instance_image_id
@@ -31,7 +32,6 @@ from .schema import (
     StudyRow,
     instance_table,
 )
-from .unit_of_work import is_unique_violation, translate_errors
 
 STUDY_KEY = "study_instance_uid"
 """The column every table of a study carries (the distribution column on Citus)."""

@@ -20,7 +20,7 @@ Hierarchy::
         └── ConnectionLostError
             └── ServerReadOnlyError
 
-Database driver exceptions are translated in one place, :func:`repository.unit_of_work.translate`
+Database driver exceptions are translated in one place, :func:`repository.db_errors.translate`
 (``raise ... from exc``), so a caller only needs to catch these classes.
 """
 

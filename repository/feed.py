@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
 
 from . import changelog, retention
+from .db_errors import translate_errors
 from .engine import pool_mode
 from .errors import FeedGapError
 from .events import Callback, Event, EventHub, GapCallback, Subscription
-from .unit_of_work import UnitOfWork, translate_errors
+from .unit_of_work import UnitOfWork
 from .validation import check_callable, check_flag
 
 log = logging.getLogger("repository.feed")

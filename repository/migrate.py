@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, Engine, Index, func, inspect, select, text
 
+from .db_errors import translate_errors
 from .errors import DatabaseError, NotMigratedError, RepositoryError
 from .schema import Base
-from .unit_of_work import translate_errors
 from .validation import strip_credentials
 
 if TYPE_CHECKING:

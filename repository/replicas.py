@@ -145,7 +145,7 @@ class ReadRouter:
         """True if the primary URL leads to a server that cannot write now (a hot standby)."""
         if self.primary.dialect.name != "postgresql":
             return False
-        from .unit_of_work import translate_errors  # which imports this module
+        from .db_errors import translate_errors  # which imports this module
 
         with translate_errors("query failed"), self.primary.connect() as conn:
             return bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .unit_of_work import DEFAULT_ATTEMPTS, UnitOfWork
+from .db_errors import DEFAULT_ATTEMPTS
+from .unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 

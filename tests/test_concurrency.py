@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 import repository
 from repository import EVENTS, Store, TransactionConflictError
-from repository.unit_of_work import conflict_reason
+from repository.db_errors import conflict_reason
 
 
 def count(store: Store, table: str) -> int:
@@ -102,7 +102,7 @@ def test_a_conflicting_add_is_retried_in_a_new_transaction(store: Store) -> None
 def test_retries_are_bounded_and_the_error_says_what_happened(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("repository.unit_of_work.MAX_DELAY", 0.01)
+    monkeypatch.setattr("repository.db_errors.MAX_DELAY", 0.01)
     _fail_first_instance_insert(store, times=1000)
     with pytest.raises(TransactionConflictError, match=r"gave up after \d+ attempts.*concurrent"):
         store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])

@@ -21,8 +21,8 @@ from repository import (
     Store,
     TransactionConflictError,
 )
+from repository.db_errors import is_unique_violation, translate_errors
 from repository.schema import StudyRow
-from repository.unit_of_work import is_unique_violation, translate_errors
 
 
 def instance(study: str, series: str, sop: str) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def test_psycopg_errors_raised_without_sqlalchemy_are_ours_too(pg_empty_url: str
 def locked_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A SQLite store with a short busy timeout, and a second connection that can lock it."""
     monkeypatch.setattr("repository.engine.SQLITE_BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr("repository.unit_of_work.MAX_DELAY", 0.5)  # retries span >1 s
+    monkeypatch.setattr("repository.db_errors.MAX_DELAY", 0.5)  # retries span >1 s
     path = tmp_path / "locked.db"
     store = repository.connect(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -21,8 +21,8 @@ import sqlparse
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..db_errors import conflict_reason, lost_connection_reason, translate, translate_errors
 from ..errors import QueryError, QueryRefusedError, RepositoryError
-from ..unit_of_work import conflict_reason, lost_connection_reason, translate, translate_errors
 
 BATCH = 1000
 """Rows fetched from the database at a time."""

@@ -20,8 +20,8 @@ from sqlalchemy import Engine, event, exc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..db_errors import conflict_reason, lost_connection_reason
 from ..errors import ConnectionLostError, DatabaseError, TransactionConflictError
-from ..unit_of_work import conflict_reason, lost_connection_reason
 from .errors import server_error
 
 log = logging.getLogger("repository.web")

@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from .._reads import json_text
+from ..db_errors import translate_errors
 from ..errors import RepositoryError
 from ..schema import (
     INSTANCE_IN_SERIES,
@@ -57,7 +58,6 @@ from ..schema import (
     instance_table,
     same_study,
 )
-from ..unit_of_work import translate_errors
 
 log = logging.getLogger("repository.web.metadata_cache")
 
