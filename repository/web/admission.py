@@ -23,13 +23,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..errors import RepositoryError
+
 GATED_PREFIXES = ("/dicom-web/", "/changes")
 """Paths whose requests read the database (``/changes/stream`` is not gated: it holds no
 connection while it waits for changes)."""
 UNGATED_PATHS = frozenset({"/changes/stream"})
 
 
-class Busy(Exception):
+class Busy(RepositoryError):
     """Raised when no database slot came free in time (answered 503 with Retry-After)."""
 
 
