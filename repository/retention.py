@@ -124,11 +124,15 @@ def prune(
     *,
     on_study: Callable[[str, DeleteResult | None], object] | None = None,
     dry_run: bool = False,
+    selected: Sequence[str] | None = None,
 ) -> PruneResult:
     """Delete every study ``rule`` selects, one transaction each; ``on_study(uid, result)`` is
-    called after each commit (``result`` None when the study went meanwhile, or when dry)."""
-    with store.engine.connect() as conn:
-        uids = rule.studies(conn)
+    called after each commit (``result`` None when the study went meanwhile, or when dry).
+    ``selected``: the UIDs ``rule.studies`` gave, when the caller has already read them."""
+    if selected is None:
+        with store.engine.connect() as conn:
+            selected = rule.studies(conn)
+    uids = list(selected)
     result = PruneResult()
     for uid in uids:
         deleted: DeleteResult | None = None

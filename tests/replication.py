@@ -16,16 +16,19 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
+import scratch_postgres
 from orthanc import free_port
 
 from repository import migrate
 from repository.engine import make_engine
 
-PG_BIN = Path(os.environ.get("DICOM_REPO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = scratch_postgres.PG_BIN or Path("/usr/lib/postgresql/15/bin")
 PRIMARY_SETTINGS = """
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '{sockets}'
@@ -66,11 +69,7 @@ def available() -> str | None:
     return None
 
 
-def _run(*command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` as the postgres user (when root)."""
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *map(str, command)], capture_output=True, text=True,
-                          check=check, timeout=120)  # fmt: skip
+_run = scratch_postgres.run_as_postgres
 
 
 def libpq_url(port: int, extra: str = "") -> str:
@@ -224,3 +223,18 @@ def new_cluster(attempts: int = 3) -> Cluster:
                 raise RuntimeError(f"{error.cmd}: {error.stderr}{logs}") from error
             raise
     raise AssertionError("unreachable")
+
+
+def running_cluster(what: str) -> Iterator[Cluster]:
+    """A started cluster for a fixture (stopped and removed afterwards, whatever the tests did);
+    ``what`` names the tests for the skip (outside CI) or failure (under CI) when it cannot run."""
+    reason = available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {what} cannot run: {reason}")
+        pytest.skip(f"{what} SKIPPED: {reason}")
+    started = new_cluster()
+    try:
+        yield started
+    finally:
+        started.close()

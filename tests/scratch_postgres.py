@@ -20,6 +20,9 @@ from orthanc import free_port
 
 
 def _bin_dir() -> Path | None:
+    configured = os.environ.get("DICOM_REPO_TEST_PG_BIN")
+    if configured:
+        return Path(configured)
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parts)
     if versions:
         return versions[-1].parent
@@ -27,11 +30,24 @@ def _bin_dir() -> Path | None:
     return Path(found).parent if found else None
 
 
+PG_BIN = _bin_dir()
+"""PostgreSQL's programs (initdb, pg_ctl, pg_basebackup): $DICOM_REPO_TEST_PG_BIN, else the
+newest /usr/lib/postgresql/*/bin, else the PATH's."""
+
+
+def run_as_postgres(*command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``command``, as the ``postgres`` user when the tests run as root (PostgreSQL's
+    programs refuse root)."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *map(str, command)], capture_output=True, text=True,
+                          check=check, timeout=120)  # fmt: skip
+
+
 class ScratchCluster:
     """One PostgreSQL server in a temporary folder; :meth:`stop` and :meth:`start` it freely."""
 
     def __init__(self) -> None:
-        bin_dir = _bin_dir()
+        bin_dir = PG_BIN
         if bin_dir is None:
             if os.environ.get("CI"):
                 raise RuntimeError("CI is set but PostgreSQL's initdb is not installed")
@@ -40,8 +56,7 @@ class ScratchCluster:
         self.root = Path(tempfile.mkdtemp(prefix="dicom-repo-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
+        if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--no-sync", "-E", "UTF8")  # fmt: skip
@@ -52,12 +67,9 @@ class ScratchCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, program: str, *args: str) -> None:
-        command = [str(self.bin / program), *args]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        done = run_as_postgres(self.bin / program, *args, check=False)
         if done.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+            raise RuntimeError(f"{program} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
-from replication import Cluster, available, new_cluster
+from replication import Cluster, running_cluster
 
 import repository
 from repository import EVENTS, Event
@@ -33,14 +33,7 @@ FILES = 2000
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A cluster of its own: this test destroys its primary."""
-    reason = available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the failover test cannot run: {reason}")
-        pytest.skip(f"failover test SKIPPED: {reason}")
-    started = new_cluster()
-    yield started
-    started.close()
+    yield from running_cluster("the failover test")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import requests
 from dicom_factory import ct_slice, write
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from replication import Cluster, available, new_cluster
+from replication import Cluster, running_cluster
 from starlette.testclient import TestClient
 from web_server import start
 
@@ -53,14 +53,7 @@ SERIES, PER_SERIES = 3, 4
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """A primary with a streaming standby and a pgbouncer in front (CI must have them)."""
-    reason = available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the replication tests cannot run: {reason}")
-        pytest.skip(f"replication tests SKIPPED: {reason}")
-    started = new_cluster()
-    yield started
-    started.close()
+    yield from running_cluster("the replication tests")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

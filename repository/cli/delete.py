@@ -128,9 +128,9 @@ def prune_command(
     with open_store(ctx) as store:
         rule = PruneRule(_days(older_than), received_before, modalities, data_source)
         with store.engine.connect() as conn:
-            total = len(rule.studies(conn))
+            uids = rule.studies(conn)
         files = 0
-        with counting_bar(quiet or as_json, "pruning", total) as advance:
+        with counting_bar(quiet or as_json, "pruning", len(uids)) as advance:
 
             def done(_uid: str, deleted: DeleteResult | None) -> None:
                 nonlocal files
@@ -138,7 +138,7 @@ def prune_command(
                     files += storage.remove_after_commit(deleted.files, storage_dir)
                 advance(1)
 
-            result = prune(store, rule, on_study=done, dry_run=dry_run)
+            result = prune(store, rule, on_study=done, dry_run=dry_run, selected=uids)
     _summary(result, files, dry_run, as_json)
 
 
