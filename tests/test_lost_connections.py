@@ -85,27 +85,32 @@ def _instances(dsn: str) -> int:
 
 @pytest.fixture
 def terminator(migrated: str) -> Iterator[list[int]]:
-    """Terminates the backends named ``victim-*`` that are running a statement or inside a
-    transaction past the start-up revision check, four rounds 1.5 s apart (a transaction
-    killed more often than it takes to run can never finish); yields the pids killed."""
+    """Terminates the ``victim-*`` backends caught inside a write transaction, three rounds.
+
+    Each round holds ``LOCK TABLE instance IN EXCLUSIVE MODE`` (reads go on, inserts wait),
+    waits until a victim's insert is blocked on it, terminates every victim waiting there
+    (so each kill lands inside a transaction, never on an idle pooled connection), then lets
+    the writers run for a moment; yields the pids killed."""
     killed: list[int] = []
     stop = threading.Event()
     dsn = _libpq(migrated)
+    waiting = (
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name LIKE 'victim-%' AND wait_event_type = 'Lock'"
+    )
 
     def run() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            rounds = 0
-            while rounds < 4 and not stop.wait(0.1):
-                rows = conn.execute(
-                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name LIKE 'victim-%' AND pid <> pg_backend_pid() "
-                    "AND state IN ('active', 'idle in transaction') "
-                    "AND query NOT ILIKE '%alembic_version%'"  # the write path, not the open
-                ).fetchall()
-                killed.extend(pid for pid, done in rows if done)
-                if any(done for _, done in rows):
-                    rounds += 1
-                    stop.wait(1.5)
+        with psycopg.connect(dsn) as locker, psycopg.connect(dsn, autocommit=True) as killer:
+            for _ in range(3):
+                locker.execute("LOCK TABLE instance IN EXCLUSIVE MODE")
+                while not stop.wait(0.02):
+                    rows = killer.execute(waiting).fetchall()
+                    killed.extend(pid for pid, done in rows if done)
+                    if rows:
+                        break
+                locker.rollback()
+                if stop.wait(0.3):
+                    return
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
