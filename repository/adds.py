@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
 from sqlalchemy import Connection
 
 from . import _writes, derived, events, kept_json
@@ -21,6 +20,7 @@ from .errors import ConflictError, InvalidValueError
 from .models import AddResult
 from .normalize import NormalizedInstance, file_bulk_uri, normalize_instance
 from .patients import patient_conflicts
+from .pydicom_types import is_dataset
 from .unit_of_work import Transaction
 from .validation import check_data_source, check_flag, check_items, check_url
 
@@ -68,7 +68,7 @@ def normalize_inputs(
         if isinstance(item, NormalizedInstance):
             normalized.append(item)
             continue
-        filename = getattr(item, "filename", None) if isinstance(item, Dataset) else None
+        filename = getattr(item, "filename", None) if is_dataset(item) else None
         bulk = file_bulk_uri(filename) if isinstance(filename, str) else None
         inst = normalize_instance(item, source=filename or f"instance #{index}", bulk=bulk)
         if isinstance(filename, str):

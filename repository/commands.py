@@ -10,10 +10,8 @@ the constructors of :mod:`repository.events`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from sqlalchemy import Connection, func, select, update
 
 from . import _writes, derived, events
@@ -21,6 +19,7 @@ from .columns import INSTANCE_COLUMNS, column_values
 from .errors import InvalidValueError, NotFoundError
 from .normalize import NormalizedInstance, to_naturalized
 from .normalize.values import element_key, is_tag_key
+from .pydicom_types import is_dataset
 from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, same_study
 from .unit_of_work import Transaction
 from .validation import (
@@ -33,11 +32,14 @@ from .validation import (
     require_uid,
 )
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 T = TypeVar("T")
 Work = Callable[[Transaction], T]
 """What a command returns: the writes to run in a transaction."""
 
-InstanceInput = Dataset | Mapping[str, Any] | NormalizedInstance
+InstanceInput: TypeAlias = "Dataset | Mapping[str, Any] | NormalizedInstance"
 """What :meth:`Store.add_instances` accepts: a Dataset, DICOM JSON or a naturalized dict."""
 
 DEFAULT_DATA_SOURCE = "default"
@@ -59,7 +61,7 @@ def add_study(
     """
     check_data_source(data_source)
     wado_root, wado_uri = check_url(wado_root, "wado_root"), check_url(wado_uri, "wado_uri")
-    if not isinstance(study, Dataset | Mapping):
+    if not (is_dataset(study) or isinstance(study, Mapping)):
         raise InvalidValueError(f"a study must be a pydicom Dataset or a dict, not {study!r:.80}")
     md = _writes.study_metadata(to_naturalized(_ohif_study_fields(study)))
     uid = require_uid(md, "StudyInstanceUID")
@@ -75,7 +77,7 @@ def add_study(
 
 def _ohif_study_fields(study: Dataset | Mapping[str, Any]) -> Dataset | Mapping[str, Any]:
     """OHIF's ``NumInstances`` under its DICOM keyword (a keyword given wins)."""
-    if isinstance(study, Dataset) or "NumInstances" not in study:
+    if is_dataset(study) or "NumInstances" not in study:
         return study
     fields = {k: v for k, v in study.items() if k != "NumInstances"}
     count = study["NumInstances"]
@@ -194,7 +196,7 @@ def update_metadata_for_series(
 
 def _stored_key(key: str) -> str:
     """The key ``key`` is stored under (a public tag given as hex: its keyword)."""
-    return element_key(Tag(int(key, 16)))[0] if is_tag_key(key) else key
+    return element_key(int(key, 16))[0] if is_tag_key(key) else key
 
 
 def merge_patch(

@@ -9,13 +9,14 @@ must lie inside the file, and nothing may be left after the last element but a p
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidValueError
+from .normalize.dictionary import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+
+if TYPE_CHECKING:  # a Dataset in hand means pydicom is loaded: this module does not import it
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 UNBOUNDED = 2**63
@@ -30,8 +31,10 @@ def truncation(ds: Dataset, file_size: int) -> str | None:
     In a deflated file the positions are those of the inflated stream, so only the lengths of
     the values read are checked there.
     """
+    from pydicom.dataelem import RawDataElement
+
     meta = getattr(ds, "file_meta", None)
-    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+    if meta is not None and meta.get("TransferSyntaxUID") == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         file_size = UNBOUNDED
     for elem in _raw_elements(ds):
         length, value = elem.length, elem.value
@@ -52,6 +55,8 @@ def truncation(ds: Dataset, file_size: int) -> str | None:
 
 
 def _raw_elements(ds: Dataset) -> Iterator[RawDataElement]:
+    from pydicom.dataelem import DataElement, RawDataElement
+
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement):
             yield elem

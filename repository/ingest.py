@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
 from .completeness import check_depth, truncation
 from .errors import DatabaseError, InvalidInputError, InvalidValueError, NotDicomError
 from .models import AddResult
@@ -27,7 +24,6 @@ from .normalize import (
     naturalize_dataset,
     normalize_instance,
 )
-from .normalize.fast import naturalize_dataset_fast
 from .normalize.instance import stored_instance
 from .normalize.reader import read_metadata
 from .pipeline import BackgroundWriter, ordered_results
@@ -125,6 +121,8 @@ def sample_files() -> list[Path]:
     That folder also holds DICOMDIRs, text dumps and deliberately broken or truncated files;
     only the files that ingest would store are part of the sample.
     """
+    import pydicom
+
     folder = Path(pydicom.__file__).parent / "data" / "test_files"
     return [p for p in sorted(folder.rglob("*")) if p.is_file() and _is_instance(p)]
 
@@ -161,6 +159,18 @@ def read_file(
         inst = _read_directly(path, name, bulk_file)
         if inst is not None:
             return inst
+    inst = _read_with_pydicom(path, name, bulk_file, via)
+    check_depth(inst.metadata, name)
+    return inst
+
+
+def _read_with_pydicom(path: Path, name: str, bulk_file: Path, via: Via) -> NormalizedInstance:
+    """The file read by ``dcmread`` (pydicom is imported here, on the first such file)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from .normalize.fast import naturalize_dataset_fast
+
     naturalize = naturalize_dataset if via == "pydicom" else naturalize_dataset_fast
     try:
         with warnings.catch_warnings():
@@ -180,7 +190,7 @@ def read_file(
             if cut:
                 raise NotDicomError(f"{name}: truncated: {cut}")
             bulk = file_bulk_uri(bulk_file)
-            inst = normalize_instance(ds, source=name, bulk=bulk, naturalize=naturalize)
+            return normalize_instance(ds, source=name, bulk=bulk, naturalize=naturalize)
     except InvalidInputError:
         raise
     except OSError as error:
@@ -189,8 +199,6 @@ def read_file(
         raise NotDicomError(f"{name}: sequences nested too deep to read") from None
     except Exception as error:  # pydicom raises many types for damaged files
         raise NotDicomError(f"{name}: not readable as DICOM ({error})") from None
-    check_depth(inst.metadata, name)
-    return inst
 
 
 def _read_directly(path: Path, name: str, bulk_file: Path) -> NormalizedInstance | None:

@@ -15,10 +15,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydicom.dataset import Dataset
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn
 from .normalize import to_dataset
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 def _decode(raw: str | bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:

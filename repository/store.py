@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
 from sqlalchemy import Engine
 
 from . import _reads, adds, commands
@@ -29,6 +28,8 @@ from .unit_of_work import UnitOfWork
 from .validation import check_data_source, check_items, check_text, check_uid
 
 if TYPE_CHECKING:  # the handlers are imported when display sets are first asked for
+    from pydicom.dataset import Dataset
+
     from .sop_class_handlers import DisplaySet, HandlerRegistry
     from .sop_class_handlers.registry import HandlerLike
 

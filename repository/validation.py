@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydicom.valuerep import PersonName
 from sqlalchemy.engine import URL
 
 from .errors import InvalidUIDError, InvalidValueError, MissingAttributeError
+from .pydicom_types import is_person_name
 
 UID_MAX_LENGTH = 64
 DATA_SOURCE_MAX_LENGTH = 64
@@ -246,6 +246,9 @@ def optional_str(value: Any, name: str) -> str | None:
     return value
 
 
+_PLAIN = frozenset({str, int, float})  # types no PersonName has: tested first, fast
+
+
 def scalar(vr: str, value: Any, key: str) -> Any:
     """One value of element ``key`` (from pydicom or DICOM JSON) in stored form.
 
@@ -255,7 +258,7 @@ def scalar(vr: str, value: Any, key: str) -> Any:
     """
     if value is None or value == "":
         return None
-    if vr == "PN" or isinstance(value, PersonName):
+    if vr == "PN" or (type(value) not in _PLAIN and is_person_name(value)):
         return _person_name(value, key)
     if vr == "AT" and isinstance(value, int):
         return f"{int(value):08X}"
@@ -272,7 +275,7 @@ def scalar(vr: str, value: Any, key: str) -> Any:
 
 def _person_name(value: Any, key: str) -> dict[str, str] | None:
     parts: Iterable[tuple[str, Any]]
-    if isinstance(value, PersonName):
+    if is_person_name(value):
         parts = zip(("Alphabetic", "Ideographic", "Phonetic"), value.components, strict=False)
     elif isinstance(value, Mapping):
         parts = ((str(k), s) for k, s in value.items())

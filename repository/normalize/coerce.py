@@ -16,13 +16,9 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from pydicom._dicom_dict import RepeatersDictionary
-from pydicom.datadict import dictionary_VR, private_dictionary_VR, tag_for_keyword
-from pydicom.tag import BaseTag
-from pydicom.valuerep import PersonName
-
 from ..errors import InvalidValueError
 from ..validation import as_number, scalar
+from .dictionary import RepeatersDictionary, dictionary_VR, private_dictionary_VR, tag_for_keyword
 from .values import BINARY_VRS
 
 INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
@@ -49,11 +45,11 @@ def dcmjs_name(name: str) -> str | None:
     return _REPEATER_TAGS.get(bare)
 
 
-def tag_vr(tag: BaseTag) -> str | None:
+def tag_vr(tag: int) -> str | None:
     """The dictionary VR of a tag-keyed element (repeaters and group lengths too), or None."""
-    if tag.element == 0:
+    if tag & 0xFFFF == 0:
         return "UL"  # group length
-    if tag.is_private:
+    if tag >> 16 & 1:  # private
         return None
     try:
         choices = dictionary_VR(tag).split(" or ")
@@ -62,10 +58,10 @@ def tag_vr(tag: BaseTag) -> str | None:
     return next((vr for vr in choices if vr in BINARY_VRS), choices[0])
 
 
-def private_vr(tag: BaseTag, creator: str | None) -> str | None:
+def private_vr(tag: int, creator: str | None) -> str | None:
     """The VR pydicom's private dictionary gives element ``tag`` of ``creator``'s block, or None
     (pydicom reads an implicit-VR private element with this VR when it knows its creator)."""
-    if not creator or not tag.is_private or tag.element < 0x1000:
+    if not creator or not tag >> 16 & 1 or tag & 0xFFFF < 0x1000:
         return None
     try:
         choices = private_dictionary_VR(tag, creator).replace("_", " or ").split(" or ")
@@ -163,6 +159,8 @@ def _one(vr: str, value: Any, key: str) -> Any:
 
 def _converted(vr: str, value: Any, key: str) -> Any:
     if vr == "PN" and isinstance(value, str):
+        from pydicom.valuerep import PersonName  # pydicom's parsing (imported on first need)
+
         value = PersonName(value)
     elif isinstance(value, str) and vr in INT_VRS | FLOAT_VRS:
         text = value.strip(" \x00")

@@ -5,26 +5,28 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValueError
+from ..pydicom_types import is_instance
 from ..validation import scalar
+from .dictionary import dictionary_VR
 from .values import (
     BINARY_VRS,
     BULK_DATA_THRESHOLD,
     BulkDataURI,
     Metadata,
+    RawElement,
     element_key,
     element_name,
+    is_raw_element,
     natural_value,
     tagged_value,
 )
+
+if TYPE_CHECKING:  # a Dataset in hand means pydicom is loaded: this module does not import it
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
 
 
 def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) -> Metadata:
@@ -38,7 +40,7 @@ def naturalize_dataset(ds: Dataset, bulk_data_uri: BulkDataURI | None = None) ->
     return with_file_meta(ds, bulk_data_uri, _naturalize_into)
 
 
-Naturalizer = Callable[[Metadata, Dataset, BulkDataURI | None], None]
+Naturalizer = Callable[[Metadata, "Dataset", BulkDataURI | None], None]
 """Writes the stored form of one dataset's elements into a dict."""
 
 
@@ -67,9 +69,9 @@ def naturalize_element(
     bulk: BulkDataURI | None,
 ) -> None:
     """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
-    vr = raw.VR or dictionary_vr(BaseTag(tag))
+    vr = raw.VR or dictionary_vr(tag)
     if bulk is not None and vr in BINARY_VRS and _is_bulk(raw):
-        key, kw = element_key(BaseTag(tag))
+        key, kw = element_key(tag)
         ref = {"BulkDataURI": bulk(raw)}
         out[key] = ref if kw else {"vr": vr, **ref}
         return
@@ -78,7 +80,7 @@ def naturalize_element(
         key, kw = element_key(elem.tag)
         values = _element_values(elem, bulk)
     except InvalidValueError as error:  # decoded, but not storable: say which element
-        raise InvalidValueError(f"{element_name(BaseTag(tag))}: {error}") from None
+        raise InvalidValueError(f"{element_name(tag)}: {error}") from None
     except Exception:  # pydicom could not decode it: keep the raw bytes, losing nothing
         key, kw = f"{int(tag):08X}", None
         values = _binary(raw.value if isinstance(raw.value, bytes) else b"")
@@ -88,7 +90,7 @@ def naturalize_element(
     out[key] = natural_value(vr, values) if kw else tagged_value(vr, values)
 
 
-def dictionary_vr(tag: BaseTag) -> str:
+def dictionary_vr(tag: int) -> str:
     """VR of an implicit-VR element for the bulk data test: the dictionary's, binary if any of
     its choices is binary; "UN" for tags it does not hold (private ones included)."""
     try:
@@ -99,7 +101,7 @@ def dictionary_vr(tag: BaseTag) -> str:
 
 
 def _is_bulk(raw: DataElement | RawDataElement) -> bool:
-    if isinstance(raw, RawDataElement):  # an empty value (pydicom defers it too) is not bulk
+    if is_raw_element(raw):  # an empty value (pydicom defers it too) is not bulk
         return raw.length != 0 and (raw.value is None or raw.length > BULK_DATA_THRESHOLD)
     value = raw.value
     return (value is None and raw.is_undefined_length) or (
@@ -121,7 +123,10 @@ def _element_values(elem: DataElement, bulk: BulkDataURI | None) -> Any:
             return []
     if value is None or value == "":
         return []
-    items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    several = isinstance(value, list | tuple) or is_instance(
+        value, "pydicom.multival", "MultiValue"
+    )
+    items = list(value) if several else [value]
     key = f"{int(elem.tag):08X}"
     return [scalar(vr, v, key) for v in items]
 
@@ -134,8 +139,8 @@ def file_bulk_uri(path: str | Path) -> BulkDataURI:
     """BulkDataURIs pointing into a file: ``file:///...?offset=N&length=M`` where known."""
     uri = Path(path).resolve().as_uri()
 
-    def make(elem: DataElement | RawDataElement) -> str:
-        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
+    def make(elem: DataElement | RawDataElement | RawElement) -> str:
+        if is_raw_element(elem) and elem.length != 0xFFFFFFFF:
             return f"{uri}?offset={elem.value_tell}&length={elem.length}"
         return f"{uri}?tag={int(elem.tag):08X}"
 

@@ -27,10 +27,8 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
-from pydicom.tag import _LUT_DESCRIPTOR_TAGS, BaseTag
-
 from ..validation import clean_text
+from .dictionary import LUT_DESCRIPTOR_TAGS, dictionary_VR
 from .values import BULK_DATA_THRESHOLD, element_key, natural_value, tagged_value
 
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
@@ -46,8 +44,6 @@ TEXT_VRS = _CHARSET_FREE | _CHARSET_TEXT | _SINGLE_TEXT | {"AE", "DS", "IS", "PN
 _SIMPLE_CODECS = {"iso8859": "latin-1", "latin_1": "latin-1", "iso_ir_100": "latin-1",
                   "UTF8": "utf-8", "utf_8": "utf-8", "ascii": "ascii"}  # fmt: skip
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-LUT_DESCRIPTORS = frozenset(_LUT_DESCRIPTOR_TAGS)
-"""pydicom rewrites the first value of these when negative (an SS read of a US)."""
 
 _DS = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *"
 _DS_VALUES = re.compile(rf"{_DS}(?:\\{_DS})*")
@@ -71,7 +67,7 @@ def codec_of(encodings: str | Sequence[str] | None) -> str:
 @cache
 def implicit_vr(tag: int) -> str | None:
     """The VR of an implicit-VR public element, when the dictionary gives exactly one."""
-    if BaseTag(tag).is_private:
+    if tag >> 16 & 1:  # private
         return None
     try:
         vr = str(dictionary_VR(tag))
@@ -83,7 +79,7 @@ def implicit_vr(tag: int) -> str | None:
 @cache
 def tag_key(tag: int) -> tuple[str, bool]:
     """The stored key of ``tag`` and whether it is a keyword (else an 8-hex-digit tag)."""
-    key, kw = element_key(BaseTag(tag))
+    key, kw = element_key(tag)
     return key, kw is not None
 
 
@@ -93,7 +89,7 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
     ``vr`` is the element's VR as pydicom resolves it; ``codec`` is from :func:`codec_of`.
     Raises :class:`_NotHandled` when pydicom must decode it.
     """
-    if tag in LUT_DESCRIPTORS and vr != "US":
+    if tag in LUT_DESCRIPTOR_TAGS and vr != "US":
         return _lut_descriptor(tag, vr, data, little)
     decoder = _DECODERS.get(vr)
     if decoder is None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
-
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.tag import Tag
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValueError
+from .dictionary import dictionary_VR, tag_for_keyword
 from .values import OHIF_EXTRA_KEYS, is_tag_key
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
 
 
 def to_dicom_json(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,6 +63,8 @@ def to_dataset(md: Mapping[str, Any]) -> Dataset:
     Values that were stored verbatim because they were malformed (an IS of ``"1A"``) are set as
     raw strings, as pydicom itself would read them from a file.
     """
+    from pydicom.dataset import Dataset, FileMetaDataset  # imported when first needed
+
     ds, meta = Dataset(), FileMetaDataset()
     for key, elem in to_dicom_json(md).items():
         target = meta if key.startswith("0002") else ds
@@ -73,6 +75,10 @@ def to_dataset(md: Mapping[str, Any]) -> Dataset:
 
 
 def _element_from_json(key: str, elem: Mapping[str, Any]) -> DataElement | RawDataElement:
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
     vr = elem["vr"]
     value_key = next((k for k in ("Value", "BulkDataURI", "InlineBinary") if k in elem), "Value")
     value = elem.get(value_key)

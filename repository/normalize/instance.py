@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from ..columns import INSTANCE_COLUMNS, TypedColumn, column_values
 from ..errors import InvalidUIDError, InvalidValueError, MissingAttributeError
+from ..pydicom_types import is_dataset
 from ..validation import check_url, require_uid
 from .dataset import naturalize_dataset
 from .dicom_json import is_dicom_json, naturalize_dicom_json
 from .naturalized import check_naturalized
 from .values import OHIF_EXTRA_KEYS, BulkDataURI, Metadata
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 STUDY_KEYWORDS = (
     "StudyInstanceUID", "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDs",
@@ -51,7 +53,7 @@ class NormalizedInstance:
     metadata: Mapping[str, Any]  # a dict, or SerializedMetadata coming from a parse worker
 
 
-DatasetNaturalizer = Callable[[Dataset, BulkDataURI | None], Metadata]
+DatasetNaturalizer = Callable[["Dataset", BulkDataURI | None], Metadata]
 """A function from a Dataset to its stored form (``naturalize_dataset`` or a faster equal one)."""
 
 
@@ -61,7 +63,7 @@ def to_naturalized(
     naturalize: DatasetNaturalizer = naturalize_dataset,
 ) -> Metadata:
     """Any accepted input (Dataset, DICOM JSON, naturalized dict) in stored form."""
-    if isinstance(obj, Dataset):
+    if is_dataset(obj):
         return naturalize(obj, bulk)
     if not isinstance(obj, Mapping):
         raise InvalidValueError(f"expected a pydicom Dataset or a dict, got {type(obj).__name__}")

@@ -17,9 +17,6 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-from pydicom.tag import BaseTag, Tag
-
 from ..errors import InvalidValueError
 from .coerce import (
     coerce_values,
@@ -31,6 +28,7 @@ from .coerce import (
     tag_vr,
 )
 from .dicom_json import is_dicom_json, naturalize_dicom_json
+from .dictionary import tag_for_keyword
 from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, natural_value, tagged_value
 
 VR_MAP_KEY = "_vrMap"
@@ -105,7 +103,7 @@ def _element(
 ) -> tuple[str, Any]:
     """The stored key and value of one naturalized element."""
     if is_tag_key(key):
-        tag = Tag(int(key, 16))
+        tag = int(key, 16)
         name, kw = element_key(tag)
         if kw is None:  # private or unknown: DICOM JSON form, or a bare value
             if isinstance(value, Mapping) and "vr" in value:
@@ -125,12 +123,12 @@ def _element(
 
 
 def _bare_private(
-    tag: BaseTag, value: Any, name: str, where: str, creators: Mapping[tuple[int, int], str]
+    tag: int, value: Any, name: str, where: str, creators: Mapping[tuple[int, int], str]
 ) -> Any:
     """A private element given as a bare value, no VR (dcmjs records none): the VR pydicom's
     private dictionary gives it through its block's private creator, if the value fits that
     VR, else the VR its value's type tells."""
-    known = private_vr(tag, creators.get((tag.group, tag.element >> 8)))
+    known = private_vr(tag, creators.get((tag >> 16, (tag & 0xFFFF) >> 8)))
     if known is not None and fits(known, value):
         with contextlib.suppress(InvalidValueError):
             return _stored(known, value, name, where, tagged=True)

@@ -20,18 +20,9 @@ import warnings
 from functools import lru_cache
 from typing import Any
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import _dictionary_vr_fast, dictionary_VR, private_dictionary_VR
-from pydicom.dataelem import RawDataElement
-from pydicom.filewriter import _AMBIGUOUS_US_SS_TAGS
-from pydicom.tag import BaseTag
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
-from pydicom.values import convert_string
-
 from ..completeness import MAX_SEQUENCE_DEPTH
 from .dataset import dictionary_vr
 from .decode import (
-    LUT_DESCRIPTORS,
     NUMBER_FORMATS,
     TEXT_VRS,
     _NotHandled,
@@ -41,13 +32,28 @@ from .decode import (
     inline_binary,
     tag_key,
 )
-from .values import BINARY_VRS, BULK_DATA_THRESHOLD, BulkDataURI, Metadata, tagged_value
+from .dictionary import (
+    AMBIGUOUS_US_SS_TAGS,
+    EXPLICIT_VR_LENGTH_32,
+    LUT_DESCRIPTOR_TAGS,
+    VRS,
+    dictionary_VR,
+    private_dictionary_VR,
+)
+from .values import (
+    BINARY_VRS,
+    BULK_DATA_THRESHOLD,
+    BulkDataURI,
+    Metadata,
+    RawElement,
+    tagged_value,
+)
 
 _EXPLICIT = struct.Struct("<HH2sH")
 _IMPLICIT = struct.Struct("<HHL")
 _LENGTH = struct.Struct("<L")
-_VRS = {str(vr).encode(): str(vr) for vr in VR if len(vr) == 2}
-_LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+_VRS = {vr.encode(): vr for vr in VRS}
+_LONG = EXPLICIT_VR_LENGTH_32
 _SHORT_VRS = {raw: vr for raw, vr in _VRS.items() if vr not in _LONG}
 _PLAIN = frozenset(NUMBER_FORMATS) | frozenset(TEXT_VRS)
 """VRs decoded in :meth:`Parser.elements` itself (not binary, not sequences, not UN)."""
@@ -213,7 +219,7 @@ class Parser:
         return decode_value(tag, vr, data, True, scope.codec)
 
     def _bulk(self, out: Metadata, tag: int, vr: str, length: int, tell: int) -> None:
-        raw = RawDataElement(BaseTag(tag), vr, length, None, tell, self.implicit, True)
+        raw = RawElement(tag, vr, length, None, tell, self.implicit, True)
         ref = {"BulkDataURI": self.bulk(raw)}
         key, is_keyword = tag_key(tag)
         out[key] = ref if is_keyword else {"vr": vr, **ref}
@@ -224,7 +230,7 @@ class Parser:
         bulk_vr = vr or _bulk_vr(tag)
         if vr is None:
             try:
-                vr = _dictionary_vr_fast(tag)
+                vr = dictionary_VR(tag)
             except KeyError:  # pydicom looks for an item: a sequence, else a value
                 if at + 4 > len(self.data) and not self.whole:
                     raise _Short from None
@@ -328,13 +334,13 @@ def _pixel_vr(tag: int, out: Metadata) -> str:
     """US or SS, as pydicom corrects an ambiguous element by the PixelRepresentation of its
     data set (read before it); _NotHandled when pydicom would look further."""
     pixel_representation = out.get("PixelRepresentation")
-    if tag not in _AMBIGUOUS_US_SS_TAGS or tag < _PIXEL_REPRESENTATION:
+    if tag not in AMBIGUOUS_US_SS_TAGS or tag < _PIXEL_REPRESENTATION:
         raise _NotHandled
     if type(pixel_representation) is not int:
         raise _NotHandled
     if pixel_representation == 0:
         return "US"
-    if tag in LUT_DESCRIPTORS:
+    if tag in LUT_DESCRIPTOR_TAGS:
         raise _NotHandled  # corrected to SS after the LUT fix (which :mod:`.decode` applies)
     return "SS"
 
@@ -346,7 +352,7 @@ def _dictionary_vr(tag: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _bulk_vr(tag: int) -> str:
-    return dictionary_vr(BaseTag(tag))
+    return dictionary_vr(tag)
 
 
 @lru_cache(maxsize=1024)
@@ -354,9 +360,22 @@ def _private_dictionary_vr(tag: int, creator: str) -> str:
     return str(private_dictionary_VR(tag, creator))
 
 
+PLAIN_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
+                  "ISO 2022 IR 6": "latin-1", "ISO 2022 IR 100": "latin-1",
+                  "ISO_IR 192": "utf-8"}  # fmt: skip
+"""The common (0008,0005) values and the codec of :func:`_charset_codec` for each (what
+``tests/test_dictionary.py`` finds pydicom makes of them)."""
+
+
 @lru_cache(maxsize=64)
 def _charset_codec(data: bytes) -> str:
     """The codec of text after a (0008,0005) element holding ``data``, as pydicom finds it."""
+    codec = PLAIN_CHARSETS.get(data.decode("latin-1").rstrip(" \x00"))  # as convert_string
+    if codec is not None:
+        return codec
+    from pydicom.charset import convert_encodings  # other values: pydicom's rules
+    from pydicom.values import convert_string
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown character sets: left to pydicom, warning
         return codec_of(convert_encodings(convert_string(data, True)))

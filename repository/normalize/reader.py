@@ -21,14 +21,13 @@ import os
 import stat
 from pathlib import Path
 
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ImplicitVRLittleEndian,
-    PrivateTransferSyntaxes,
-)
-
 from .decode import _NotHandled
+from .dictionary import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    private_transfer_syntaxes,
+)
 from .parse import Parser, Scope, _Short
 from .values import BINARY_VRS, BulkDataURI, Metadata
 
@@ -36,8 +35,7 @@ HEAD = 64 * 1024
 """Bytes read at first (the whole of most files); more are read only if the metadata is longer."""
 _PREAMBLE = 128
 _LATIN_1 = "latin-1"  # pydicom's default character set (ISO-IR 6 read as ISO 8859-1)
-_LEFT_TO_PYDICOM = frozenset({ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian,
-                              *PrivateTransferSyntaxes})  # fmt: skip
+_LEFT_TO_PYDICOM = frozenset({EXPLICIT_VR_BIG_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
 
 
 def read_metadata(path: str | Path, bulk: BulkDataURI) -> Metadata | None:
@@ -97,7 +95,9 @@ def _is_implicit(meta: Metadata) -> bool:
     syntax = meta.get("TransferSyntaxUID")
     if not isinstance(syntax, str) or syntax in _LEFT_TO_PYDICOM:
         raise _NotHandled  # none (pydicom guesses), several, or not little endian
-    return syntax == ImplicitVRLittleEndian  # any other: explicit VR little endian
+    if syntax in private_transfer_syntaxes():
+        raise _NotHandled  # registered with pydicom, which reads it as registered
+    return syntax == IMPLICIT_VR_LITTLE_ENDIAN  # any other: explicit VR little endian
 
 
 def _looks_explicit(data: bytes, pos: int) -> bool:

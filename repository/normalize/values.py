@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.tag import BaseTag
+from ..pydicom_types import is_raw_data_element
+from .dictionary import keyword_for_tag, tag_for_keyword
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement, RawDataElement
+    from typing_extensions import TypeIs
 
 BULK_DATA_THRESHOLD = 1024
 """Binary values longer than this many bytes are stored as a ``BulkDataURI`` reference."""
@@ -27,8 +30,29 @@ _TAG_KEY = re.compile(r"^[0-9A-Fa-f]{8}$")
 Metadata = dict[str, Any]
 """Naturalized metadata: DICOM keywords (or 8-hex-digit tags) to values."""
 
-BulkDataURI = Callable[[DataElement | RawDataElement], str | None]
+
+class RawElement(NamedTuple):
+    """A value :mod:`.reader` skipped (not read): where it lies in its file. The fields are the
+    first ones of pydicom's ``RawDataElement`` (same names and order): a :data:`BulkDataURI`
+    function reads both alike."""
+
+    tag: int
+    VR: str | None
+    length: int
+    value: bytes | None
+    value_tell: int
+    is_implicit_VR: bool
+    is_little_endian: bool
+
+
+BulkDataURI = Callable[["DataElement | RawDataElement | RawElement"], str | None]
 """Maps a large binary element to the URI stored in its place."""
+
+
+def is_raw_element(elem: object) -> TypeIs[RawDataElement | RawElement]:
+    """True for an element as read, not converted: a :class:`RawElement` or pydicom's
+    ``RawDataElement`` (its ``length`` and ``value_tell`` give where its value lies)."""
+    return isinstance(elem, RawElement) or is_raw_data_element(elem)
 
 
 def is_tag_key(key: str) -> bool:
@@ -36,16 +60,16 @@ def is_tag_key(key: str) -> bool:
     return _TAG_KEY.match(key) is not None
 
 
-def element_key(tag: BaseTag) -> tuple[str, str | None]:
+def element_key(tag: int) -> tuple[str, str | None]:
     """Keyword for public dictionary tags that map back to themselves, else the 8-hex tag."""
-    if not tag.is_private:
+    if not tag >> 16 & 1:  # not private
         kw = keyword_for_tag(tag)
         if kw and tag_for_keyword(kw) == tag:
             return kw, kw
     return f"{int(tag):08X}", None
 
 
-def element_name(tag: BaseTag) -> str:
+def element_name(tag: int) -> str:
     """``PatientName (00100010)``: how an error names an element."""
     key, kw = element_key(tag)
     return f"{kw} ({int(tag):08X})" if kw else key
