@@ -9,7 +9,8 @@ never stored inline.
 
 Modules: :mod:`.dataset` (pydicom), :mod:`.dicom_json`, :mod:`.naturalized` (checks of
 naturalized input), :mod:`.instance` (one instance and its typed columns), :mod:`.export` (the
-way out), :mod:`.values` (shared constants and the scalar converter).
+way out), :mod:`.values` (shared constants and the scalar converter), :mod:`.dictionary`
+(pydicom's data dictionaries, without importing pydicom).
 """
 
 from .dataset import file_bulk_uri, naturalize_dataset

@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from ..errors import InvalidValueError
 from ..validation import as_number, scalar
-from .dictionary import RepeatersDictionary, dictionary_VR, private_dictionary_VR, tag_for_keyword
+from .dictionary import dictionary_VR, private_dictionary_VR, repeaters, tag_for_keyword
 from .values import BINARY_VRS
 
 INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
@@ -29,7 +30,12 @@ SPLIT_VRS = INT_VRS | FLOAT_VRS | {"DS", "IS"}
 LONG_STRING_MAX = 64
 
 
-_REPEATER_TAGS = {entry[4]: mask.replace("xx", "00") for mask, entry in RepeatersDictionary.items()}
+@cache
+def _repeater_tags() -> dict[str, str]:
+    """Repeating-group keyword -> the tag key of its first group (``60000010``)."""
+    return {entry[4]: mask.replace("xx", "00") for mask, entry in repeaters().items()}
+
+
 RETIRED_PREFIX = "RETIRED_"
 
 
@@ -42,7 +48,7 @@ def dcmjs_name(name: str) -> str | None:
     bare = name.removeprefix(RETIRED_PREFIX)
     if bare != name and tag_for_keyword(bare) is not None:
         return bare
-    return _REPEATER_TAGS.get(bare)
+    return _repeater_tags().get(bare)
 
 
 def tag_vr(tag: int) -> str | None:

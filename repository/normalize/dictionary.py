@@ -2,9 +2,10 @@
 
 Importing ``pydicom`` imports numpy and its pixel machinery (a third of ``dicom-repo``'s start);
 reading a file from its bytes (:mod:`.reader`) needs only the dictionaries. pydicom stays their
-one source: its ``_dicom_dict.py`` (and, on the first private lookup, ``_private_dict.py``) is
-loaded from pydicom's installed folder as a module of its own, and registered under pydicom's
-name so that pydicom, imported later, shares it (if pydicom came first, its module is used).
+one source: on the first lookup its ``_dicom_dict.py`` (on the first private lookup, its
+``_private_dict.py``) is loaded from pydicom's installed folder as a module of its own and
+registered under pydicom's name, so that pydicom, imported later, shares it (if pydicom came
+first, its module is used).
 
 The functions here have the semantics of their namesakes in ``pydicom.datadict`` for tags given
 as ints (``tests/test_dictionary.py`` compares them over every tag of both dictionaries), and
@@ -18,7 +19,7 @@ import os
 import sys
 from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 AMBIGUOUS_US_SS_TAGS = frozenset({
     0x00189810, 0x00221452, 0x00280104, 0x00280105, 0x00280106, 0x00280107, 0x00280108,
@@ -64,19 +65,39 @@ def _pydicom_module(name: str) -> ModuleType:
     return sys.modules.setdefault(full, module)  # pydicom, imported later, shares it
 
 
-_DICT = _pydicom_module("_dicom_dict")
-DicomDictionary: dict[int, Entry] = _DICT.DicomDictionary
-RepeatersDictionary: dict[str, Entry] = _DICT.RepeatersDictionary
+if TYPE_CHECKING:  # at run time loaded on first use (by __getattr__), as is all of this module
+    DicomDictionary: dict[int, Entry]
+    RepeatersDictionary: dict[str, Entry]
 
-_MASKS = {
-    mask: (int(mask.replace("x", "0"), 16), int("".join("F0"[c == "x"] for c in mask), 16))
-    for mask in RepeatersDictionary
-}  # pydicom.datadict.masks
+
+def __getattr__(name: str) -> Any:
+    """``DicomDictionary`` and ``RepeatersDictionary``, pydicom's, loaded on first use."""
+    if name in ("DicomDictionary", "RepeatersDictionary"):
+        return getattr(_dicom_dict(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _dicom_dict() -> ModuleType:
+    return _pydicom_module("_dicom_dict")
+
+
+def repeaters() -> dict[str, Entry]:
+    """pydicom's ``RepeatersDictionary``: masks (``60xx0010``) to entries."""
+    return _dicom_dict().RepeatersDictionary  # type: ignore[no-any-return]
+
+
+@cache
+def _masks() -> dict[str, tuple[int, int]]:  # pydicom.datadict.masks
+    return {
+        mask: (int(mask.replace("x", "0"), 16), int("".join("F0"[c == "x"] for c in mask), 16))
+        for mask in repeaters()
+    }
 
 
 def mask_match(tag: int) -> str | None:
     """The repeaters dictionary key (``60xx0010``) matching ``tag``, or None."""
-    for mask, (bits, care) in _MASKS.items():
+    for mask, (bits, care) in _masks().items():
         if (tag ^ bits) & care == 0:
             return mask
     return None
@@ -84,13 +105,14 @@ def mask_match(tag: int) -> str | None:
 
 def get_entry(tag: int) -> Entry:
     """The dictionary entry of public ``tag`` (repeating groups too); KeyError if none."""
+    module = _dicom_dict()
     try:
-        return DicomDictionary[tag]
+        return module.DicomDictionary[tag]  # type: ignore[no-any-return]
     except KeyError:
         if not tag >> 16 & 1:
             mask = mask_match(tag)
             if mask:
-                return RepeatersDictionary[mask]
+                return module.RepeatersDictionary[mask]  # type: ignore[no-any-return]
         raise KeyError(f"Tag {tag:08X} not found in DICOM dictionary") from None
 
 
@@ -119,7 +141,8 @@ def keyword_for_tag(tag: int) -> str:
 
 @cache
 def _keywords() -> dict[str, int]:
-    return {entry[4]: tag for tag, entry in DicomDictionary.items()}  # datadict.keyword_dict
+    entries = _dicom_dict().DicomDictionary.items()
+    return {entry[4]: tag for tag, entry in entries}  # datadict.keyword_dict
 
 
 def tag_for_keyword(keyword: str) -> int | None:
