@@ -19,8 +19,8 @@ folder = os.path.join(importlib.util.find_spec("pydicom").submodule_search_locat
 READ = (
     FIND_FILES
     + """
-import repository.store, repository.ingest
-from repository.ingest import read_file
+import repository.store, repository.ingest, repository.reading
+from repository.reading import read_file
 loaded = lambda: {name: name in sys.modules for name in ("pydicom", "numpy")}
 result = {"imported": loaded()}
 for name in sys.argv[1:]:
@@ -52,7 +52,7 @@ def run(code: str, *args: str) -> object:
 @pytest.mark.parametrize(
     "modules",
     [
-        "repository.store, repository.ingest",
+        "repository.store, repository.ingest, repository.reading, repository.cli",
         "repository.normalize.reader, repository.normalize.parse, repository.normalize.decode",
         "repository.normalize.values, repository.normalize.instance, repository.serialized",
         "repository.completeness, repository.validation, repository.models, repository.adds",
