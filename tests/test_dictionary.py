@@ -88,8 +88,7 @@ def test_private_lookups_are_pydicoms_for_every_entry() -> None:
 
 
 def test_the_dictionaries_are_pydicoms_own() -> None:
-    # pydicom imported after the reader's dictionary module shares its dictionaries (and the
-    # other way round): one copy, additions made through pydicom seen by both
+    # pydicom imported first (as here): the reader uses its dictionaries, not a copy
     assert dictionary.DicomDictionary is datadict.DicomDictionary
     assert dictionary.RepeatersDictionary is datadict.RepeatersDictionary
     assert dictionary._private_dictionaries() is datadict.private_dictionaries

@@ -3,9 +3,9 @@
 Importing ``pydicom`` imports numpy and its pixel machinery (a third of ``dicom-repo``'s start);
 reading a file from its bytes (:mod:`.reader`) needs only the dictionaries. pydicom stays their
 one source: on the first lookup its ``_dicom_dict.py`` (on the first private lookup, its
-``_private_dict.py``) is loaded from pydicom's installed folder as a module of its own and
-registered under pydicom's name, so that pydicom, imported later, shares it (if pydicom came
-first, its module is used).
+``_private_dict.py``) is loaded from pydicom's installed folder as a module of its own, or
+taken from pydicom if pydicom is already loaded. (The copy is not registered under pydicom's
+name: pydicom, imported later, would then lack its ``pydicom._dicom_dict`` attribute.)
 
 The functions here have the semantics of their namesakes in ``pydicom.datadict`` for tags given
 as ints (``tests/test_dictionary.py`` compares them over every tag of both dictionaries), and
@@ -62,7 +62,7 @@ def _pydicom_module(name: str) -> ModuleType:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return sys.modules.setdefault(full, module)  # pydicom, imported later, shares it
+    return module
 
 
 if TYPE_CHECKING:  # at run time loaded on first use (by __getattr__), as is all of this module
