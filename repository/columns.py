@@ -99,7 +99,7 @@ def _split_modalities(text: str | None) -> tuple[str, ...]:
 Col = TypedColumn
 
 INSTANCE_COLUMNS: tuple[TypedColumn, ...] = (
-    # indexed with its data source, uniquely: repository.schema.InstanceRow
+    # indexed with its data source, uniquely: repository.schema.instance_table
     Col("sop_instance_uid", UID, ("SOPInstanceUID",), _required_uid, str, nullable=False),
     Col("sop_class_uid", UID, ("SOPClassUID",), optional_uid, str | None),
     Col("instance_number", Integer(), ("InstanceNumber",), _int, int | None),

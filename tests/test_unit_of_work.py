@@ -22,7 +22,7 @@ from repository import (
     TransactionConflictError,
 )
 from repository.db_errors import is_unique_violation, translate_errors
-from repository.schema import StudyRow
+from repository.schema import study_table
 
 
 def instance(study: str, series: str, sop: str) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def test_a_duplicate_key_is_a_conflict_on_postgresql_and_a_database_error_on_sql
         pytest.raises(DatabaseError) as caught,
         translate_errors("insert failed"),
     ):
-        conn.execute(insert(StudyRow).values(study_instance_uid="1.2.3", metadata_={}))
+        conn.execute(insert(study_table).values(study_instance_uid="1.2.3", metadata={}))
     assert not isinstance(caught.value.__cause__, repository.RepositoryError)
     if store.dialect == "postgresql":  # a unique key taken meanwhile: a retry resolves it
         assert isinstance(caught.value, TransactionConflictError)
