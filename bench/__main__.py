@@ -21,7 +21,8 @@ import orjson
 import pydicom
 
 import repository
-from repository.ingest import ingest, iter_files, read_file
+from repository.ingest import ingest
+from repository.reading import iter_files, read_file
 
 from . import files, reads, writes
 from .common import backend, scratch

@@ -28,8 +28,8 @@ from sqlalchemy import Connection, Engine, text
 
 import repository
 from repository.engine import make_engine
-from repository.ingest import read_file
 from repository.normalize import NormalizedInstance
+from repository.reading import read_file
 from repository.retention import PruneRule, prune
 
 from .common import emit, scratch, timed

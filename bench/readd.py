@@ -25,9 +25,9 @@ from sqlalchemy.engine import make_url
 import repository
 from repository import migrate
 from repository.engine import make_engine
-from repository.ingest import read_file
 from repository.lookups import explain, series_of_sop_instances
 from repository.normalize import NormalizedInstance
+from repository.reading import read_file
 
 from .common import emit
 

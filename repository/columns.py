@@ -18,16 +18,43 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Column, Date, Integer, String, Text
-from sqlalchemy.types import TypeEngine
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import MissingAttributeError
 from .validation import as_float, as_int, as_text, check_uid, optional_uid, parse_date
 
-UID = String(64)
+if TYPE_CHECKING:
+    from sqlalchemy import Column
+    from sqlalchemy.types import TypeEngine
+
+
+@dataclass(frozen=True)
+class SqlType:
+    """A typed column's SQL type, by name: SQLAlchemy's type is made by :meth:`make`, so that
+    the file-reading workers, which compute column values, never import SQLAlchemy."""
+
+    kind: Literal["string", "integer", "float", "text", "date"]
+    length: int | None = None
+
+    def make(self) -> TypeEngine[Any]:
+        """The SQLAlchemy type."""
+        from sqlalchemy import Date, Float, Integer, String, Text
+
+        made: dict[str, TypeEngine[Any]] = {
+            "string": String(self.length), "integer": Integer(), "float": Float(),
+            "text": Text(), "date": Date(),
+        }  # fmt: skip
+        return made[self.kind]
+
+
+UID_TYPE = SqlType("string", 64)
 """A UID column: at most 64 characters (PS3.5 9.1)."""
+_INT, _TEXT, _DATE = SqlType("integer"), SqlType("text"), SqlType("date")
+
+
+def _chars(length: int) -> SqlType:
+    return SqlType("string", length)
+
 
 Converter = Callable[[Any, str], Any]
 """``convert(value, keyword) -> column value``; ``value`` is None when no keyword is present.
@@ -41,7 +68,7 @@ class TypedColumn:
     """One typed column: name, SQL type, source keywords and converter, index."""
 
     name: str
-    sql_type: TypeEngine[Any]
+    sql_type: SqlType
     keywords: tuple[str, ...]
     convert: Converter
     python_type: Any
@@ -58,7 +85,7 @@ class TypedColumn:
             value = self.convert(None, self.keywords[0])
         else:
             value = self.convert(md[keyword], keyword)
-        length = getattr(self.sql_type, "length", None)
+        length = self.sql_type.length
         if isinstance(value, str) and length:
             return value[:length]  # the JSON keeps the full value
         return value
@@ -100,37 +127,37 @@ Col = TypedColumn
 
 INSTANCE_COLUMNS: tuple[TypedColumn, ...] = (
     # indexed with its data source, uniquely: repository.schema.instance_table
-    Col("sop_instance_uid", UID, ("SOPInstanceUID",), _required_uid, str, nullable=False),
-    Col("sop_class_uid", UID, ("SOPClassUID",), optional_uid, str | None),
-    Col("instance_number", Integer(), ("InstanceNumber",), _int, int | None),
-    Col("number_of_frames", Integer(), ("NumberOfFrames",), _int, int | None),
-    Col("rows", Integer(), ("Rows",), _int, int | None),
-    Col("columns", Integer(), ("Columns",), _int, int | None),
-    Col("transfer_syntax_uid", UID, ("TransferSyntaxUID", "AvailableTransferSyntaxUID"),
+    Col("sop_instance_uid", UID_TYPE, ("SOPInstanceUID",), _required_uid, str, nullable=False),
+    Col("sop_class_uid", UID_TYPE, ("SOPClassUID",), optional_uid, str | None),
+    Col("instance_number", _INT, ("InstanceNumber",), _int, int | None),
+    Col("number_of_frames", _INT, ("NumberOfFrames",), _int, int | None),
+    Col("rows", _INT, ("Rows",), _int, int | None),
+    Col("columns", _INT, ("Columns",), _int, int | None),
+    Col("transfer_syntax_uid", UID_TYPE, ("TransferSyntaxUID", "AvailableTransferSyntaxUID"),
         optional_uid, str | None),
 )  # fmt: skip
 """Typed columns of ``instance``, from the instance's metadata."""
 
 SERIES_COLUMNS: tuple[TypedColumn, ...] = (
-    Col("modality", String(16), ("Modality",), _text, str | None),
-    Col("series_number", Integer(), ("SeriesNumber",), _int, int | None),
-    Col("series_description", Text(), ("SeriesDescription",), _text, str | None),
-    Col("series_date", Date(), ("SeriesDate",), _date, dt.date | None),
-    Col("series_time", String(32), ("SeriesTime",), _text, str | None),
-    Col("body_part_examined", String(64), ("BodyPartExamined",), _text, str | None),
+    Col("modality", _chars(16), ("Modality",), _text, str | None),
+    Col("series_number", _INT, ("SeriesNumber",), _int, int | None),
+    Col("series_description", _TEXT, ("SeriesDescription",), _text, str | None),
+    Col("series_date", _DATE, ("SeriesDate",), _date, dt.date | None),
+    Col("series_time", _chars(32), ("SeriesTime",), _text, str | None),
+    Col("body_part_examined", _chars(64), ("BodyPartExamined",), _text, str | None),
 )  # fmt: skip
 """Typed columns of ``series``, from the series' summary metadata."""
 
 STUDY_COLUMNS: tuple[TypedColumn, ...] = (
-    Col("patient_id", String(64), ("PatientID",), _text, str | None, index=True),
-    Col("patient_name", Text(), ("PatientName",), _text, str | None),
-    Col("patient_birth_date", Date(), ("PatientBirthDate",), _date, dt.date | None),
-    Col("patient_sex", String(16), ("PatientSex",), _text, str | None),
-    Col("study_date", Date(), ("StudyDate",), _date, dt.date | None, index=True),
-    Col("study_time", String(32), ("StudyTime",), _text, str | None),
-    Col("accession_number", String(64), ("AccessionNumber",), _text, str | None, index=True),
-    Col("study_description", Text(), ("StudyDescription",), _text, str | None),
-    Col("modalities_in_study", String(256), ("ModalitiesInStudy",), _modalities,
+    Col("patient_id", _chars(64), ("PatientID",), _text, str | None, index=True),
+    Col("patient_name", _TEXT, ("PatientName",), _text, str | None),
+    Col("patient_birth_date", _DATE, ("PatientBirthDate",), _date, dt.date | None),
+    Col("patient_sex", _chars(16), ("PatientSex",), _text, str | None),
+    Col("study_date", _DATE, ("StudyDate",), _date, dt.date | None, index=True),
+    Col("study_time", _chars(32), ("StudyTime",), _text, str | None),
+    Col("accession_number", _chars(64), ("AccessionNumber",), _text, str | None, index=True),
+    Col("study_description", _TEXT, ("StudyDescription",), _text, str | None),
+    Col("modalities_in_study", _chars(256), ("ModalitiesInStudy",), _modalities,
         tuple[str, ...], load=_split_modalities),
 )  # fmt: skip
 """Typed columns of ``study``, from the study's metadata."""
@@ -138,7 +165,12 @@ STUDY_COLUMNS: tuple[TypedColumn, ...] = (
 
 def sql_columns(columns: Iterable[TypedColumn]) -> list[Column[Any]]:
     """New SQLAlchemy Column objects for ``columns`` (for one Table each time)."""
-    return [Column(c.name, c.sql_type, index=c.index or None, nullable=c.nullable) for c in columns]
+    from sqlalchemy import Column
+
+    return [
+        Column(c.name, c.sql_type.make(), index=c.index or None, nullable=c.nullable)
+        for c in columns
+    ]
 
 
 def column_values(columns: Iterable[TypedColumn], md: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ R = TypeVar("R")
 def ordered_results(
     pool: Executor, fn: Callable[[T], R], items: Iterable[T], *, chunk: int, window: int
 ) -> Iterator[R]:
-    """``map(fn, items)`` in ``pool``: tasks of ``chunk`` items, at most ``window`` in flight."""
+    """``map(fn, items)`` in ``pool``: tasks of ``chunk`` items, at most ``window`` in flight.
+
+    The first ``window`` tasks are submitted now, before the results are asked for."""
     source = iter(items)
     pending: deque[Future[list[R]]] = deque()
 
@@ -35,6 +37,10 @@ def ordered_results(
 
     for _ in range(window):
         submit()
+    return _in_order(pending, submit)
+
+
+def _in_order(pending: deque[Future[list[R]]], submit: Callable[[], None]) -> Iterator[R]:
     while pending:
         results = pending.popleft().result()
         submit()

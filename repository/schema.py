@@ -32,7 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, UID, sql_columns
+from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, UID_TYPE, sql_columns
+
+UID = UID_TYPE.make()
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

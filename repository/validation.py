@@ -16,13 +16,15 @@ import datetime as dt
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydicom.valuerep import PersonName
-from sqlalchemy.engine import URL
 
 from .errors import InvalidUIDError, InvalidValueError, MissingAttributeError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 UID_MAX_LENGTH = 64
 DATA_SOURCE_MAX_LENGTH = 64
@@ -140,7 +142,7 @@ def strip_credentials(url: str | URL) -> str:
     URLs behind a prefix (OHIF imageIds: ``wadors:https://...``) and for SQLAlchemy
     :class:`~sqlalchemy.engine.URL` objects; others (``sqlite:///x.db``) come back unchanged.
     """
-    if isinstance(url, URL):
+    if not isinstance(url, str):  # a SQLAlchemy URL (not imported here: file workers)
         url = url.render_as_string(hide_password=False)
     parts = urlsplit(url)
     if "@" in parts.netloc:

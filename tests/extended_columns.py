@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-from sqlalchemy import Float, text
+from sqlalchemy import text
 
 SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
 STUDY, SERIES_BIG, SERIES_SMALL = "1.2.3", "1.2.3.1", "1.2.3.2"
@@ -36,7 +36,7 @@ class _ExtendColumns(importlib.abc.MetaPathFinder):
         def exec_module(module: ModuleType) -> None:
             original(module)
             thickness = module.TypedColumn(
-                "slice_thickness", Float(), ("SliceThickness",),
+                "slice_thickness", module.SqlType("float"), ("SliceThickness",),
                 lambda value, keyword: None if value is None else float(value), float | None,
                 index=True,
             )  # fmt: skip

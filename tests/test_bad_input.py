@@ -19,7 +19,7 @@ from repository import (
     NotDicomError,
     Store,
 )
-from repository.ingest import read_file
+from repository.reading import read_file
 
 
 def instance(study: str, series: str, sop: str, **extra: Any) -> dict[str, Any]:

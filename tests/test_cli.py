@@ -19,7 +19,7 @@ import repository
 from repository import migrate
 from repository.cli import main
 from repository.engine import make_engine
-from repository.ingest import sample_files
+from repository.reading import sample_files
 
 
 def run(url: str, *args: str) -> Result:

@@ -47,9 +47,9 @@ from pydicom.tag import Tag
 
 from repository import Store
 from repository.errors import InvalidInputError, MissingAttributeError
-from repository.ingest import iter_files, read_file
 from repository.normalize import BINARY_VRS
 from repository.normalize.values import is_tag_key
+from repository.reading import iter_files, read_file
 
 CORPUS = (PYDICOM_FILES, Path(data_store.__file__).parent / "data")
 DCMJS_VERSION = "0.52"

@@ -40,7 +40,8 @@ from repository import EVENTS, Event, Store
 from repository.cli import main
 from repository.engine import make_engine
 from repository.image_id import wadors_image_id
-from repository.ingest import ingest, sample_files
+from repository.ingest import ingest
+from repository.reading import sample_files
 from repository.sources import (
     DicomWebSource,
     PullError,

@@ -13,7 +13,8 @@ from hostile_corpus import ACCEPT, EITHER, REJECT, Case, cases, good_files
 from sqlalchemy import text
 
 import repository
-from repository.ingest import display_name, ingest
+from repository.ingest import ingest
+from repository.reading import display_name
 
 CASES = cases()
 

@@ -29,11 +29,12 @@ import pytest
 
 import repository
 from repository.errors import InvalidInputError
-from repository.ingest import Via, ingest, read_file
+from repository.ingest import ingest
 from repository.normalize import BULK_DATA_THRESHOLD, file_bulk_uri, naturalize_dataset
 from repository.normalize.dataset import naturalize_element
 from repository.normalize.fast import naturalize_dataset_fast
 from repository.normalize.reader import read_metadata
+from repository.reading import Via, read_file
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

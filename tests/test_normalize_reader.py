@@ -22,9 +22,9 @@ import pydicom
 import pytest
 from test_normalize_fast import _outcome, assert_same_outcomes
 
-from repository.ingest import read_file
 from repository.normalize import file_bulk_uri
 from repository.normalize.reader import HEAD, read_metadata
+from repository.reading import read_file
 
 UNDEFINED = 0xFFFFFFFF
 EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"

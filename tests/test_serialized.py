@@ -9,7 +9,7 @@ import orjson
 import pydicom
 
 from repository.engine import dumps
-from repository.ingest import read_file
+from repository.reading import read_file
 from repository.serialized import SerializedMetadata
 
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"

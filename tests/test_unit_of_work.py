@@ -20,8 +20,10 @@ from repository import (
     DatabaseError,
     Store,
     TransactionConflictError,
+    migrate,
 )
 from repository.db_errors import is_unique_violation, translate_errors
+from repository.engine import make_engine
 from repository.schema import study_table
 
 
@@ -133,8 +135,8 @@ def test_a_single_add_waits_out_a_lock_by_retrying(locked_sqlite: Any) -> None:
 
 @pytest.fixture
 def pg_store(pg_empty_url: str) -> Any:
-    engine = repository.make_engine(pg_empty_url)
-    repository.migrate.upgrade(engine)
+    engine = make_engine(pg_empty_url)
+    migrate.upgrade(engine)
     engine.dispose()
     with repository.connect(pg_empty_url) as store:
         yield store

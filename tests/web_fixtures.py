@@ -18,7 +18,8 @@ from web_server import WebServer, start
 import repository
 from repository import migrate
 from repository.engine import make_engine
-from repository.ingest import ingest, sample_files
+from repository.ingest import ingest
+from repository.reading import sample_files
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """What every command shares: consoles, the --json option, JSON output, store and engine.
 
 rich is imported only by the commands that print with it (tables, colours, a progress bar):
-``dicom-repo ingest --quiet`` never loads it.
+``dicom-repo ingest --quiet`` never loads it. The store (SQLAlchemy, the driver) is imported when
+a command opens it, so ``ingest`` can start its readers first.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
-from sqlalchemy import Engine
 
-from ..engine import make_engine
 from ..errors import RepositoryError
-from ..store import Store
-from ..validation import strip_credentials
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn
+    from sqlalchemy import Engine
+
+    from ..store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +126,9 @@ def open_read_engine(ctx: click.Context) -> Iterator[Engine]:
 @contextmanager
 def open_engine(ctx: click.Context) -> Iterator[Engine]:
     """An engine for the db commands; failures become one-line errors, not tracebacks."""
+    from ..engine import make_engine
+    from ..validation import strip_credentials
+
     try:
         engine = make_engine(database_url(ctx))
     except Exception as error:

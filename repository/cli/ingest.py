@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from ..ingest import IngestReport, iter_files, sample_files
-from ..ingest import ingest as ingest_files
+from ..ingest import IngestReport, write_results
+from ..reading import iter_files, read_files, sample_files
 from ._shared import counting_bar, open_store, quiet_option
 
 KEEP_JSON_DEFAULT = False
@@ -44,13 +45,20 @@ def ingest(
     keep_json: bool,
     quiet: bool,
 ) -> None:
-    """Ingest DICOM files and folders (recursively). Exits non-zero if any file failed."""
+    """Ingest DICOM files and folders (recursively). Exits non-zero if any file failed.
+
+    The workers start reading before the database is opened: the first files are parsed while
+    this process loads the database modules and connects."""
     if not paths and not sample:
         raise click.UsageError("give PATH... or --sample")
     files = list(iter_files(paths)) + (sample_files() if sample else [])
-    with open_store(ctx) as store, counting_bar(quiet, "ingesting", len(files)) as advance:
-        report = ingest_files(
-            store, files, data_source=data_source, workers=workers, progress=advance,
+    with (
+        read_files(files, workers or os.cpu_count() or 1) as results,
+        open_store(ctx) as store,
+        counting_bar(quiet, "ingesting", len(files)) as advance,
+    ):
+        report = write_results(
+            store, results, len(files), data_source=data_source, progress=advance,
             keep_json=keep_json,
         )  # fmt: skip
     _print_report(report)

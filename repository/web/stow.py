@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import ConflictError, InvalidInputError
-from ..ingest import read_file
+from ..reading import read_file
 from ..store import Store
 from ..validation import check_uid
 from . import stow_bodies
