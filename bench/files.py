@@ -17,7 +17,7 @@ import pydicom
 import sqlalchemy as sa
 
 from repository.engine import make_engine
-from repository.schema import InstanceRow
+from repository.schema import instance_table
 
 from . import baselines
 from .common import emit, scratch, timed
@@ -92,7 +92,7 @@ def _pool(fn: Callable[[Path], int], files: list[Path], workers: int) -> Callabl
 def _count_instances(url: str) -> int:
     engine = make_engine(url)
     with engine.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(InstanceRow)).scalar_one()
+        count = conn.execute(sa.select(sa.func.count()).select_from(instance_table)).scalar_one()
     engine.dispose()
     return int(count)
 

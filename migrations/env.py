@@ -12,10 +12,10 @@ from sqlalchemy import Connection, create_engine
 
 from repository.config import resolve_url
 from repository.migrate import include_object
-from repository.schema import Base
+from repository.schema import metadata_obj
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata_obj
 
 
 def _run(connection: Connection) -> None:

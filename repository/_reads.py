@@ -17,10 +17,6 @@ from .image_id import frame_in_range, lookup_keys, requested_frame
 from .models import Instance, Series, SeriesList, Study
 from .schema import (
     INSTANCE_IN_SERIES,
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
     instance_table,
     same_study,
     series_list_table,
@@ -73,17 +69,20 @@ _SERIES_FIELDS = frozenset(f.name for f in fields(Series)) - {"instances"}
 
 def _instances_query() -> Any:
     return (
-        select(InstanceRow.series_id, *instance_columns())
-        .join(SeriesRow, INSTANCE_IN_SERIES)
+        select(instance_table.c.series_id, *instance_columns())
+        .join(series_table, INSTANCE_IN_SERIES)
         .join(
-            SeriesListRow,
-            same_study(SeriesListRow, SeriesRow) & (SeriesListRow.id == SeriesRow.series_list_id),
+            series_list_table,
+            same_study(series_list_table, series_table)
+            & (series_list_table.c.id == series_table.c.series_list_id),
         )
         .join(
-            StudyRow, same_study(StudyRow, SeriesListRow) & (StudyRow.id == SeriesListRow.study_id)
+            study_table,
+            same_study(study_table, series_list_table)
+            & (study_table.c.id == series_list_table.c.study_id),
         )
         .order_by(
-            InstanceRow.series_id,
+            instance_table.c.series_id,
             instance_table.c.instance_number.is_(None),
             instance_table.c.instance_number,
             instance_table.c.sop_instance_uid,
@@ -94,12 +93,12 @@ def _instances_query() -> Any:
 def _series_query() -> Any:
     return (
         select(*_SERIES_COLUMNS)
-        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-              & (SeriesListRow.id == SeriesRow.series_list_id))
-        .join(StudyRow, same_study(StudyRow, SeriesListRow)
-              & (StudyRow.id == SeriesListRow.study_id))
-        .order_by(SeriesListRow.id, series_table.c.series_number.is_(None),
-                  series_table.c.series_number, SeriesRow.id)
+        .join(series_list_table, same_study(series_list_table, series_table)
+              & (series_list_table.c.id == series_table.c.series_list_id))
+        .join(study_table, same_study(study_table, series_list_table)
+              & (study_table.c.id == series_list_table.c.study_id))
+        .order_by(series_list_table.c.id, series_table.c.series_number.is_(None),
+                  series_table.c.series_number, series_table.c.id)
     )  # fmt: skip
 
 
@@ -115,35 +114,37 @@ def _series(row: Row[Any], instances: Sequence[Instance]) -> Series:
 
 def study_instance_uids(conn: Connection) -> list[str]:
     """All study UIDs in insertion order."""
-    return list(conn.scalars(select(StudyRow.study_instance_uid).order_by(StudyRow.id)))
+    return list(conn.scalars(select(study_table.c.study_instance_uid).order_by(study_table.c.id)))
 
 
 def get_study(conn: Connection, study_uid: str, data_source: str | None = None) -> Study | None:
     """The study with all series lists, series and instances (three queries)."""
     row = conn.execute(
-        select(*_STUDY_COLUMNS).where(StudyRow.study_instance_uid == study_uid)
+        select(*_STUDY_COLUMNS).where(study_table.c.study_instance_uid == study_uid)
     ).first()
     if row is None:
         return None
     study_id = row.id
     lists = conn.execute(
-        select(SeriesListRow.id, SeriesListRow.data_source, SeriesListRow.wado_root,
-               SeriesListRow.wado_uri)
-        .where(SeriesListRow.study_instance_uid == study_uid, SeriesListRow.study_id == study_id)
-        .where(*([SeriesListRow.data_source == data_source] if data_source else []))
-        .order_by(SeriesListRow.id)
+        select(series_list_table.c.id, series_list_table.c.data_source,
+               series_list_table.c.wado_root, series_list_table.c.wado_uri)
+        .where(series_list_table.c.study_instance_uid == study_uid,
+               series_list_table.c.study_id == study_id)
+        .where(*([series_list_table.c.data_source == data_source] if data_source else []))
+        .order_by(series_list_table.c.id)
     ).all()  # fmt: skip
     list_ids = [r[0] for r in lists]
     by_series: dict[int, list[Instance]] = defaultdict(list)
-    in_study = InstanceRow.study_instance_uid == study_uid
+    in_study = instance_table.c.study_instance_uid == study_uid
     for inst in conn.execute(
-        _instances_query().where(in_study, SeriesRow.series_list_id.in_(list_ids))
+        _instances_query().where(in_study, series_table.c.series_list_id.in_(list_ids))
     ):
         by_series[inst.series_id].append(_instance(inst))
     series_by_list: dict[str, list[Series]] = defaultdict(list)
     for s in conn.execute(
         _series_query().where(
-            SeriesRow.study_instance_uid == study_uid, SeriesRow.series_list_id.in_(list_ids)
+            series_table.c.study_instance_uid == study_uid,
+            series_table.c.series_list_id.in_(list_ids),
         )
     ):
         series_by_list[s.data_source].append(_series(s, by_series[s.series_id]))
@@ -164,18 +165,18 @@ def get_series(
     conn: Connection, study_uid: str | None, series_uid: str, data_source: str | None = None
 ) -> Series | None:
     """One series with its instances; the first data source's copy unless one is named."""
-    query = _series_query().where(SeriesRow.series_instance_uid == series_uid)
+    query = _series_query().where(series_table.c.series_instance_uid == series_uid)
     if study_uid is not None:
-        query = query.where(SeriesRow.study_instance_uid == study_uid)
+        query = query.where(series_table.c.study_instance_uid == study_uid)
     if data_source is not None:
-        query = query.where(SeriesListRow.data_source == data_source)
-    found = conn.execute(query.add_columns(SeriesListRow.id.label("list_id")).order_by(None))
+        query = query.where(series_list_table.c.data_source == data_source)
+    found = conn.execute(query.add_columns(series_list_table.c.id.label("list_id")).order_by(None))
     row = min(found, key=lambda r: r.list_id, default=None)
     if row is None:
         return None
     instances = [_instance(r) for r in conn.execute(_instances_query().where(
-        InstanceRow.study_instance_uid == row.study_instance_uid,
-        InstanceRow.series_id == row.series_id))]  # fmt: skip
+        instance_table.c.study_instance_uid == row.study_instance_uid,
+        instance_table.c.series_id == row.series_id))]  # fmt: skip
     return _series(row, instances)
 
 
@@ -216,15 +217,15 @@ def get_instance_from_image_id(conn: Connection, image_id: str) -> Instance | No
 # primary key: a plan that stays an index lookup at any table size, with or without planner
 # statistics (one joined query with ORDER BY ... LIMIT 1 let PostgreSQL walk the whole primary
 # key for recently added rows). The statements are built once; values are bound per call.
-_IDS_BY_SOP_UID = select(InstanceRow.id).where(
+_IDS_BY_SOP_UID = select(instance_table.c.id).where(
     instance_table.c.sop_instance_uid == bindparam("uid")
 )
-_IDS_BY_IMAGE_ID = select(InstanceRow.id).where(
-    InstanceRow.image_id.in_(bindparam("keys", expanding=True))
+_IDS_BY_IMAGE_ID = select(instance_table.c.id).where(
+    instance_table.c.image_id.in_(bindparam("keys", expanding=True))
 )
 _BY_IDS = (
     _instances_query()
-    .add_columns(InstanceRow.id.label("instance_id"), SeriesListRow.id.label("list_id"))
-    .where(InstanceRow.id.in_(bindparam("ids", expanding=True)))
+    .add_columns(instance_table.c.id.label("instance_id"), series_list_table.c.id.label("list_id"))
+    .where(instance_table.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(None)
 )

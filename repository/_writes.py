@@ -25,13 +25,7 @@ from .engine import dumps
 from .errors import TransactionConflictError
 from .image_id import instance_image_id
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
-from .schema import (
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
-    instance_table,
-)
+from .schema import instance_table, series_list_table, series_table, study_table
 
 STUDY_KEY = "study_instance_uid"
 """The column every table of a study carries (the distribution column on Citus)."""
@@ -73,25 +67,23 @@ def upsert_studies(
     Returns the id of every study and the UIDs of those created, in input order.
     """
     rows = [
-        {"study_instance_uid": uid, **study_columns(md), "metadata_": md}
+        {"study_instance_uid": uid, **study_columns(md), "metadata": md}
         for uid, md in sorted(studies.items())
     ]
-    stmt = _insert(conn, StudyRow.__table__).on_conflict_do_nothing(
-        index_elements=["study_instance_uid"]
-    )
+    stmt = _insert(conn, study_table).on_conflict_do_nothing(index_elements=["study_instance_uid"])
     created = {
         uid: id_
         for id_, uid in conn.execute(
-            stmt.returning(StudyRow.id, StudyRow.study_instance_uid), _params(rows)
+            stmt.returning(study_table.c.id, study_table.c.study_instance_uid), rows
         )
     }
     ids = dict(created)
     existing = sorted(uid for uid in studies if uid not in created)
     for chunk in by_study(conn, existing, str, CHUNK):
         found = conn.execute(
-            select(StudyRow.id, StudyRow.study_instance_uid, StudyRow.metadata_)
-            .where(StudyRow.study_instance_uid.in_(chunk))
-            .order_by(StudyRow.study_instance_uid)
+            select(study_table.c.id, study_table.c.study_instance_uid, study_table.c.metadata)
+            .where(study_table.c.study_instance_uid.in_(chunk))
+            .order_by(study_table.c.study_instance_uid)
             .with_for_update()
         ).all()
         if len(found) < len(chunk):  # deleted by a concurrent transaction since the insert
@@ -102,9 +94,9 @@ def upsert_studies(
             merged = {**studies[uid], **old}
             if merged != old:
                 conn.execute(
-                    update(StudyRow)
-                    .where(StudyRow.study_instance_uid == uid, StudyRow.id == id_)
-                    .values(**study_columns(merged), metadata_=merged, updated_at=func.now())
+                    update(study_table)
+                    .where(study_table.c.study_instance_uid == uid, study_table.c.id == id_)
+                    .values(**study_columns(merged), metadata=merged, updated_at=func.now())
                 )
     return ids, [uid for uid in studies if uid in created]
 
@@ -134,28 +126,32 @@ def upsert_series_lists(
          "wado_root": wado_root, "wado_uri": wado_uri}
         for uid in uids
     ]  # fmt: skip
-    stmt = _insert(conn, SeriesListRow.__table__).on_conflict_do_nothing(
+    stmt = _insert(conn, series_list_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "data_source"]
     )
-    conn.execute(stmt, _params(rows))
+    conn.execute(stmt, rows)
     where = and_(
-        SeriesListRow.study_instance_uid.in_(uids), SeriesListRow.data_source == data_source
+        series_list_table.c.study_instance_uid.in_(uids),
+        series_list_table.c.data_source == data_source,
     )
     if wado_root or wado_uri:
         roots = {"wado_root": wado_root} if wado_root else {}
         roots |= {"wado_uri": wado_uri} if wado_uri else {}
         conn.execute(
-            update(SeriesListRow)
-            .where(where, SeriesListRow.wado_root.is_(None) | SeriesListRow.wado_uri.is_(None))
+            update(series_list_table)
+            .where(
+                where,
+                series_list_table.c.wado_root.is_(None) | series_list_table.c.wado_uri.is_(None),
+            )
             .values(**roots)
         )
     result: dict[int, tuple[int, Roots]] = {}
     for chunk in _chunks(uids):
         for study_id, list_id, root, uri in conn.execute(
-            select(SeriesListRow.study_id, SeriesListRow.id, SeriesListRow.wado_root,
-                   SeriesListRow.wado_uri).where(
-                SeriesListRow.study_instance_uid.in_(chunk),
-                SeriesListRow.data_source == data_source,
+            select(series_list_table.c.study_id, series_list_table.c.id,
+                   series_list_table.c.wado_root, series_list_table.c.wado_uri).where(
+                series_list_table.c.study_instance_uid.in_(chunk),
+                series_list_table.c.data_source == data_source,
             )
         ):  # fmt: skip
             result[study_id] = (list_id, (root, uri))
@@ -189,25 +185,28 @@ def upsert_series(
     """
     rows = [
         {STUDY_KEY: study_of[list_id], "series_list_id": list_id, "series_instance_uid": uid,
-         **series_columns(md), "metadata_": md}
+         **series_columns(md), "metadata": md}
         for (list_id, uid), md in sorted(series.items())
     ]  # fmt: skip
-    stmt = _insert(conn, SeriesRow.__table__).on_conflict_do_nothing(
+    stmt = _insert(conn, series_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_list_id", "series_instance_uid"]
     )
-    returned = stmt.returning(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid)
-    ids = {(list_id, uid): id_ for id_, list_id, uid in conn.execute(returned, _params(rows))}
+    returned = stmt.returning(
+        series_table.c.id, series_table.c.series_list_id, series_table.c.series_instance_uid
+    )
+    ids = {(list_id, uid): id_ for id_, list_id, uid in conn.execute(returned, rows)}
     created = [key for key in series if key in ids]
     changed: list[tuple[int, str]] = []
     existing = sorted(key for key in series if key not in ids)
     for chunk in by_study(conn, existing, lambda key: study_of[key[0]], CHUNK // 2):
         studies = sorted({study_of[list_id] for list_id, _ in chunk})
         found = conn.execute(
-            select(SeriesRow.id, SeriesRow.series_list_id, SeriesRow.series_instance_uid,
-                   SeriesRow.metadata_)
-            .where(SeriesRow.study_instance_uid.in_(studies),
-                   tuple_(SeriesRow.series_list_id, SeriesRow.series_instance_uid).in_(chunk))
-            .order_by(SeriesRow.series_list_id, SeriesRow.series_instance_uid)
+            select(series_table.c.id, series_table.c.series_list_id,
+                   series_table.c.series_instance_uid, series_table.c.metadata)
+            .where(series_table.c.study_instance_uid.in_(studies),
+                   tuple_(series_table.c.series_list_id,
+                          series_table.c.series_instance_uid).in_(chunk))
+            .order_by(series_table.c.series_list_id, series_table.c.series_instance_uid)
             .with_for_update()
         )  # fmt: skip
         for id_, list_id, uid, old in found:
@@ -218,9 +217,12 @@ def upsert_series(
             if merged != old:
                 changed.append(key)
                 conn.execute(
-                    update(SeriesRow)
-                    .where(SeriesRow.study_instance_uid == study_of[list_id], SeriesRow.id == id_)
-                    .values(**series_columns(merged), metadata_=merged, updated_at=func.now())
+                    update(series_table)
+                    .where(
+                        series_table.c.study_instance_uid == study_of[list_id],
+                        series_table.c.id == id_,
+                    )
+                    .values(**series_columns(merged), metadata=merged, updated_at=func.now())
                 )
     return SeriesUpsert(ids, created, changed)
 
@@ -281,11 +283,11 @@ def _insert_new(
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
-    stmt = _insert(conn, InstanceRow.__table__).on_conflict_do_nothing(
+    stmt = _insert(conn, instance_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_id", "sop_instance_uid"]
     )
     result = conn.execute(
-        stmt.returning(InstanceRow.series_id, instance_table.c.sop_instance_uid), _params(rows)
+        stmt.returning(instance_table.c.series_id, instance_table.c.sop_instance_uid), rows
     )
     return {(series_id, uid) for series_id, uid in result}
 
@@ -304,7 +306,7 @@ def instance_row(
     """The ``instance`` row of ``inst``: its typed column values by name, and the rest."""
     return {STUDY_KEY: inst.study_instance_uid, "series_id": series_id, **inst.typed,
             "image_id": image_id, "data_source": data_source,
-            "metadata_": inst.metadata}  # fmt: skip
+            "metadata": inst.metadata}  # fmt: skip
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
@@ -326,7 +328,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> bool:
             cur.copy(f"COPY instance ({columns}) FROM STDIN") as copy,
         ):
             for row in rows:
-                metadata = dumps(row["metadata_"])
+                metadata = dumps(row["metadata"])
                 copy.write_row([row[c] for c in _COPY_COLUMNS] + [metadata])
     except TransactionConflictError as error:
         if not is_unique_violation(error):
@@ -348,7 +350,7 @@ def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
         f"INSERT INTO instance ({names}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT ({STUDY_KEY}, series_id, sop_instance_uid) DO NOTHING"
     )
-    params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata_"])) for row in rows]
+    params = [(*(row[c] for c in _COPY_COLUMNS), dumps(row["metadata"])) for row in rows]
     savepoint = conn.begin_nested()
     result = conn.exec_driver_sql(stmt, params)
     if result.rowcount != len(rows):
@@ -356,14 +358,6 @@ def _sqlite_executemany(conn: Connection, rows: list[dict[str, Any]]) -> bool:
         return False
     savepoint.commit()
     return True
-
-
-def _params(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ORM attribute names to column names (``metadata_`` is the ``metadata`` column)."""
-    for row in rows:
-        if "metadata_" in row:
-            row["metadata"] = row.pop("metadata_")
-    return rows
 
 
 # --------------------------------------------------------------------------- metadata

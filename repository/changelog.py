@@ -25,7 +25,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from .errors import FeedGapError, InvalidValueError
 from .events import Event, PendingChange, parse_change
-from .schema import ChangeCompactionRow, ChangeRow
+from .schema import change_compaction_table, change_table
 
 APPEND_LOCK_KEY = 0x6469636F6D5F7271  # "dicom_rq"
 """The advisory lock key of change appends when no schema is known (see :func:`append_lock_key`)."""
@@ -66,7 +66,7 @@ def current_channel(conn: Connection) -> str:
 
 def max_seq(conn: Connection) -> int:
     """The newest committed seq (0 for an empty change log)."""
-    return int(conn.execute(select(func.coalesce(func.max(ChangeRow.seq), 0))).scalar_one())
+    return int(conn.execute(select(func.coalesce(func.max(change_table.c.seq), 0))).scalar_one())
 
 
 def record_changes(
@@ -89,7 +89,7 @@ def record_changes(
          "made_in_client": c.made_in_client, "payload": dict(c.payload)}
         for c in changes
     ]  # fmt: skip
-    stmt = insert(ChangeRow).returning(ChangeRow.seq, sort_by_parameter_order=True)
+    stmt = insert(change_table).returning(change_table.c.seq, sort_by_parameter_order=True)
     seqs = [seq for (seq,) in conn.execute(stmt, rows)]
     if postgres and channel:
         conn.execute(select(func.pg_notify(channel, str(max(seqs)))))
@@ -110,11 +110,11 @@ def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:
     Kinds this version does not know are read as events with a plain-string kind.
     """
     rows = conn.execute(
-        select(ChangeRow.seq, ChangeRow.kind, ChangeRow.study_instance_uid,
-               ChangeRow.series_instance_uid, ChangeRow.data_source, ChangeRow.made_in_client,
-               ChangeRow.payload)
-        .where(ChangeRow.seq > after)
-        .order_by(ChangeRow.seq)
+        select(change_table.c.seq, change_table.c.kind, change_table.c.study_instance_uid,
+               change_table.c.series_instance_uid, change_table.c.data_source,
+               change_table.c.made_in_client, change_table.c.payload)
+        .where(change_table.c.seq > after)
+        .order_by(change_table.c.seq)
         .limit(limit)
     )  # fmt: skip
     return [parse_change(*row) for row in rows]
@@ -122,7 +122,7 @@ def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:
 
 def horizon(conn: Connection) -> int:
     """The largest seq removed by compaction (0 if the change log was never compacted)."""
-    stmt = select(func.coalesce(func.max(ChangeCompactionRow.through_seq), 0))
+    stmt = select(func.coalesce(func.max(change_compaction_table.c.through_seq), 0))
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -170,12 +170,12 @@ def compact(
     if before_seq is not None:
         wanted = before_seq - 1
     else:
-        aged = select(func.coalesce(func.max(ChangeRow.seq), 0))
-        wanted = int(conn.execute(aged.where(ChangeRow.created_at < older_than)).scalar_one())
+        aged = select(func.coalesce(func.max(change_table.c.seq), 0))
+        wanted = int(conn.execute(aged.where(change_table.c.created_at < older_than)).scalar_one())
     through = min(wanted, max_seq(conn) - 1)
     done = horizon(conn)
     if through <= done:
         return Compaction(0, done)
-    removed = conn.execute(delete(ChangeRow).where(ChangeRow.seq <= through)).rowcount
-    conn.execute(insert(ChangeCompactionRow).values(through_seq=through, removed=removed))
+    removed = conn.execute(delete(change_table).where(change_table.c.seq <= through)).rowcount
+    conn.execute(insert(change_compaction_table).values(through_seq=through, removed=removed))
     return Compaction(int(removed), through)

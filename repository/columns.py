@@ -126,7 +126,7 @@ def _split_modalities(text: str | None) -> tuple[str, ...]:
 Col = TypedColumn
 
 INSTANCE_COLUMNS: tuple[TypedColumn, ...] = (
-    # indexed with its data source, uniquely: repository.schema.InstanceRow
+    # indexed with its data source, uniquely: repository.schema.instance_table
     Col("sop_instance_uid", UID_TYPE, ("SOPInstanceUID",), _required_uid, str, nullable=False),
     Col("sop_class_uid", UID_TYPE, ("SOPClassUID",), optional_uid, str | None),
     Col("instance_number", _INT, ("InstanceNumber",), _int, int | None),

@@ -20,7 +20,7 @@ from .errors import InvalidValueError, NotFoundError
 from .normalize import NormalizedInstance, to_naturalized
 from .normalize.values import element_key, is_tag_key
 from .pydicom_types import is_dataset
-from .schema import InstanceRow, SeriesListRow, SeriesRow, StudyRow, same_study
+from .schema import instance_table, same_study, series_list_table, series_table, study_table
 from .unit_of_work import Transaction
 from .validation import (
     as_int,
@@ -174,14 +174,15 @@ def update_metadata_for_series(
 
     def work(tx: Transaction) -> None:
         targets = tx.conn.execute(
-            select(SeriesRow.id, SeriesRow.metadata_, SeriesListRow.data_source, StudyRow.id)
-            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-                  & (SeriesListRow.id == SeriesRow.series_list_id))
-            .join(StudyRow, same_study(StudyRow, SeriesListRow)
-                  & (StudyRow.id == SeriesListRow.study_id))
-            .where(SeriesRow.study_instance_uid == study_uid,
-                   SeriesRow.series_instance_uid == series_uid)
-            .order_by(SeriesRow.id)
+            select(series_table.c.id, series_table.c.metadata, series_list_table.c.data_source,
+                   study_table.c.id)
+            .join(series_list_table, same_study(series_list_table, series_table)
+                  & (series_list_table.c.id == series_table.c.series_list_id))
+            .join(study_table, same_study(study_table, series_list_table)
+                  & (study_table.c.id == series_list_table.c.study_id))
+            .where(series_table.c.study_instance_uid == study_uid,
+                   series_table.c.series_instance_uid == series_uid)
+            .order_by(series_table.c.id)
             .with_for_update()
         ).all()  # fmt: skip
         if not targets:
@@ -226,24 +227,29 @@ def _patch_series(
     # FOR NO KEY UPDATE on PostgreSQL (the keys stay): a server keeping these instances' DICOM
     # JSON meanwhile checks its foreign key with a KEY SHARE lock, which this must not block.
     rows = conn.execute(
-        select(InstanceRow.id, InstanceRow.metadata_)
-        .where(InstanceRow.study_instance_uid == study_uid, InstanceRow.series_id == series_id)
-        .order_by(InstanceRow.id)
+        select(instance_table.c.id, instance_table.c.metadata)
+        .where(
+            instance_table.c.study_instance_uid == study_uid,
+            instance_table.c.series_id == series_id,
+        )
+        .order_by(instance_table.c.id)
         .with_for_update(key_share=True)
     ).all()
     for instance_id, md in rows:
         merged = merge_patch(md, patch, merged_keys)
         conn.execute(
-            update(InstanceRow)
-            .where(InstanceRow.study_instance_uid == study_uid, InstanceRow.id == instance_id)
-            .values(metadata_=merged, **column_values(INSTANCE_COLUMNS, merged))
+            update(instance_table)
+            .where(
+                instance_table.c.study_instance_uid == study_uid, instance_table.c.id == instance_id
+            )
+            .values(metadata=merged, **column_values(INSTANCE_COLUMNS, merged))
         )
     series_patch = _writes.series_metadata(patch)
     if series_patch:
         merged_series = merge_patch(series_md, series_patch, merged_keys)
         conn.execute(
-            update(SeriesRow)
-            .where(SeriesRow.study_instance_uid == study_uid, SeriesRow.id == series_id)
+            update(series_table)
+            .where(series_table.c.study_instance_uid == study_uid, series_table.c.id == series_id)
             .values(**_writes.series_columns(merged_series),
-                    metadata_=merged_series, updated_at=func.now())
+                    metadata=merged_series, updated_at=func.now())
         )  # fmt: skip

@@ -23,13 +23,12 @@ from .errors import InvalidValueError, NotFoundError
 from .image_id import FILE_PREFIX
 from .models import DeleteResult
 from .schema import (
-    InstanceDicomJsonRow,
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
+    instance_dicom_json_table,
     instance_table,
     same_study,
+    series_list_table,
+    series_table,
+    study_table,
 )
 from .unit_of_work import Transaction, UnitOfWork
 from .validation import as_int, check_data_source, check_items, check_uid
@@ -159,7 +158,7 @@ def delete_instances(
 
 def _lock_study(conn: Connection, uid: str, source: str | None) -> int:
     study_id = conn.execute(
-        select(StudyRow.id).where(StudyRow.study_instance_uid == uid).with_for_update()
+        select(study_table.c.id).where(study_table.c.study_instance_uid == uid).with_for_update()
     ).scalar()
     if study_id is None:
         raise NotFoundError(f"study {uid} is not stored{_where(source)}")
@@ -172,17 +171,18 @@ def _series_rows(
     """The series lists (of ``source``) of the study (UID, id) and their series (``series_uid``
     only)."""
     stmt = (
-        select(SeriesListRow.id, SeriesListRow.data_source, SeriesRow.id,
-               SeriesRow.series_instance_uid)
-        .outerjoin(SeriesRow, same_study(SeriesRow, SeriesListRow)
-                   & (SeriesRow.series_list_id == SeriesListRow.id))
-        .where(SeriesListRow.study_instance_uid == study[0], SeriesListRow.study_id == study[1])
-        .order_by(SeriesListRow.id, SeriesRow.id)
+        select(series_list_table.c.id, series_list_table.c.data_source, series_table.c.id,
+               series_table.c.series_instance_uid)
+        .outerjoin(series_table, same_study(series_table, series_list_table)
+                   & (series_table.c.series_list_id == series_list_table.c.id))
+        .where(series_list_table.c.study_instance_uid == study[0],
+               series_list_table.c.study_id == study[1])
+        .order_by(series_list_table.c.id, series_table.c.id)
     )  # fmt: skip
     if source is not None:
-        stmt = stmt.where(SeriesListRow.data_source == source)
+        stmt = stmt.where(series_list_table.c.data_source == source)
     if series_uid is not None:
-        stmt = stmt.where(SeriesRow.series_instance_uid == series_uid)
+        stmt = stmt.where(series_table.c.series_instance_uid == series_uid)
     return [_SeriesRow(*row) for row in conn.execute(stmt)]
 
 
@@ -196,10 +196,10 @@ def _instances_of(
         found += [
             (int(id_), str(sop), int(series), str(image))
             for id_, sop, series, image in conn.execute(
-                select(InstanceRow.id, instance_table.c.sop_instance_uid, InstanceRow.series_id,
-                       InstanceRow.image_id)
-                .where(InstanceRow.study_instance_uid == uid,
-                       InstanceRow.series_id.in_(series_ids),
+                select(instance_table.c.id, instance_table.c.sop_instance_uid,
+                       instance_table.c.series_id, instance_table.c.image_id)
+                .where(instance_table.c.study_instance_uid == uid,
+                       instance_table.c.series_id.in_(series_ids),
                        instance_table.c.sop_instance_uid.in_(chunk))
             )
         ]  # fmt: skip
@@ -208,7 +208,9 @@ def _instances_of(
 
 def _files(conn: Connection, where: ColumnElement[bool]) -> list[str]:
     rows = conn.execute(
-        select(InstanceRow.image_id).where(where, InstanceRow.image_id.startswith(FILE_PREFIX))
+        select(instance_table.c.image_id).where(
+            where, instance_table.c.image_id.startswith(FILE_PREFIX)
+        )
     )
     return [image_id.removeprefix(FILE_PREFIX) for (image_id,) in rows]
 
@@ -219,25 +221,29 @@ def _remove_series(
     """Delete these series of study ``uid`` and their instances; instance counts by series id."""
     if not series_ids:
         return {}
-    of_series = (InstanceRow.study_instance_uid == uid) & InstanceRow.series_id.in_(series_ids)
+    in_study = instance_table.c.study_instance_uid == uid
+    of_series = in_study & instance_table.c.series_id.in_(series_ids)
     counts: dict[int, int] = {}
     registered: list[tuple[str, str]] = []
     for series, image_id, sop, source in conn.execute(
-        select(InstanceRow.series_id, InstanceRow.image_id, instance_table.c.sop_instance_uid,
-               InstanceRow.data_source).where(of_series)
+        select(instance_table.c.series_id, instance_table.c.image_id,
+               instance_table.c.sop_instance_uid, instance_table.c.data_source).where(of_series)
     ):  # fmt: skip
         counts[series] = counts.get(series, 0) + 1
         registered.append((sop, source))
         if image_id.startswith(FILE_PREFIX):
             removal.files.append(image_id.removeprefix(FILE_PREFIX))
     sop_registry.unregister(conn, registered)
-    ids = select(InstanceRow.id).where(of_series)
-    conn.execute(delete(InstanceDicomJsonRow).where(
-        InstanceDicomJsonRow.study_instance_uid == uid, InstanceDicomJsonRow.instance_id.in_(ids)
+    ids = select(instance_table.c.id).where(of_series)
+    conn.execute(delete(instance_dicom_json_table).where(
+        instance_dicom_json_table.c.study_instance_uid == uid,
+        instance_dicom_json_table.c.instance_id.in_(ids),
     ))  # fmt: skip
-    conn.execute(delete(InstanceRow).where(of_series))
+    conn.execute(delete(instance_table).where(of_series))
     conn.execute(
-        delete(SeriesRow).where(SeriesRow.study_instance_uid == uid, SeriesRow.id.in_(series_ids))
+        delete(series_table).where(
+            series_table.c.study_instance_uid == uid, series_table.c.id.in_(series_ids)
+        )
     )
     removal.instances += sum(counts.values())
     return counts
@@ -246,7 +252,7 @@ def _remove_series(
 def _registered(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str]]:
     """(SOP Instance UID, data source) of the instances ``where`` selects."""
     rows = conn.execute(
-        select(instance_table.c.sop_instance_uid, InstanceRow.data_source).where(where)
+        select(instance_table.c.sop_instance_uid, instance_table.c.data_source).where(where)
     )
     return [(str(sop), str(source)) for sop, source in rows]
 
@@ -256,14 +262,14 @@ def _remove_instances(
 ) -> None:
     for start in range(0, len(instance_ids), CHUNK):
         chunk = instance_ids[start : start + CHUNK]
-        these = (InstanceRow.study_instance_uid == uid) & InstanceRow.id.in_(chunk)
+        these = (instance_table.c.study_instance_uid == uid) & instance_table.c.id.in_(chunk)
         removal.files += _files(conn, these)
         sop_registry.unregister(conn, _registered(conn, these))
-        conn.execute(delete(InstanceDicomJsonRow).where(
-            InstanceDicomJsonRow.study_instance_uid == uid,
-            InstanceDicomJsonRow.instance_id.in_(chunk),
+        conn.execute(delete(instance_dicom_json_table).where(
+            instance_dicom_json_table.c.study_instance_uid == uid,
+            instance_dicom_json_table.c.instance_id.in_(chunk),
         ))  # fmt: skip
-        conn.execute(delete(InstanceRow).where(these))
+        conn.execute(delete(instance_table).where(these))
     removal.instances += len(instance_ids)
 
 
@@ -288,13 +294,14 @@ def _drop_empty_series(
         this = (study_uid, row.series_id)
         left = tx.conn.execute(
             select(func.count()).where(
-                InstanceRow.study_instance_uid == study_uid, InstanceRow.series_id == row.series_id
+                instance_table.c.study_instance_uid == study_uid,
+                instance_table.c.series_id == row.series_id,
             )
         ).scalar_one()
         if left:
             _lower_reported(tx.conn, this, len(sops), int(left))
             continue
-        tx.conn.execute(delete(SeriesRow).where(_series_is(this)))
+        tx.conn.execute(delete(series_table).where(_series_is(this)))
         tx.changes.append(events.series_deleted(study_uid, row.series_uid, row.data_source, 0))
         removal.series.append((row.data_source, row.series_uid))
         emptied.add(row.series_id)
@@ -302,23 +309,23 @@ def _drop_empty_series(
 
 
 def _series_is(series: tuple[str, int]) -> ColumnElement[bool]:
-    return (SeriesRow.study_instance_uid == series[0]) & (SeriesRow.id == series[1])
+    return (series_table.c.study_instance_uid == series[0]) & (series_table.c.id == series[1])
 
 
 def _lower_reported(conn: Connection, series: tuple[str, int], removed: int, left: int) -> None:
     """A series summary's NumberOfSeriesRelatedInstances, less the instances removed."""
-    md = conn.execute(select(SeriesRow.metadata_).where(_series_is(series))).scalar_one()
+    md = conn.execute(select(series_table.c.metadata).where(_series_is(series))).scalar_one()
     reported = as_int((md or {}).get("NumberOfSeriesRelatedInstances"))
     if reported is None:
         return
     new = {**md, "NumberOfSeriesRelatedInstances": max(reported - removed, left)}
-    conn.execute(update(SeriesRow).where(_series_is(series)).values(metadata_=new))
+    conn.execute(update(series_table).where(_series_is(series)).values(metadata=new))
 
 
 def _remove_lists(conn: Connection, uid: str, list_ids: list[int]) -> None:
     if list_ids:
-        conn.execute(delete(SeriesListRow).where(
-            SeriesListRow.study_instance_uid == uid, SeriesListRow.id.in_(list_ids)
+        conn.execute(delete(series_list_table).where(
+            series_list_table.c.study_instance_uid == uid, series_list_table.c.id.in_(list_ids)
         ))  # fmt: skip
 
 
@@ -331,7 +338,7 @@ def _finish(
         for list_id in lists
         if not tx.conn.execute(
             select(func.count()).where(
-                SeriesRow.study_instance_uid == uid, SeriesRow.series_list_id == list_id
+                series_table.c.study_instance_uid == uid, series_table.c.series_list_id == list_id
             )
         ).scalar_one()
     ]
@@ -349,13 +356,16 @@ def _remove_study_if_empty(
         not known_empty
         and conn.execute(
             select(func.count()).where(
-                SeriesListRow.study_instance_uid == uid, SeriesListRow.study_id == study_id
+                series_list_table.c.study_instance_uid == uid,
+                series_list_table.c.study_id == study_id,
             )
         ).scalar_one()
     ):
         return False
     conn.execute(
-        delete(StudyRow).where(StudyRow.study_instance_uid == uid, StudyRow.id == study_id)
+        delete(study_table).where(
+            study_table.c.study_instance_uid == uid, study_table.c.id == study_id
+        )
     )
     removal.studies.append(uid)
     return True

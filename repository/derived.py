@@ -24,7 +24,7 @@ from sqlalchemy import Connection, func, select, update
 
 from .citus import by_study
 from .columns import STUDY_COLUMNS, column_values
-from .schema import InstanceRow, SeriesRow, StudyRow, instance_table, same_study, series_table
+from .schema import instance_table, same_study, series_table, study_table
 from .validation import as_int
 
 CHUNK = 900
@@ -42,9 +42,9 @@ def refresh_studies(conn: Connection, study_uids: Iterable[str]) -> None:
     for chunk in by_study(conn, sorted(set(study_uids)), str, CHUNK):
         facts = _series_facts(conn, chunk)
         for study_id, md in conn.execute(
-            select(StudyRow.study_instance_uid, StudyRow.metadata_)
-            .where(StudyRow.study_instance_uid.in_(chunk))
-            .order_by(StudyRow.study_instance_uid)
+            select(study_table.c.study_instance_uid, study_table.c.metadata)
+            .where(study_table.c.study_instance_uid.in_(chunk))
+            .order_by(study_table.c.study_instance_uid)
             .with_for_update()
         ):
             series = facts.get(study_id)
@@ -56,21 +56,21 @@ def _series_facts(conn: Connection, study_uids: list[str]) -> dict[str, dict[str
     """study UID -> series UID -> modality, reported and stored instances."""
     out: dict[str, dict[str, _SeriesFacts]] = {}
     for study_id, uid, modality, md in conn.execute(
-        select(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
-               series_table.c.modality, SeriesRow.metadata_)
-        .where(SeriesRow.study_instance_uid.in_(study_uids))
+        select(series_table.c.study_instance_uid, series_table.c.series_instance_uid,
+               series_table.c.modality, series_table.c.metadata)
+        .where(series_table.c.study_instance_uid.in_(study_uids))
     ):  # fmt: skip
         facts = out.setdefault(study_id, {}).setdefault(uid, _SeriesFacts())
         facts.modality = facts.modality or modality
         reported = as_int((md or {}).get("NumberOfSeriesRelatedInstances")) or 0
         facts.reported = max(facts.reported, reported)
     for study_id, uid, sop in conn.execute(
-        select(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
+        select(series_table.c.study_instance_uid, series_table.c.series_instance_uid,
                instance_table.c.sop_instance_uid)
-        .join(InstanceRow, same_study(InstanceRow, SeriesRow)
-              & (InstanceRow.series_id == SeriesRow.id))
-        .where(SeriesRow.study_instance_uid.in_(study_uids))
-        .group_by(SeriesRow.study_instance_uid, SeriesRow.series_instance_uid,
+        .join(instance_table, same_study(instance_table, series_table)
+              & (instance_table.c.series_id == series_table.c.id))
+        .where(series_table.c.study_instance_uid.in_(study_uids))
+        .group_by(series_table.c.study_instance_uid, series_table.c.series_instance_uid,
                   instance_table.c.sop_instance_uid)
     ):  # fmt: skip
         out[study_id][uid].stored.add(sop)
@@ -94,7 +94,7 @@ def _write_if_changed(conn: Connection, study_uid: str, old: Any, new: dict[str,
     if new == old:
         return
     conn.execute(
-        update(StudyRow)
-        .where(StudyRow.study_instance_uid == study_uid)
-        .values(**column_values(STUDY_COLUMNS, new), metadata_=new, updated_at=func.now())
+        update(study_table)
+        .where(study_table.c.study_instance_uid == study_uid)
+        .values(**column_values(STUDY_COLUMNS, new), metadata=new, updated_at=func.now())
     )

@@ -20,7 +20,7 @@ from sqlalchemy import Column, Connection, Engine, Index, func, inspect, select,
 
 from .db_errors import translate_errors
 from .errors import DatabaseError, NotMigratedError, RepositoryError
-from .schema import Base
+from .schema import metadata_obj
 from .validation import strip_credentials
 
 if TYPE_CHECKING:
@@ -194,14 +194,14 @@ def model_differences(engine: Engine) -> list[object]:
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         opts = {"compare_type": True, "include_object": include_object}
         context = MigrationContext.configure(conn, opts=opts)
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata_obj))
 
 
 @translate_errors("cannot list the tables")
 def is_empty(engine: Engine) -> bool:
     """True when the database has none of our tables and no alembic version table."""
     names = set(inspect(engine).get_table_names())
-    return not names & ({VERSION_TABLE} | set(Base.metadata.tables))
+    return not names & ({VERSION_TABLE} | set(metadata_obj.tables))
 
 
 def ensure_current(engine: Engine) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from .normalize import NormalizedInstance
-from .schema import StudyRow, study_table
+from .schema import study_table
 from .validation import as_text
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
@@ -50,8 +50,8 @@ def patient_conflicts(
     for start in range(0, len(uids), CHUNK):
         chunk = uids[start : start + CHUNK]
         for row in conn.execute(
-            select(StudyRow.study_instance_uid, *columns).where(
-                StudyRow.study_instance_uid.in_(chunk)
+            select(study_table.c.study_instance_uid, *columns).where(
+                study_table.c.study_instance_uid.in_(chunk)
             )
         ):
             stored[row.study_instance_uid] = {c: row._mapping[c] for c in PATIENT_KEYWORDS.values()}

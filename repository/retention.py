@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, Select, exists, select
 from . import changelog
 from .errors import InvalidValueError, NotFoundError
 from .models import DeleteResult
-from .schema import SeriesListRow, SeriesRow, StudyRow, same_study, series_table, study_table
+from .schema import same_study, series_list_table, series_table, study_table
 from .validation import check_data_source
 
 if TYPE_CHECKING:
@@ -69,28 +69,30 @@ class PruneRule:
 
     def query(self) -> Select[Any]:
         """The UIDs of the studies this rule selects, oldest stored first."""
-        stmt = select(StudyRow.study_instance_uid).order_by(StudyRow.id)
+        stmt = select(study_table.c.study_instance_uid).order_by(study_table.c.id)
         if self.older_than_days is not None:
             cutoff = days_ago(self.older_than_days).date()
             stmt = stmt.where(study_table.c.study_date < cutoff)
         if self.received_before is not None:
-            stmt = stmt.where(StudyRow.created_at < self.received_before)
-        lists = select(SeriesListRow.id).where(
-            same_study(SeriesListRow, StudyRow), SeriesListRow.study_id == StudyRow.id
+            stmt = stmt.where(study_table.c.created_at < self.received_before)
+        lists = select(series_list_table.c.id).where(
+            same_study(series_list_table, study_table),
+            series_list_table.c.study_id == study_table.c.id,
         )
         if self.data_source is not None:
-            lists = lists.where(SeriesListRow.data_source == self.data_source)
+            lists = lists.where(series_list_table.c.data_source == self.data_source)
             stmt = stmt.where(exists(lists))
         if self.modalities:
             series = (
-                select(SeriesRow.id)
-                .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-                      & (SeriesListRow.id == SeriesRow.series_list_id))
-                .where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id,
+                select(series_table.c.id)
+                .join(series_list_table, same_study(series_list_table, series_table)
+                      & (series_list_table.c.id == series_table.c.series_list_id))
+                .where(same_study(series_table, study_table),
+                       series_list_table.c.study_id == study_table.c.id,
                        series_table.c.modality.in_(list(self.modalities)))
             )  # fmt: skip
             if self.data_source is not None:
-                series = series.where(SeriesListRow.data_source == self.data_source)
+                series = series.where(series_list_table.c.data_source == self.data_source)
             stmt = stmt.where(exists(series))
         return stmt
 

@@ -9,15 +9,17 @@ naturalized metadata as JSONB on PostgreSQL and JSON text on SQLite. Alembic mig
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     ColumnElement,
     DateTime,
     ForeignKeyConstraint,
+    FromClause,
     Index,
     Integer,
     MetaData,
@@ -29,7 +31,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, UID_TYPE, sql_columns
 
@@ -54,10 +55,8 @@ def _now() -> Any:
     return func.current_timestamp()
 
 
-class Base(DeclarativeBase):
-    """Declarative base with stable constraint and index names."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata_obj = MetaData(naming_convention=NAMING_CONVENTION)
+"""The tables below, with stable constraint and index names (alembic compares it to databases)."""
 
 
 def _study_key(table: str, column: str) -> ForeignKeyConstraint:
@@ -72,179 +71,171 @@ def _study_key(table: str, column: str) -> ForeignKeyConstraint:
     )  # fmt: skip
 
 
-class StudyRow(Base):
-    """One DICOM study, whatever data sources it came from."""
-
-    __tablename__ = "study"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-    __table_args__ = (*sql_columns(STUDY_COLUMNS), UniqueConstraint("id", "study_instance_uid"))
+def _id() -> Column[int]:
+    return Column("id", BigId, primary_key=True)
 
 
-class SeriesListRow(Base):
-    """The series of one study that came from one data source (backend)."""
-
-    __tablename__ = "series_list"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID)
-    study_id: Mapped[int] = mapped_column(BigId)
-    data_source: Mapped[str] = mapped_column(String(64))
-    wado_root: Mapped[str | None] = mapped_column(Text)
-    wado_uri: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-    __table_args__ = (
-        _study_key("study", "study_id"),
-        UniqueConstraint("study_instance_uid", "data_source"),
-        UniqueConstraint("id", "study_instance_uid"),
-    )
+def _uid(name: str, **kwargs: Any) -> Column[str]:
+    return Column(name, UID, nullable=False, **kwargs)
 
 
-class SeriesRow(Base):
-    """One series within one series list."""
-
-    __tablename__ = "series"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID)
-    series_list_id: Mapped[int] = mapped_column(BigId)
-    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-    __table_args__ = (
-        *sql_columns(SERIES_COLUMNS),
-        _study_key("series_list", "series_list_id"),
-        UniqueConstraint("study_instance_uid", "series_list_id", "series_instance_uid"),
-        UniqueConstraint("id", "study_instance_uid"),
-    )
+def _big(name: str) -> Column[int]:
+    return Column(name, BigId, nullable=False)
 
 
-class InstanceRow(Base):
-    """One SOP instance within one series.
-
-    ``data_source`` is its series list's, copied for lookups by SOP Instance UID and data
-    source (one SOP Instance UID is one instance per data source: :class:`SopInstanceRow`).
-    """
-
-    __tablename__ = "instance"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID)
-    series_id: Mapped[int] = mapped_column(BigId)
-    image_id: Mapped[str] = mapped_column(Text, index=True)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    data_source: Mapped[str] = mapped_column(String(64))
-
-    __table_args__ = (
-        *sql_columns(INSTANCE_COLUMNS),
-        _study_key("series", "series_id"),
-        UniqueConstraint("study_instance_uid", "series_id", "sop_instance_uid"),
-        UniqueConstraint("id", "study_instance_uid"),
-        # SOP Instance UID lookups (one SOP UID, one instance per data source: sop_instance)
-        Index(None, "sop_instance_uid", "data_source"),
-        # Display sets group a series' instances by SOP class: this index answers that alone.
-        Index(None, "series_id", "sop_class_uid", "instance_number"),
-    )
+def _data_source(nullable: bool = False) -> Column[str]:
+    return Column("data_source", String(64), nullable=nullable)
 
 
-class InstanceDicomJsonRow(Base):
-    """One instance's DICOM JSON as WADO-RS metadata serves it, kept so that it is built once.
-
-    ``json`` holds the bytes of the instance's DICOM JSON object with every ``BulkDataURI``
-    relative to the DICOMweb root (``studies/.../bulkdata/7FE00010``); the server prefixes the
-    root the request came to. ``json`` NULL is a tombstone: a trigger of migration 0003 writes
-    one, with ``generation`` + 1, whenever the instance's ``metadata`` is updated. See
-    :mod:`repository.web.metadata_cache`.
-    """
-
-    __tablename__ = "instance_dicom_json"
-
-    instance_id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    json: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (_study_key("instance", "instance_id"),)
+def _document(name: str = "metadata") -> Column[Any]:
+    return Column(name, JSONDocument, nullable=False)
 
 
-class SopInstanceRow(Base):
-    """Which study and series each SOP Instance UID of a data source is stored under.
-
-    Written in the same transaction as the instance: its primary key makes one SOP Instance UID
-    one instance per data source, also when two writers race to file it under two studies. On
-    Citus it is distributed by SOP Instance UID (a unique index on ``instance`` could not be:
-    it would lack the distribution column). Deleting an instance deletes its row.
-    """
-
-    __tablename__ = "sop_instance"
-
-    sop_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
-    data_source: Mapped[str] = mapped_column(String(64), primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(UID)
-    series_instance_uid: Mapped[str] = mapped_column(UID)
+def _timestamp(name: str) -> Column[dt.datetime]:
+    return Column(name, DateTime(timezone=True), nullable=False, server_default=_now())
 
 
-class ChangeRow(Base):
-    """One committed change, written in the same transaction as the data it describes."""
+study_table = Table(
+    "study", metadata_obj,
+    _id(),
+    _uid("study_instance_uid", unique=True),
+    _document(),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    *sql_columns(STUDY_COLUMNS),
+    UniqueConstraint("id", "study_instance_uid"),
+)  # fmt: skip
+"""One DICOM study, whatever data sources it came from."""
 
-    __tablename__ = "change"
+series_list_table = Table(
+    "series_list", metadata_obj,
+    _id(),
+    _uid("study_instance_uid"),
+    _big("study_id"),
+    _data_source(),
+    Column("wado_root", Text),
+    Column("wado_uri", Text),
+    _timestamp("created_at"),
+    _study_key("study", "study_id"),
+    UniqueConstraint("study_instance_uid", "data_source"),
+    UniqueConstraint("id", "study_instance_uid"),
+)  # fmt: skip
+"""The series of one study that came from one data source (backend)."""
 
-    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    study_instance_uid: Mapped[str] = mapped_column(UID)
-    series_instance_uid: Mapped[str | None] = mapped_column(UID)
-    data_source: Mapped[str | None] = mapped_column(String(64))
-    made_in_client: Mapped[bool] = mapped_column(Boolean, default=False)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+series_table = Table(
+    "series", metadata_obj,
+    _id(),
+    _uid("study_instance_uid"),
+    _big("series_list_id"),
+    _uid("series_instance_uid", index=True),
+    _document(),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    *sql_columns(SERIES_COLUMNS),
+    _study_key("series_list", "series_list_id"),
+    UniqueConstraint("study_instance_uid", "series_list_id", "series_instance_uid"),
+    UniqueConstraint("id", "study_instance_uid"),
+)  # fmt: skip
+"""One series within one series list."""
+
+instance_table = Table(
+    "instance", metadata_obj,
+    _id(),
+    _uid("study_instance_uid"),
+    _big("series_id"),
+    Column("image_id", Text, nullable=False, index=True),
+    _document(),
+    _timestamp("created_at"),
+    _data_source(),
+    *sql_columns(INSTANCE_COLUMNS),
+    _study_key("series", "series_id"),
+    UniqueConstraint("study_instance_uid", "series_id", "sop_instance_uid"),
+    UniqueConstraint("id", "study_instance_uid"),
+    # SOP Instance UID lookups (one SOP UID, one instance per data source: sop_instance)
+    Index(None, "sop_instance_uid", "data_source"),
+    # Display sets group a series' instances by SOP class: this index answers that alone.
+    Index(None, "series_id", "sop_class_uid", "instance_number"),
+)  # fmt: skip
+"""One SOP instance within one series.
+
+``data_source`` is its series list's, copied for lookups by SOP Instance UID and data source
+(one SOP Instance UID is one instance per data source: :data:`sop_instance_table`).
+"""
+
+instance_dicom_json_table = Table(
+    "instance_dicom_json", metadata_obj,
+    Column("instance_id", BigId, primary_key=True),
+    Column("study_instance_uid", UID, primary_key=True),
+    Column("generation", Integer, nullable=False, server_default=text("0")),
+    Column("json", Text),
+    _study_key("instance", "instance_id"),
+)  # fmt: skip
+"""One instance's DICOM JSON as WADO-RS metadata serves it, kept so that it is built once.
+
+``json`` holds the bytes of the instance's DICOM JSON object with every ``BulkDataURI``
+relative to the DICOMweb root (``studies/.../bulkdata/7FE00010``); the server prefixes the
+root the request came to. ``json`` NULL is a tombstone: a trigger of migration 0003 writes
+one, with ``generation`` + 1, whenever the instance's ``metadata`` is updated. See
+:mod:`repository.web.metadata_cache`.
+"""
+
+sop_instance_table = Table(
+    "sop_instance", metadata_obj,
+    Column("sop_instance_uid", UID, primary_key=True),
+    Column("data_source", String(64), primary_key=True),
+    _uid("study_instance_uid"),
+    _uid("series_instance_uid"),
+)  # fmt: skip
+"""Which study and series each SOP Instance UID of a data source is stored under.
+
+Written in the same transaction as the instance: its primary key makes one SOP Instance UID
+one instance per data source, also when two writers race to file it under two studies. On
+Citus it is distributed by SOP Instance UID (a unique index on ``instance`` could not be:
+it would lack the distribution column). Deleting an instance deletes its row.
+"""
+
+change_table = Table(
+    "change", metadata_obj,
+    Column("seq", BigId, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    _uid("study_instance_uid"),
+    Column("series_instance_uid", UID),
+    _data_source(nullable=True),
+    Column("made_in_client", Boolean, nullable=False, default=False),
+    _document("payload"),
+    _timestamp("created_at"),
+)  # fmt: skip
+"""One committed change, written in the same transaction as the data it describes."""
+
+change_compaction_table = Table(
+    "change_compaction", metadata_obj,
+    _id(),
+    Column("through_seq", BigInteger, nullable=False),
+    Column("removed", BigInteger, nullable=False),
+    _timestamp("created_at"),
+)  # fmt: skip
+"""One compaction of the change log: every change with ``seq <= through_seq`` was removed.
+
+The largest ``through_seq`` is the feed's horizon: a follower whose position is below it has
+missed changes and gets :class:`~repository.errors.FeedGapError` instead of a silent gap.
+"""
+
+sop_class_table = Table(
+    "sop_class", metadata_obj,
+    Column("uid", UID, primary_key=True),
+    Column("name", Text, nullable=False),
+)  # fmt: skip
+"""A SOP class of the DICOM standard: its UID and name (filled by the migrations from pydicom's
+UID dictionary; the reporting view ``v_instance`` reads names from it)."""
 
 
-class ChangeCompactionRow(Base):
-    """One compaction of the change log: every change with ``seq <= through_seq`` was removed.
-
-    The largest ``through_seq`` is the feed's horizon: a follower whose position is below it has
-    missed changes and gets :class:`~repository.errors.FeedGapError` instead of a silent gap.
-    """
-
-    __tablename__ = "change_compaction"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    through_seq: Mapped[int] = mapped_column(BigInteger)
-    removed: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-class SopClassRow(Base):
-    """A SOP class of the DICOM standard: its UID and name (filled by the migrations from
-    pydicom's UID dictionary; the reporting view ``v_instance`` reads names from it)."""
-
-    __tablename__ = "sop_class"
-
-    uid: Mapped[str] = mapped_column(UID, primary_key=True)
-    name: Mapped[str] = mapped_column(Text)
-
-
-def same_study(a: Any, b: Any) -> ColumnElement[bool]:
+def same_study(a: FromClause, b: FromClause) -> ColumnElement[bool]:
     """``a.study_instance_uid = b.study_instance_uid``: added to every join of two tables of a
     study, so that Citus runs it on one shard (joins on the distribution column)."""
-    return cast(ColumnElement[bool], a.study_instance_uid == b.study_instance_uid)
+    return a.c.study_instance_uid == b.c.study_instance_uid
 
 
-study_table = cast(Table, StudyRow.__table__)
-series_list_table = cast(Table, SeriesListRow.__table__)
-series_table = cast(Table, SeriesRow.__table__)
-instance_table = cast(Table, InstanceRow.__table__)
-instance_dicom_json_table = cast(Table, InstanceDicomJsonRow.__table__)
-"""The tables, for access to their typed columns by name (``instance_table.c.rows``)."""
-
-INSTANCE_IN_SERIES = same_study(InstanceRow, SeriesRow) & (InstanceRow.series_id == SeriesRow.id)
+INSTANCE_IN_SERIES = same_study(instance_table, series_table) & (
+    instance_table.c.series_id == series_table.c.id
+)
 """The join of an instance to its series (on the study's UID too: one shard on Citus)."""

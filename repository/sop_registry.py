@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .errors import ConflictError
 from .normalize import NormalizedInstance
-from .schema import SopInstanceRow
+from .schema import sop_instance_table
 
 CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
@@ -39,16 +39,16 @@ def register(
         for sop, i in sorted(wanted.items())  # one lock order for concurrent writers
     ]  # fmt: skip
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(SopInstanceRow).on_conflict_do_nothing()
-    new = set(conn.execute(stmt.returning(SopInstanceRow.sop_instance_uid), rows).scalars())
+    stmt = dialect.insert(sop_instance_table).on_conflict_do_nothing()
+    new = set(conn.execute(stmt.returning(sop_instance_table.c.sop_instance_uid), rows).scalars())
     before = sorted(set(wanted) - new)
     present: set[str] = set()
     for start in range(0, len(before), CHUNK):
         for sop, study, series in conn.execute(
-            select(SopInstanceRow.sop_instance_uid, SopInstanceRow.study_instance_uid,
-                   SopInstanceRow.series_instance_uid)
-            .where(SopInstanceRow.data_source == data_source,
-                   SopInstanceRow.sop_instance_uid.in_(before[start : start + CHUNK]))
+            select(sop_instance_table.c.sop_instance_uid, sop_instance_table.c.study_instance_uid,
+                   sop_instance_table.c.series_instance_uid)
+            .where(sop_instance_table.c.data_source == data_source,
+                   sop_instance_table.c.sop_instance_uid.in_(before[start : start + CHUNK]))
         ):  # fmt: skip
             inst = wanted[sop]
             if (inst.study_instance_uid, inst.series_instance_uid) != (study, series):
@@ -69,8 +69,8 @@ def unregister(conn: Connection, removed: Iterable[tuple[str, str]]) -> None:
     for source, sops in by_source.items():
         for start in range(0, len(sops), CHUNK):
             conn.execute(
-                delete(SopInstanceRow).where(
-                    SopInstanceRow.data_source == source,
-                    SopInstanceRow.sop_instance_uid.in_(sops[start : start + CHUNK]),
+                delete(sop_instance_table).where(
+                    sop_instance_table.c.data_source == source,
+                    sop_instance_table.c.sop_instance_uid.in_(sops[start : start + CHUNK]),
                 )
             )

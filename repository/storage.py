@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from .image_id import FILE_PREFIX
-from .schema import InstanceRow, instance_table
+from .schema import instance_table
 
 INCOMING = ".incoming"
 """Subfolder of the storage folder where uploads are received before they are placed."""
@@ -82,8 +82,8 @@ def check(conn: Connection, storage: Path, *, grace: float = GRACE_SECONDS) -> S
     recorded = {
         Path(image_id.removeprefix(FILE_PREFIX)): sop
         for image_id, sop in conn.execute(
-            select(InstanceRow.image_id, instance_table.c.sop_instance_uid).where(
-                InstanceRow.image_id.startswith(prefix, autoescape=True)
+            select(instance_table.c.image_id, instance_table.c.sop_instance_uid).where(
+                instance_table.c.image_id.startswith(prefix, autoescape=True)
             )
         )
     }

@@ -19,15 +19,7 @@ from sqlalchemy import Connection, RowMapping, Text, cast, func, select
 
 from .columns import SERIES_COLUMNS, STUDY_COLUMNS, loaded
 from .models import read_model
-from .schema import (
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
-    same_study,
-    series_table,
-    study_table,
-)
+from .schema import instance_table, same_study, series_list_table, series_table, study_table
 
 
 @dataclass(frozen=True)
@@ -116,28 +108,30 @@ _SERIES = (
 def _query() -> Any:
     counts = (
         select(
-            InstanceRow.study_instance_uid,
-            InstanceRow.series_id,
+            instance_table.c.study_instance_uid,
+            instance_table.c.series_id,
             func.count().label("number_of_instances"),
         )
-        .group_by(InstanceRow.study_instance_uid, InstanceRow.series_id)
+        .group_by(instance_table.c.study_instance_uid, instance_table.c.series_id)
         .subquery()
     )
     return (
         select(
-            StudyRow.id.label("study_id"), *_STUDY,
-            SeriesListRow.id.label("series_list_id"), SeriesListRow.data_source,
-            SeriesListRow.wado_root, SeriesListRow.wado_uri, SeriesRow.id.label("series_id"),
-            *_SERIES, cast(SeriesRow.metadata_, Text).label("series_metadata"),
+            study_table.c.id.label("study_id"), *_STUDY,
+            series_list_table.c.id.label("series_list_id"), series_list_table.c.data_source,
+            series_list_table.c.wado_root, series_list_table.c.wado_uri,
+            series_table.c.id.label("series_id"),
+            *_SERIES, cast(series_table.c.metadata, Text).label("series_metadata"),
             func.coalesce(counts.c.number_of_instances, 0).label("number_of_instances"),
         )
-        .outerjoin(SeriesListRow, same_study(SeriesListRow, StudyRow)
-                   & (SeriesListRow.study_id == StudyRow.id))
-        .outerjoin(SeriesRow, same_study(SeriesRow, SeriesListRow)
-                   & (SeriesRow.series_list_id == SeriesListRow.id))
-        .outerjoin(counts, same_study(counts.c, SeriesRow) & (counts.c.series_id == SeriesRow.id))
-        .order_by(StudyRow.id, SeriesListRow.id, series_table.c.series_number.is_(None),
-                  series_table.c.series_number, SeriesRow.id)
+        .outerjoin(series_list_table, same_study(series_list_table, study_table)
+                   & (series_list_table.c.study_id == study_table.c.id))
+        .outerjoin(series_table, same_study(series_table, series_list_table)
+                   & (series_table.c.series_list_id == series_list_table.c.id))
+        .outerjoin(counts, same_study(counts, series_table)
+                   & (counts.c.series_id == series_table.c.id))
+        .order_by(study_table.c.id, series_list_table.c.id, series_table.c.series_number.is_(None),
+                  series_table.c.series_number, series_table.c.id)
     )  # fmt: skip
 
 

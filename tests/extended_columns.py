@@ -58,10 +58,10 @@ def main(url: str) -> dict[str, Any]:
     sys.meta_path.insert(0, _ExtendColumns())
     from repository import Store
     from repository.engine import make_engine
-    from repository.schema import Base
+    from repository.schema import metadata_obj
 
     engine = make_engine(url)
-    Base.metadata.create_all(engine)  # the scratch tables, new column included
+    metadata_obj.create_all(engine)  # the scratch tables, new column included
     store = Store(engine)
     store.add_instances([instance(SERIES_BIG, i, 1.25) for i in range(1, BIG + 1)])
     store.add_instances([instance(SERIES_SMALL, i, 2.5) for i in range(1, 3)])
@@ -71,7 +71,7 @@ def main(url: str) -> dict[str, Any]:
     with engine.connect() as conn:
         stored = dict(conn.execute(text(
             "SELECT sop_instance_uid, slice_thickness FROM instance")).all())  # fmt: skip
-    indexes = sorted(i.name or "" for i in Base.metadata.tables["instance"].indexes)
+    indexes = sorted(i.name or "" for i in metadata_obj.tables["instance"].indexes)
     assert read_big is not None and one is not None
     result = {
         "indexes": indexes,

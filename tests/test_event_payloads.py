@@ -14,7 +14,7 @@ from sqlalchemy import insert
 import repository
 from repository import EVENTS, Event, InvalidValueError, Store, events
 from repository.cli import main
-from repository.schema import ChangeRow
+from repository.schema import change_table
 
 OHIF_KEYS = {
     EVENTS.STUDY_ADDED: {"StudyInstanceUID", "madeInClient"},
@@ -100,7 +100,7 @@ def test_an_unknown_event_name_is_refused_naming_the_known_ones(store: Store) ->
 def _newer_writer_appends(store: Store, kind: str, study: str) -> None:
     """What a newer version sharing the database does: a change row of a kind we lack."""
     with store.engine.begin() as conn:
-        conn.execute(insert(ChangeRow).values(
+        conn.execute(insert(change_table).values(
             kind=kind, study_instance_uid=study, series_instance_uid=None, data_source="default",
             made_in_client=False, payload={"StudyInstanceUID": study, "reason": "purged"},
         ))  # fmt: skip

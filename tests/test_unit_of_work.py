@@ -24,7 +24,7 @@ from repository import (
 )
 from repository.db_errors import is_unique_violation, translate_errors
 from repository.engine import make_engine
-from repository.schema import StudyRow
+from repository.schema import study_table
 
 
 def instance(study: str, series: str, sop: str) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def test_a_duplicate_key_is_a_conflict_on_postgresql_and_a_database_error_on_sql
         pytest.raises(DatabaseError) as caught,
         translate_errors("insert failed"),
     ):
-        conn.execute(insert(StudyRow).values(study_instance_uid="1.2.3", metadata_={}))
+        conn.execute(insert(study_table).values(study_instance_uid="1.2.3", metadata={}))
     assert not isinstance(caught.value.__cause__, repository.RepositoryError)
     if store.dialect == "postgresql":  # a unique key taken meanwhile: a retry resolves it
         assert isinstance(caught.value, TransactionConflictError)

@@ -16,14 +16,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from ..columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn
 from ..normalize import SERIES_KEYWORDS, STUDY_KEYWORDS
-from ..schema import (
-    InstanceRow,
-    SeriesRow,
-    StudyRow,
-    instance_table,
-    series_table,
-    study_table,
-)
+from ..schema import instance_table, series_table, study_table
 from .errors import bad_request
 
 COMPUTED = {
@@ -55,23 +48,23 @@ def _typed(uid: tuple[str, Any], table: Any, columns: tuple[TypedColumn, ...]) -
 
 
 STUDY = Level(
-    "study", 0, StudyRow, "StudyInstanceUID",
-    _typed(("StudyInstanceUID", StudyRow.study_instance_uid), study_table, STUDY_COLUMNS),
+    "study", 0, study_table, "StudyInstanceUID",
+    _typed(("StudyInstanceUID", study_table.c.study_instance_uid), study_table, STUDY_COLUMNS),
     ("SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
      "ReferringPhysicianName", "TimezoneOffsetFromUTC", "PatientName", "PatientID",
      "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
      "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
 )  # fmt: skip
 SERIES = Level(
-    "series", 1, SeriesRow, "SeriesInstanceUID",
-    _typed(("SeriesInstanceUID", SeriesRow.series_instance_uid), series_table, SERIES_COLUMNS),
+    "series", 1, series_table, "SeriesInstanceUID",
+    _typed(("SeriesInstanceUID", series_table.c.series_instance_uid), series_table, SERIES_COLUMNS),
     ("SpecificCharacterSet", "Modality", "TimezoneOffsetFromUTC", "SeriesDescription",
      "SeriesInstanceUID", "SeriesNumber", "NumberOfSeriesRelatedInstances",
      "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
      "RequestAttributesSequence"),
 )  # fmt: skip
 INSTANCE = Level(
-    "instance", 2, InstanceRow, "SOPInstanceUID",
+    "instance", 2, instance_table, "SOPInstanceUID",
     _typed(("SOPInstanceUID", instance_table.c.sop_instance_uid), instance_table,
            INSTANCE_COLUMNS),
     ("SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "TimezoneOffsetFromUTC",

@@ -19,14 +19,7 @@ from sqlalchemy import Engine, select
 
 from .._reads import json_text
 from ..image_id import FILE_PREFIX
-from ..schema import (
-    INSTANCE_IN_SERIES,
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    instance_table,
-    same_study,
-)
+from ..schema import INSTANCE_IN_SERIES, instance_table, same_study, series_list_table, series_table
 from .errors import not_found
 
 
@@ -66,13 +59,14 @@ class StoredInstance:
 def find_instance(engine: Engine, uids: list[str]) -> StoredInstance:
     """The stored instance under these study, series and SOP Instance UIDs, else 404."""
     stmt = (
-        select(InstanceRow.image_id, SeriesListRow.wado_root, instance_table.c.transfer_syntax_uid,
-               instance_table.c.number_of_frames, json_text(InstanceRow.metadata_))
-        .join(SeriesRow, INSTANCE_IN_SERIES)
-        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-              & (SeriesListRow.id == SeriesRow.series_list_id))
-        .where(InstanceRow.study_instance_uid == uids[0],
-               SeriesRow.series_instance_uid == uids[1],
+        select(instance_table.c.image_id, series_list_table.c.wado_root,
+               instance_table.c.transfer_syntax_uid, instance_table.c.number_of_frames,
+               json_text(instance_table.c.metadata))
+        .join(series_table, INSTANCE_IN_SERIES)
+        .join(series_list_table, same_study(series_list_table, series_table)
+              & (series_list_table.c.id == series_table.c.series_list_id))
+        .where(instance_table.c.study_instance_uid == uids[0],
+               series_table.c.series_instance_uid == uids[1],
                instance_table.c.sop_instance_uid == uids[2])
     )  # fmt: skip
     with engine.connect() as conn:

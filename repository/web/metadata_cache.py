@@ -50,13 +50,12 @@ from ..db_errors import translate_errors
 from ..errors import RepositoryError
 from ..schema import (
     INSTANCE_IN_SERIES,
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
     instance_dicom_json_table,
     instance_table,
     same_study,
+    series_list_table,
+    series_table,
+    study_table,
 )
 
 log = logging.getLogger("repository.web.metadata_cache")
@@ -87,36 +86,37 @@ def answer_statement(levels: int, with_json: bool) -> Select[Any]:
     (one statement, one snapshot)."""
     cached = instance_dicom_json_table.c
     columns: list[Any] = [
-        InstanceRow.id,
-        StudyRow.study_instance_uid,
-        SeriesRow.series_instance_uid,
+        instance_table.c.id,
+        study_table.c.study_instance_uid,
+        series_table.c.series_instance_uid,
         instance_table.c.sop_instance_uid,
     ]
     if with_json:
-        columns += [cached.generation, cached.json,
-                    case((cached.json.is_(None), json_text(InstanceRow.metadata_)))]  # fmt: skip
+        metadata = json_text(instance_table.c.metadata)
+        columns += [cached.generation, cached.json, case((cached.json.is_(None), metadata))]
     stmt = (
         select(*columns)
-        .select_from(InstanceRow)
-        .join(SeriesRow, INSTANCE_IN_SERIES)
-        .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-              & (SeriesListRow.id == SeriesRow.series_list_id))
-        .join(StudyRow, same_study(StudyRow, SeriesListRow)
-              & (StudyRow.id == SeriesListRow.study_id))
-        .where(InstanceRow.study_instance_uid == bindparam("study"))
+        .select_from(instance_table)
+        .join(series_table, INSTANCE_IN_SERIES)
+        .join(series_list_table, same_study(series_list_table, series_table)
+              & (series_list_table.c.id == series_table.c.series_list_id))
+        .join(study_table, same_study(study_table, series_list_table)
+              & (study_table.c.id == series_list_table.c.study_id))
+        .where(instance_table.c.study_instance_uid == bindparam("study"))
     )  # fmt: skip
     if with_json:
         stmt = stmt.outerjoin(
             instance_dicom_json_table,
-            same_study(cached, InstanceRow) & (cached.instance_id == InstanceRow.id),
+            same_study(instance_dicom_json_table, instance_table)
+            & (cached.instance_id == instance_table.c.id),
         )
     if levels > 1:
-        stmt = stmt.where(SeriesRow.series_instance_uid == bindparam("series"))
+        stmt = stmt.where(series_table.c.series_instance_uid == bindparam("series"))
     if levels > 2:
         stmt = stmt.where(instance_table.c.sop_instance_uid == bindparam("instance"))
     return stmt.order_by(
-        SeriesRow.id, instance_table.c.instance_number.is_(None), instance_table.c.instance_number,
-        instance_table.c.sop_instance_uid,
+        series_table.c.id, instance_table.c.instance_number.is_(None),
+        instance_table.c.instance_number, instance_table.c.sop_instance_uid,
     )  # fmt: skip
 
 

@@ -17,12 +17,9 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, se
 from .._reads import json_text
 from ..schema import (
     INSTANCE_IN_SERIES,
-    InstanceRow,
-    SeriesListRow,
-    SeriesRow,
-    StudyRow,
     instance_table,
     same_study,
+    series_list_table,
     series_table,
     study_table,
 )
@@ -57,7 +54,7 @@ def _expression(attr: Attribute) -> Any:
     column = attr.level.columns.get(attr.key)
     if column is not None:
         return column
-    document = attr.level.table.metadata_
+    document = attr.level.table.c.metadata
     if attr.key == attr.tag:  # not a keyword: stored in its DICOM JSON form
         path: tuple[Any, ...] = (attr.key, "Value", 0)
         return document[(*path, "Alphabetic") if attr.vr == "PN" else path].as_string()
@@ -67,29 +64,29 @@ def _expression(attr: Attribute) -> Any:
 
 
 def _base(level: Level) -> Select[Any]:
-    ids: list[Any] = [StudyRow.id]
-    uids: list[Any] = [StudyRow.study_instance_uid]
-    docs: list[Any] = [json_text(StudyRow.metadata_)]
+    ids: list[Any] = [study_table.c.id]
+    uids: list[Any] = [study_table.c.study_instance_uid]
+    docs: list[Any] = [json_text(study_table.c.metadata)]
     if level.rank >= SERIES.rank:
-        ids.append(SeriesRow.id)
-        uids.append(SeriesRow.series_instance_uid)
-        docs.append(json_text(SeriesRow.metadata_))
+        ids.append(series_table.c.id)
+        uids.append(series_table.c.series_instance_uid)
+        docs.append(json_text(series_table.c.metadata))
     if level.rank >= INSTANCE.rank:
-        ids.append(InstanceRow.id)
+        ids.append(instance_table.c.id)
         uids.append(instance_table.c.sop_instance_uid)
-        docs.append(json_text(InstanceRow.metadata_))
+        docs.append(json_text(instance_table.c.metadata))
     stmt = select(*ids, *uids, study_table.c.modalities_in_study, *docs)
     if level.rank >= SERIES.rank:
         stmt = (
-            stmt.select_from(SeriesRow)
-            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-                  & (SeriesListRow.id == SeriesRow.series_list_id))
-            .join(StudyRow, same_study(StudyRow, SeriesListRow)
-                  & (StudyRow.id == SeriesListRow.study_id))
+            stmt.select_from(series_table)
+            .join(series_list_table, same_study(series_list_table, series_table)
+                  & (series_list_table.c.id == series_table.c.series_list_id))
+            .join(study_table, same_study(study_table, series_list_table)
+                  & (study_table.c.id == series_list_table.c.study_id))
         )  # fmt: skip
     if level.rank >= INSTANCE.rank:
         stmt = stmt.join(
-            InstanceRow,
+            instance_table,
             INSTANCE_IN_SERIES,
         )
     return stmt
@@ -100,19 +97,23 @@ def _below(level: Level, conditions: Sequence[ColumnElement[bool]], deepest: int
     if level is STUDY:
         sub = (
             select(1)
-            .select_from(SeriesRow)
-            .join(SeriesListRow, same_study(SeriesListRow, SeriesRow)
-                  & (SeriesListRow.id == SeriesRow.series_list_id))
-            .where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id)
+            .select_from(series_table)
+            .join(series_list_table, same_study(series_list_table, series_table)
+                  & (series_list_table.c.id == series_table.c.series_list_id))
+            .where(same_study(series_table, study_table),
+                   series_list_table.c.study_id == study_table.c.id)
         )  # fmt: skip
         if deepest >= INSTANCE.rank:
-            sub = sub.join(InstanceRow, same_study(InstanceRow, SeriesRow)
-                           & (InstanceRow.series_id == SeriesRow.id))  # fmt: skip
+            sub = sub.join(instance_table, same_study(instance_table, series_table)
+                           & (instance_table.c.series_id == series_table.c.id))  # fmt: skip
     else:
         sub = (
             select(1)
-            .select_from(InstanceRow)
-            .where(same_study(InstanceRow, SeriesRow), InstanceRow.series_id == SeriesRow.id)
+            .select_from(instance_table)
+            .where(
+                same_study(instance_table, series_table),
+                instance_table.c.series_id == series_table.c.id,
+            )
         )
     return exists(sub.where(*conditions))
 
@@ -139,15 +140,16 @@ def statement(search: Search, dialect: str) -> Select[Any]:
             deepest = max(deepest, SERIES.rank)
         else:
             here.append(
-                exists(select(1).select_from(SeriesRow).join(
-                    SeriesListRow, same_study(SeriesListRow, SeriesRow)
-                    & (SeriesListRow.id == SeriesRow.series_list_id)
-                ).where(same_study(SeriesRow, StudyRow), SeriesListRow.study_id == StudyRow.id,
+                exists(select(1).select_from(series_table).join(
+                    series_list_table, same_study(series_list_table, series_table)
+                    & (series_list_table.c.id == series_table.c.series_list_id)
+                ).where(same_study(series_table, study_table),
+                        series_list_table.c.study_id == study_table.c.id,
                         series_table.c.modality.in_(search.modalities)))
             )  # fmt: skip
     if below:
         here.append(_below(level, below, deepest))
-    order = level.table.id
+    order = level.table.c.id
     stmt = stmt.where(and_(*here)) if here else stmt
     return stmt.order_by(order).limit(search.limit + 1).offset(search.offset)
 
@@ -169,15 +171,16 @@ def study_counts(conn: Connection, study_ids: Sequence[int]) -> dict[int, tuple[
     if not study_ids:
         return {}
     stmt = (
-        select(SeriesListRow.study_id, func.count(func.distinct(SeriesRow.series_instance_uid)),
-               func.count(InstanceRow.id))
-        .select_from(SeriesListRow)
-        .join(SeriesRow, same_study(SeriesRow, SeriesListRow)
-              & (SeriesRow.series_list_id == SeriesListRow.id))
-        .outerjoin(InstanceRow, same_study(InstanceRow, SeriesRow)
-                   & (InstanceRow.series_id == SeriesRow.id))
-        .where(SeriesListRow.study_id.in_(sorted(set(study_ids))))
-        .group_by(SeriesListRow.study_instance_uid, SeriesListRow.study_id)
+        select(series_list_table.c.study_id,
+               func.count(func.distinct(series_table.c.series_instance_uid)),
+               func.count(instance_table.c.id))
+        .select_from(series_list_table)
+        .join(series_table, same_study(series_table, series_list_table)
+              & (series_table.c.series_list_id == series_list_table.c.id))
+        .outerjoin(instance_table, same_study(instance_table, series_table)
+                   & (instance_table.c.series_id == series_table.c.id))
+        .where(series_list_table.c.study_id.in_(sorted(set(study_ids))))
+        .group_by(series_list_table.c.study_instance_uid, series_list_table.c.study_id)
     )  # fmt: skip
     return {row[0]: (row[1], row[2]) for row in conn.execute(stmt)}
 
@@ -187,8 +190,8 @@ def series_counts(conn: Connection, series_ids: Sequence[int]) -> dict[int, int]
     if not series_ids:
         return {}
     stmt = (
-        select(InstanceRow.series_id, func.count())
-        .where(InstanceRow.series_id.in_(sorted(set(series_ids))))
-        .group_by(InstanceRow.study_instance_uid, InstanceRow.series_id)
+        select(instance_table.c.series_id, func.count())
+        .where(instance_table.c.series_id.in_(sorted(set(series_ids))))
+        .group_by(instance_table.c.study_instance_uid, instance_table.c.series_id)
     )
     return {row[0]: row[1] for row in conn.execute(stmt)}

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..image_id import FILE_PREFIX
-from ..schema import INSTANCE_IN_SERIES, InstanceRow, SeriesRow, instance_table, series_table
+from ..schema import INSTANCE_IN_SERIES, instance_table, series_table
 from . import render
 from .errors import WebError, bad_request, not_acceptable, not_found, path_uids
 from .files import find_instance
@@ -153,15 +153,15 @@ def representative(engine: Engine, study: str, series: str | None) -> list[str]:
     images (or of ``series``), else 404."""
     number = instance_table.c.instance_number
     stmt = (
-        select(SeriesRow.series_instance_uid, instance_table.c.sop_instance_uid)
-        .join(SeriesRow, INSTANCE_IN_SERIES)
-        .where(InstanceRow.study_instance_uid == study, instance_table.c.rows.is_not(None),
-               InstanceRow.image_id.startswith(FILE_PREFIX))
-        .order_by(series_table.c.series_number.nulls_last(), SeriesRow.series_instance_uid,
+        select(series_table.c.series_instance_uid, instance_table.c.sop_instance_uid)
+        .join(series_table, INSTANCE_IN_SERIES)
+        .where(instance_table.c.study_instance_uid == study, instance_table.c.rows.is_not(None),
+               instance_table.c.image_id.startswith(FILE_PREFIX))
+        .order_by(series_table.c.series_number.nulls_last(), series_table.c.series_instance_uid,
                   number.nulls_last(), instance_table.c.sop_instance_uid)
     )  # fmt: skip
     if series is not None:
-        stmt = stmt.where(SeriesRow.series_instance_uid == series)
+        stmt = stmt.where(series_table.c.series_instance_uid == series)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     first = [row[1] for row in rows if row[0] == rows[0][0]] if rows else []
