@@ -130,30 +130,23 @@ def upsert_series_lists(
         index_elements=[STUDY_KEY, "data_source"]
     )
     conn.execute(stmt, rows)
-    where = and_(
-        series_list_table.c.study_instance_uid.in_(uids),
-        series_list_table.c.data_source == data_source,
-    )
+    lists = series_list_table.c
+    where = and_(lists.study_instance_uid.in_(uids), lists.data_source == data_source)
     if wado_root or wado_uri:
         roots = {"wado_root": wado_root} if wado_root else {}
         roots |= {"wado_uri": wado_uri} if wado_uri else {}
         conn.execute(
             update(series_list_table)
-            .where(
-                where,
-                series_list_table.c.wado_root.is_(None) | series_list_table.c.wado_uri.is_(None),
-            )
+            .where(where, lists.wado_root.is_(None) | lists.wado_uri.is_(None))
             .values(**roots)
         )
     result: dict[int, tuple[int, Roots]] = {}
     for chunk in _chunks(uids):
         for study_id, list_id, root, uri in conn.execute(
-            select(series_list_table.c.study_id, series_list_table.c.id,
-                   series_list_table.c.wado_root, series_list_table.c.wado_uri).where(
-                series_list_table.c.study_instance_uid.in_(chunk),
-                series_list_table.c.data_source == data_source,
+            select(lists.study_id, lists.id, lists.wado_root, lists.wado_uri).where(
+                lists.study_instance_uid.in_(chunk), lists.data_source == data_source
             )
-        ):  # fmt: skip
+        ):
             result[study_id] = (list_id, (root, uri))
     return result
 
@@ -191,9 +184,8 @@ def upsert_series(
     stmt = _insert(conn, series_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_list_id", "series_instance_uid"]
     )
-    returned = stmt.returning(
-        series_table.c.id, series_table.c.series_list_id, series_table.c.series_instance_uid
-    )
+    col = series_table.c
+    returned = stmt.returning(col.id, col.series_list_id, col.series_instance_uid)
     ids = {(list_id, uid): id_ for id_, list_id, uid in conn.execute(returned, rows)}
     created = [key for key in series if key in ids]
     changed: list[tuple[int, str]] = []
@@ -201,12 +193,10 @@ def upsert_series(
     for chunk in by_study(conn, existing, lambda key: study_of[key[0]], CHUNK // 2):
         studies = sorted({study_of[list_id] for list_id, _ in chunk})
         found = conn.execute(
-            select(series_table.c.id, series_table.c.series_list_id,
-                   series_table.c.series_instance_uid, series_table.c.metadata)
-            .where(series_table.c.study_instance_uid.in_(studies),
-                   tuple_(series_table.c.series_list_id,
-                          series_table.c.series_instance_uid).in_(chunk))
-            .order_by(series_table.c.series_list_id, series_table.c.series_instance_uid)
+            select(col.id, col.series_list_id, col.series_instance_uid, col.metadata)
+            .where(col.study_instance_uid.in_(studies),
+                   tuple_(col.series_list_id, col.series_instance_uid).in_(chunk))
+            .order_by(col.series_list_id, col.series_instance_uid)
             .with_for_update()
         )  # fmt: skip
         for id_, list_id, uid, old in found:
@@ -218,10 +208,7 @@ def upsert_series(
                 changed.append(key)
                 conn.execute(
                     update(series_table)
-                    .where(
-                        series_table.c.study_instance_uid == study_of[list_id],
-                        series_table.c.id == id_,
-                    )
+                    .where(col.study_instance_uid == study_of[list_id], col.id == id_)
                     .values(**series_columns(merged), metadata=merged, updated_at=func.now())
                 )
     return SeriesUpsert(ids, created, changed)

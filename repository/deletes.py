@@ -33,6 +33,8 @@ from .schema import (
 from .unit_of_work import Transaction, UnitOfWork
 from .validation import as_int, check_data_source, check_items, check_uid
 
+_inst, _series, _lists = instance_table.c, series_table.c, series_list_table.c
+"""The columns of the tables a delete walks."""
 CHUNK = 900
 
 
@@ -171,18 +173,16 @@ def _series_rows(
     """The series lists (of ``source``) of the study (UID, id) and their series (``series_uid``
     only)."""
     stmt = (
-        select(series_list_table.c.id, series_list_table.c.data_source, series_table.c.id,
-               series_table.c.series_instance_uid)
+        select(_lists.id, _lists.data_source, _series.id, _series.series_instance_uid)
         .outerjoin(series_table, same_study(series_table, series_list_table)
-                   & (series_table.c.series_list_id == series_list_table.c.id))
-        .where(series_list_table.c.study_instance_uid == study[0],
-               series_list_table.c.study_id == study[1])
-        .order_by(series_list_table.c.id, series_table.c.id)
+                   & (_series.series_list_id == _lists.id))
+        .where(_lists.study_instance_uid == study[0], _lists.study_id == study[1])
+        .order_by(_lists.id, _series.id)
     )  # fmt: skip
     if source is not None:
-        stmt = stmt.where(series_list_table.c.data_source == source)
+        stmt = stmt.where(_lists.data_source == source)
     if series_uid is not None:
-        stmt = stmt.where(series_table.c.series_instance_uid == series_uid)
+        stmt = stmt.where(_series.series_instance_uid == series_uid)
     return [_SeriesRow(*row) for row in conn.execute(stmt)]
 
 
@@ -196,22 +196,16 @@ def _instances_of(
         found += [
             (int(id_), str(sop), int(series), str(image))
             for id_, sop, series, image in conn.execute(
-                select(instance_table.c.id, instance_table.c.sop_instance_uid,
-                       instance_table.c.series_id, instance_table.c.image_id)
-                .where(instance_table.c.study_instance_uid == uid,
-                       instance_table.c.series_id.in_(series_ids),
-                       instance_table.c.sop_instance_uid.in_(chunk))
+                select(_inst.id, _inst.sop_instance_uid, _inst.series_id, _inst.image_id)
+                .where(_inst.study_instance_uid == uid, _inst.series_id.in_(series_ids),
+                       _inst.sop_instance_uid.in_(chunk))
             )
         ]  # fmt: skip
     return found
 
 
 def _files(conn: Connection, where: ColumnElement[bool]) -> list[str]:
-    rows = conn.execute(
-        select(instance_table.c.image_id).where(
-            where, instance_table.c.image_id.startswith(FILE_PREFIX)
-        )
-    )
+    rows = conn.execute(select(_inst.image_id).where(where, _inst.image_id.startswith(FILE_PREFIX)))
     return [image_id.removeprefix(FILE_PREFIX) for (image_id,) in rows]
 
 
@@ -221,29 +215,27 @@ def _remove_series(
     """Delete these series of study ``uid`` and their instances; instance counts by series id."""
     if not series_ids:
         return {}
-    in_study = instance_table.c.study_instance_uid == uid
-    of_series = in_study & instance_table.c.series_id.in_(series_ids)
+    in_study = _inst.study_instance_uid == uid
+    of_series = in_study & _inst.series_id.in_(series_ids)
     counts: dict[int, int] = {}
     registered: list[tuple[str, str]] = []
     for series, image_id, sop, source in conn.execute(
-        select(instance_table.c.series_id, instance_table.c.image_id,
-               instance_table.c.sop_instance_uid, instance_table.c.data_source).where(of_series)
+        select(_inst.series_id, _inst.image_id,
+               _inst.sop_instance_uid, _inst.data_source).where(of_series)
     ):  # fmt: skip
         counts[series] = counts.get(series, 0) + 1
         registered.append((sop, source))
         if image_id.startswith(FILE_PREFIX):
             removal.files.append(image_id.removeprefix(FILE_PREFIX))
     sop_registry.unregister(conn, registered)
-    ids = select(instance_table.c.id).where(of_series)
+    ids = select(_inst.id).where(of_series)
     conn.execute(delete(instance_dicom_json_table).where(
         instance_dicom_json_table.c.study_instance_uid == uid,
         instance_dicom_json_table.c.instance_id.in_(ids),
     ))  # fmt: skip
     conn.execute(delete(instance_table).where(of_series))
     conn.execute(
-        delete(series_table).where(
-            series_table.c.study_instance_uid == uid, series_table.c.id.in_(series_ids)
-        )
+        delete(series_table).where(_series.study_instance_uid == uid, _series.id.in_(series_ids))
     )
     removal.instances += sum(counts.values())
     return counts
@@ -251,9 +243,7 @@ def _remove_series(
 
 def _registered(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str]]:
     """(SOP Instance UID, data source) of the instances ``where`` selects."""
-    rows = conn.execute(
-        select(instance_table.c.sop_instance_uid, instance_table.c.data_source).where(where)
-    )
+    rows = conn.execute(select(_inst.sop_instance_uid, _inst.data_source).where(where))
     return [(str(sop), str(source)) for sop, source in rows]
 
 
@@ -262,7 +252,7 @@ def _remove_instances(
 ) -> None:
     for start in range(0, len(instance_ids), CHUNK):
         chunk = instance_ids[start : start + CHUNK]
-        these = (instance_table.c.study_instance_uid == uid) & instance_table.c.id.in_(chunk)
+        these = (_inst.study_instance_uid == uid) & _inst.id.in_(chunk)
         removal.files += _files(conn, these)
         sop_registry.unregister(conn, _registered(conn, these))
         conn.execute(delete(instance_dicom_json_table).where(
@@ -294,8 +284,8 @@ def _drop_empty_series(
         this = (study_uid, row.series_id)
         left = tx.conn.execute(
             select(func.count()).where(
-                instance_table.c.study_instance_uid == study_uid,
-                instance_table.c.series_id == row.series_id,
+                _inst.study_instance_uid == study_uid,
+                _inst.series_id == row.series_id,
             )
         ).scalar_one()
         if left:
@@ -309,12 +299,12 @@ def _drop_empty_series(
 
 
 def _series_is(series: tuple[str, int]) -> ColumnElement[bool]:
-    return (series_table.c.study_instance_uid == series[0]) & (series_table.c.id == series[1])
+    return (_series.study_instance_uid == series[0]) & (_series.id == series[1])
 
 
 def _lower_reported(conn: Connection, series: tuple[str, int], removed: int, left: int) -> None:
     """A series summary's NumberOfSeriesRelatedInstances, less the instances removed."""
-    md = conn.execute(select(series_table.c.metadata).where(_series_is(series))).scalar_one()
+    md = conn.execute(select(_series.metadata).where(_series_is(series))).scalar_one()
     reported = as_int((md or {}).get("NumberOfSeriesRelatedInstances"))
     if reported is None:
         return
@@ -325,7 +315,7 @@ def _lower_reported(conn: Connection, series: tuple[str, int], removed: int, lef
 def _remove_lists(conn: Connection, uid: str, list_ids: list[int]) -> None:
     if list_ids:
         conn.execute(delete(series_list_table).where(
-            series_list_table.c.study_instance_uid == uid, series_list_table.c.id.in_(list_ids)
+            _lists.study_instance_uid == uid, _lists.id.in_(list_ids)
         ))  # fmt: skip
 
 
@@ -338,7 +328,7 @@ def _finish(
         for list_id in lists
         if not tx.conn.execute(
             select(func.count()).where(
-                series_table.c.study_instance_uid == uid, series_table.c.series_list_id == list_id
+                _series.study_instance_uid == uid, _series.series_list_id == list_id
             )
         ).scalar_one()
     ]
@@ -356,8 +346,8 @@ def _remove_study_if_empty(
         not known_empty
         and conn.execute(
             select(func.count()).where(
-                series_list_table.c.study_instance_uid == uid,
-                series_list_table.c.study_id == study_id,
+                _lists.study_instance_uid == uid,
+                _lists.study_id == study_id,
             )
         ).scalar_one()
     ):
