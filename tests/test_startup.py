@@ -9,16 +9,24 @@ not ours to avoid, and is allowed.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from conftest import PYDICOM_FILES
 
 import repository
 from repository import migrate
+from repository.cli import ingest as cli_ingest
+from repository.cli import main
 from repository.engine import make_engine
 
 NOT_FOR_INGEST = ("alembic", "mako", "psycopg", "requests", "dicomweb_client", "starlette",
@@ -107,3 +115,38 @@ print(gc.get_freeze_count())
                           capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     frozen = int(done.stdout.splitlines()[-1])
     assert frozen > 10_000, frozen  # the objects of SQLAlchemy, pydicom, click and ours
+
+
+def test_what_ingest_imports_before_its_readers_start_holds_no_database_or_pydicom() -> None:
+    code = "import repository.cli, repository.cli.ingest, repository.reading\n"
+    script = code + "import sys; print(sorted(set(sys.argv[1:]) & set(sys.modules)))"
+    heavy = ["sqlalchemy", "sqlalchemy.orm", "pydicom", "numpy", "psycopg"]
+    done = subprocess.run([sys.executable, "-c", script, *heavy],
+                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.sqlite
+def test_ingest_starts_its_readers_before_it_opens_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers parse the first files while the command loads the database modules."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm"):
+        shutil.copy(PYDICOM_FILES / name, folder)
+    real, workers_seen = cli_ingest.open_store, []
+
+    @contextmanager
+    def watched(ctx: click.Context, **options: Any) -> Iterator[repository.Store]:
+        workers_seen.append(len(multiprocessing.active_children()))
+        with real(ctx, **options) as store:
+            yield store
+
+    monkeypatch.setattr(cli_ingest, "open_store", watched)
+    url = f"sqlite:///{tmp_path / 'early.db'}"
+    args = ["--db", url, "ingest", str(folder), "--quiet", "--workers", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("3 ingested"), result.output
+    assert workers_seen == [2]
