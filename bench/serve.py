@@ -16,16 +16,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -51,43 +47,12 @@ from .corpus import (
     normalized_instances,
     target_study,
 )
-
-NO_GZIP = {"Accept-Encoding": "identity"}
-
-
-@contextmanager
-def serving(url: str, workers: int = 1) -> Iterator[str]:
-    """``dicom-repo serve`` on a free port; yields its DICOMweb root."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-c", "from repository.cli import run; run()", "--db", url,
-               "serve", "--port", str(port), "--workers", str(workers)]  # fmt: skip
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL)
-    root = f"http://127.0.0.1:{port}/dicom-web"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(f"{root}/studies?limit=1", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        yield root
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-
-
-def _get(session: requests.Session, url: str) -> int:
-    """GET ``url`` whole (read in 1 MiB chunks: the client's own overhead stays small)."""
-    with session.get(url, headers=NO_GZIP, stream=True) as answer:
-        answer.raise_for_status()
-        return sum(len(chunk) for chunk in answer.iter_content(1 << 20))
+from .server import get_whole, serving, wait_kept
 
 
 def _median_get(session: requests.Session, url: str, repeat: int) -> float:
-    _get(session, url)
-    return statistics.median(_timed(lambda: _get(session, url)) for _ in range(repeat))
+    get_whole(session, url)
+    return statistics.median(_timed(lambda: get_whole(session, url)) for _ in range(repeat))
 
 
 def _timed(fn: Any) -> float:
@@ -108,26 +73,6 @@ def _series_files(folder: Path, count: int = 1000) -> tuple[str, str, list[Path]
         paths.append(folder / f"{n + 1}.dcm")
         ds.save_as(paths[-1])
     return study, series, paths
-
-
-def wait_kept(scoped: str, series: str, count: int, timeout: float = 120.0) -> None:
-    """Wait until the server kept the JSON of ``count`` instances of ``series``."""
-    engine = make_engine(scoped)
-    sql = sa.text(
-        "SELECT count(*) FROM instance_dicom_json c JOIN instance i ON i.id = c.instance_id "
-        "JOIN series s ON s.id = i.series_id WHERE s.series_instance_uid = :uid "
-        "AND c.json IS NOT NULL"
-    )
-    deadline = time.perf_counter() + timeout
-    try:
-        while time.perf_counter() < deadline:
-            with engine.connect() as conn:
-                if conn.execute(sql, {"uid": series}).scalar_one() >= count:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"the server kept no JSON for series {series} in {timeout} s")
-    finally:
-        engine.dispose()
 
 
 def orthanc(url: str, orthanc_url: str, repeat: int = 5) -> None:
@@ -166,7 +111,7 @@ def _first_request(
         with repository.connect(scoped) as store:
             took = _timed(lambda: ingest(store, paths, workers=2, keep_json=keep_json))
         with serving(scoped) as root:
-            first = _timed(lambda: _get(session, root + path))
+            first = _timed(lambda: get_whole(session, root + path))
             wait_kept(scoped, series, len(paths))
             warm = _median_get(session, root + path, 5)
     finally:
@@ -237,7 +182,7 @@ def qido_search(url: str, scoped: str, repeat: int = 50) -> None:
 
 def run(url: str, size: int, orthanc_url: str | None) -> None:
     """Every serve bench on a ``size``-instance database."""
-    from . import serve_metadata  # it uses serving() from here
+    from . import serve_metadata
 
     scoped = prepare_qido(url, size)
     print(f"database: {backend(url)} {size} instances", file=sys.stderr)

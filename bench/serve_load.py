@@ -24,7 +24,8 @@ import repository
 from repository.ingest import ingest
 
 from .common import create, drop, emit
-from .serve import NO_GZIP, _series_files, serving, wait_kept
+from .serve import _series_files
+from .server import NO_GZIP, serving, wait_kept
 
 FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 QIDO = "studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060"

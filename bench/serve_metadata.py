@@ -44,7 +44,7 @@ from repository.normalize import to_dicom_json
 
 from .common import backend, emit
 from .corpus import TARGET_SERIES, TARGET_STUDY
-from .serve import NO_GZIP, _get, serving, wait_kept
+from .server import NO_GZIP, get_whole, serving, wait_kept
 
 BULK_KEY = b'"BulkDataURI":"'
 ROUNDS = 3
@@ -185,7 +185,7 @@ def _cpu(pid: int) -> float:
 
 def _timed_get(session: requests.Session, url: str) -> tuple[float, int]:
     start = time.perf_counter()
-    size = _get(session, url)
+    size = get_whole(session, url)
     return time.perf_counter() - start, size
 
 
@@ -202,7 +202,7 @@ def metadata(url: str, scoped: str, repeat: int = 5) -> None:
             cold.append(took)
             wait_kept(scoped, series, 1000)
             cold_raw.append(_raw(scoped, 1, "converted", root)["time"])
-            _get(session, root + path)
+            get_whole(session, root + path)
             start = _cpu(pid)
             warm += [_timed_get(session, root + path)[0] for _ in range(repeat)]
             cpu.append((_cpu(pid) - start) / repeat)

@@ -38,7 +38,7 @@ import repository
 from repository.ingest import ingest
 
 from .common import emit, scratch
-from .serve import serving
+from .server import serving
 
 RAW = {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidValueError
 from .normalize.dictionary import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+from .normalize.values import MAX_SEQUENCE_DEPTH
 
 if TYPE_CHECKING:  # a Dataset in hand means pydicom is loaded: this module does not import it
     from pydicom.dataelem import RawDataElement
@@ -20,9 +21,6 @@ if TYPE_CHECKING:  # a Dataset in hand means pydicom is loaded: this module does
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 UNBOUNDED = 2**63
-MAX_SEQUENCE_DEPTH = 80
-"""Sequences nested deeper than this are refused: DICOM JSON spends three JSON levels on each
-sequence level, and JSON encoders (orjson) stop at 255."""
 
 
 def truncation(ds: Dataset, file_size: int) -> str | None:

@@ -20,7 +20,6 @@ import warnings
 from functools import lru_cache
 from typing import Any
 
-from ..completeness import MAX_SEQUENCE_DEPTH
 from .dataset import dictionary_vr
 from .decode import (
     NUMBER_FORMATS,
@@ -43,6 +42,7 @@ from .dictionary import (
 from .values import (
     BINARY_VRS,
     BULK_DATA_THRESHOLD,
+    MAX_SEQUENCE_DEPTH,
     BulkDataURI,
     Metadata,
     RawElement,

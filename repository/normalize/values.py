@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from pydicom.dataelem import DataElement, RawDataElement
     from typing_extensions import TypeIs
 
+MAX_SEQUENCE_DEPTH = 80
+"""Sequences nested deeper than this are refused: DICOM JSON spends three JSON levels on each
+sequence level, and JSON encoders (orjson) stop at 255."""
 BULK_DATA_THRESHOLD = 1024
 """Binary values longer than this many bytes are stored as a ``BulkDataURI`` reference."""
 
