@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from . import sop_registry
 from .citus import by_study
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from .db_errors import is_unique_violation, translate_errors
-from .engine import dumps
+from .engine import dumps, insert_or_skip
 from .errors import TransactionConflictError
 from .image_id import instance_image_id
 from .normalize import SERIES_KEYWORDS, STUDY_KEYWORDS, Metadata, NormalizedInstance, pick
@@ -34,11 +33,6 @@ CHUNK = 900  # bound parameters per IN list, under SQLite's default limit
 
 Roots = tuple[str | None, str | None]
 """A series list's (WADO-RS root, WADO-URI root)."""
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -70,7 +64,9 @@ def upsert_studies(
         {"study_instance_uid": uid, **study_columns(md), "metadata": md}
         for uid, md in sorted(studies.items())
     ]
-    stmt = _insert(conn, study_table).on_conflict_do_nothing(index_elements=["study_instance_uid"])
+    stmt = insert_or_skip(conn, study_table).on_conflict_do_nothing(
+        index_elements=["study_instance_uid"]
+    )
     created = {
         uid: id_
         for id_, uid in conn.execute(
@@ -126,7 +122,7 @@ def upsert_series_lists(
          "wado_root": wado_root, "wado_uri": wado_uri}
         for uid in uids
     ]  # fmt: skip
-    stmt = _insert(conn, series_list_table).on_conflict_do_nothing(
+    stmt = insert_or_skip(conn, series_list_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "data_source"]
     )
     conn.execute(stmt, rows)
@@ -181,7 +177,7 @@ def upsert_series(
          **series_columns(md), "metadata": md}
         for (list_id, uid), md in sorted(series.items())
     ]  # fmt: skip
-    stmt = _insert(conn, series_table).on_conflict_do_nothing(
+    stmt = insert_or_skip(conn, series_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_list_id", "series_instance_uid"]
     )
     col = series_table.c
@@ -270,7 +266,7 @@ def _insert_new(
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
     if conn.dialect.name == "sqlite" and _sqlite_executemany(conn, rows):
         return {(row["series_id"], row["sop_instance_uid"]) for row in rows}
-    stmt = _insert(conn, instance_table).on_conflict_do_nothing(
+    stmt = insert_or_skip(conn, instance_table).on_conflict_do_nothing(
         index_elements=[STUDY_KEY, "series_id", "sop_instance_uid"]
     )
     result = conn.execute(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -95,3 +96,10 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get("dicom_repo_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def insert_or_skip(conn: Connection, table: Table) -> Any:
+    """``INSERT`` into ``table`` in the connection's dialect, whose ``on_conflict_do_nothing``
+    skips rows already there (SQLite and PostgreSQL spell it alike). The dialect's module is
+    imported here, on first use: a SQLite command never loads the PostgreSQL dialect."""
+    return import_module(f"sqlalchemy.dialects.{conn.dialect.name}").insert(table)

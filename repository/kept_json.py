@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from .engine import dumps
+from .engine import dumps, insert_or_skip
 from .normalize import NormalizedInstance, to_dicom_json
 from .schema import instance_dicom_json_table, instance_table
 
@@ -66,8 +65,7 @@ def keep(conn: Connection, instances: Sequence[NormalizedInstance], data_source:
     ]  # fmt: skip
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(instance_dicom_json_table).on_conflict_do_nothing(
+    stmt = insert_or_skip(conn, instance_dicom_json_table).on_conflict_do_nothing(
         index_elements=["instance_id", "study_instance_uid"]
     )
     return int(conn.execute(stmt, rows).rowcount or 0)

@@ -30,7 +30,8 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, UID_TYPE, sql_columns
 
@@ -44,8 +45,25 @@ NAMING_CONVENTION = {
     "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
-"""JSON text on SQLite, JSONB on PostgreSQL."""
+
+class JSONDocument(TypeDecorator[Any]):
+    """JSON text on SQLite, JSONB on PostgreSQL.
+
+    SQLAlchemy's PostgreSQL dialect (which defines JSONB) is imported when a PostgreSQL engine
+    first uses the type, not with the schema: a SQLite command does not load it (start-up).
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """JSONB on PostgreSQL, JSON elsewhere."""
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key; INTEGER on SQLite so that it aliases the rowid and autoincrements."""
@@ -88,7 +106,7 @@ def _data_source(nullable: bool = False) -> Column[str]:
 
 
 def _document(name: str = "metadata") -> Column[Any]:
-    return Column(name, JSONDocument, nullable=False)
+    return Column(name, JSONDocument(), nullable=False)
 
 
 def _timestamp(name: str) -> Column[dt.datetime]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from .engine import insert_or_skip
 from .errors import ConflictError
 from .normalize import NormalizedInstance
 from .schema import sop_instance_table
@@ -38,8 +38,7 @@ def register(
          "study_instance_uid": i.study_instance_uid, "series_instance_uid": i.series_instance_uid}
         for sop, i in sorted(wanted.items())  # one lock order for concurrent writers
     ]  # fmt: skip
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(sop_instance_table).on_conflict_do_nothing()
+    stmt = insert_or_skip(conn, sop_instance_table).on_conflict_do_nothing()
     new = set(conn.execute(stmt.returning(sop_instance_table.c.sop_instance_uid), rows).scalars())
     before = sorted(set(wanted) - new)
     present: set[str] = set()
