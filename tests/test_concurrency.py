@@ -160,14 +160,18 @@ def test_a_real_deadlock_between_a_store_and_another_writer_is_retried(
     migrate.upgrade(engine)
     engine.dispose()
     name = f"deadlock-{uuid.uuid4().hex[:8]}"
-    # The store detects the deadlock first (shorter deadlock_timeout): it is the victim.
+    # The store is the victim: PostgreSQL checks a waiting transaction for a deadlock once,
+    # deadlock_timeout after it began to wait. The store's check (2 s) must come after the other
+    # transaction's INSERT has closed the cycle (at once, even on a loaded machine), and before
+    # the other's own check (30 s).
     url = make_url(pg_empty_url)
-    options = url.query["options"] + " -cdeadlock_timeout=100"
+    options = url.query["options"] + " -cdeadlock_timeout=2000"
     store_url = url.update_query_dict({"options": options, "application_name": name})
     store = repository.connect(store_url.render_as_string(hide_password=False))
     store.add_study({"StudyInstanceUID": "1.2.8"})  # X exists
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     other = psycopg.connect(dsn)
+    other.execute("SET deadlock_timeout = '30s'")
     other.execute("SELECT id FROM study WHERE study_instance_uid = '1.2.8' FOR UPDATE")
     outcome: list[object] = []
 
