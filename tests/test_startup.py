@@ -126,9 +126,8 @@ def test_what_ingest_imports_before_its_readers_start_holds_no_database_or_pydic
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.sqlite
 def test_ingest_starts_its_readers_before_it_opens_the_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The workers parse the first files while the command loads the database modules."""
     folder = tmp_path / "files"
@@ -144,8 +143,7 @@ def test_ingest_starts_its_readers_before_it_opens_the_database(
             yield store
 
     monkeypatch.setattr(cli_ingest, "open_store", watched)
-    url = f"sqlite:///{tmp_path / 'early.db'}"
-    args = ["--db", url, "ingest", str(folder), "--quiet", "--workers", "2"]
+    args = ["--db", db_url, "ingest", str(folder), "--quiet", "--workers", "2"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("3 ingested"), result.output
