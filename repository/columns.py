@@ -40,11 +40,12 @@ class SqlType:
         """The SQLAlchemy type."""
         from sqlalchemy import Date, Float, Integer, String, Text
 
-        made: dict[str, TypeEngine[Any]] = {
-            "string": String(self.length), "integer": Integer(), "float": Float(),
-            "text": Text(), "date": Date(),
+        if self.kind == "string":
+            return String(self.length)
+        kinds: dict[str, type[TypeEngine[Any]]] = {
+            "integer": Integer, "float": Float, "text": Text, "date": Date,
         }  # fmt: skip
-        return made[self.kind]
+        return kinds[self.kind]()
 
 
 UID_TYPE = SqlType("string", 64)

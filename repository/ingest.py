@@ -3,7 +3,6 @@ batches, each batch one transaction of the store."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +98,7 @@ def ingest(
     """
     files = list(iter_files(check_items(paths, "paths")))
     _check_counts(workers=workers, batch_size=batch_size)
-    with read_files(files, workers or os.cpu_count() or 1) as results:
+    with read_files(files, workers) as results:
         return write_results(
             store, results, len(files), data_source=data_source, batch_size=batch_size,
             progress=progress, keep_json=keep_json,

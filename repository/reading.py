@@ -218,13 +218,15 @@ def _watch_parent() -> None:
 
 
 @contextmanager
-def read_files(files: list[Path], workers: int) -> Iterator[Iterator[Outcome]]:
-    """The :data:`Outcome` of each of ``files``, in order, read by ``workers`` processes.
+def read_files(files: list[Path], workers: int | None = None) -> Iterator[Iterator[Outcome]]:
+    """The :data:`Outcome` of each of ``files``, in order, read by ``workers`` processes (None:
+    one per CPU).
 
     The workers start now and read ahead (a bounded window) while the caller does other work;
     leaving the block cancels what was not read yet. One worker, or one file, reads in this
     process, file by file, as the results are taken.
     """
+    workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(files) <= 1:
         yield map(_read_or_report, files)
         return

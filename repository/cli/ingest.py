@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -53,7 +52,7 @@ def ingest(
         raise click.UsageError("give PATH... or --sample")
     files = list(iter_files(paths)) + (sample_files() if sample else [])
     with (
-        read_files(files, workers or os.cpu_count() or 1) as results,
+        read_files(files, workers) as results,
         open_store(ctx) as store,
         counting_bar(quiet, "ingesting", len(files)) as advance,
     ):
