@@ -88,6 +88,24 @@ def test_rendered_frame_correlates_with_pydicoms_luts(
     assert correlation(_image(answer.content), reference(ds, frame, window)) > 0.99
 
 
+@pytest.mark.parametrize(
+    ("name", "sequence"),
+    [("mlut_18.dcm", "ModalityLUTSequence"), ("vlut_04.dcm", "VOILUTSequence")],
+)
+def test_modality_and_voi_lut_sequences_are_applied(
+    server: WebServer, client: DICOMwebClient, name: str, sequence: str
+) -> None:
+    """The LUT is reversed, so that a frame rendered without it would correlate at -1."""
+    ds = fresh(name)
+    lut = ds[sequence][0]
+    lut.LUTData = list(reversed(lut.LUTData))
+    client.store_instances([ds])
+    answer = requests.get(_url(server, ds, "/rendered"), params={"accept": "image/png"},
+                          timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert correlation(_image(answer.content), reference(ds, 1)) > 0.99
+
+
 def test_palette_color_and_monochrome1_are_shown_as_meant(
     server: WebServer, client: DICOMwebClient
 ) -> None:
