@@ -9,9 +9,12 @@ router query); the joins of the store's SQL include ``study_instance_uid`` (see
 the change log (``change``, ``change_compaction``) stays a local table of the coordinator: one
 sequence, one advisory lock, so seq order is commit order as on plain PostgreSQL.
 
-Citus refuses a primary key without the distribution column: :func:`distribute` drops the
-``id`` primary keys of the four tables that have one, leaving their unique, not-null
-``(id, study_instance_uid)`` keys (migration 0006), which the foreign keys already reference.
+Citus refuses a primary key without the distribution column: :func:`distribute` turns the
+``id`` primary keys of the four tables that have one into ``PRIMARY KEY (id,
+study_instance_uid)`` (still named ``pk_<table>``). That key takes the place of their unique,
+not-null ``(id, study_instance_uid)`` constraint of migration 0006, so there is one index, not
+two; the foreign keys that reference it are dropped first and made again from their own
+definitions, in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ STUDY_TABLES = ("study", "series_list", "series", "instance", "instance_dicom_js
 """Distributed by ``study_instance_uid``, co-located with ``study``; parents first."""
 
 ID_KEYED = ("study", "series_list", "series", "instance")
-"""Tables whose ``id`` primary key gives way to ``(id, study_instance_uid)``."""
+"""Tables whose ``id`` primary key gives way to ``PRIMARY KEY (id, study_instance_uid)``."""
 
 _CACHE_KEY = "dicom_repo_citus"
 
@@ -65,6 +68,35 @@ def by_study(conn: Connection, keys: Iterable[Any], study_of: Any, size: int) ->
     return [groups[study] for study in sorted(groups)]
 
 
+_REFERENCING = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(c.conname),
+       pg_get_constraintdef(c.oid)
+FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE c.contype = 'f' AND c.confrelid = ANY(CAST(:tables AS regclass[]))
+ORDER BY c.oid
+"""
+
+
+def _primary_keys_with_study_uid(conn: Connection) -> None:
+    """Give each table of :data:`ID_KEYED` ``PRIMARY KEY (id, study_instance_uid)`` in place
+    of ``PRIMARY KEY (id)`` and of the unique ``(id, study_instance_uid)`` constraint; the
+    foreign keys that reference these tables are dropped for the swap and made again as they
+    were (they name the columns, not the constraint)."""
+    tables = list(ID_KEYED)
+    referencing = conn.execute(text(_REFERENCING), {"tables": tables}).all()
+    for table, name, _ in referencing:
+        conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {name}"))
+    for table in ID_KEYED:
+        conn.execute(text(
+            f'ALTER TABLE "{table}" DROP CONSTRAINT "pk_{table}", '
+            f'DROP CONSTRAINT "uq_{table}_id_study_instance_uid", '
+            f'ADD CONSTRAINT "pk_{table}" PRIMARY KEY (id, study_instance_uid)'
+        ))  # fmt: skip
+    for table, name, definition in referencing:
+        conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"))
+
+
 def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:
     """Distribute the schema ``conn`` works in over the Citus cluster; what was done, in order.
 
@@ -80,8 +112,7 @@ def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:
     # the co-located shard of ``instance_dicom_json``: same study, same node.
     conn.execute(text("SET LOCAL citus.enable_unsafe_triggers = on"))
     conn.execute(text("SELECT create_reference_table('sop_class')"))
-    for table in ID_KEYED:
-        conn.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "pk_{table}"'))
+    _primary_keys_with_study_uid(conn)
     shards = "" if shard_count is None else f", shard_count => {int(shard_count)}"
     for table in STUDY_TABLES:
         colocate = ", colocate_with => 'study'" if table != "study" else shards

@@ -146,6 +146,40 @@ def test_db_distribute_distributes_the_schema_once(undistributed: str) -> None:
         assert store.get_study("1.2.3") is not None
 
 
+KEYS = """
+SELECT c.conrelid::regclass::text, c.contype,
+       array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+       pg_get_constraintdef(c.oid)
+FROM pg_constraint c WHERE c.conrelid = ANY(CAST(:tables AS regclass[]))
+  AND c.contype IN ('p', 'u', 'f')
+"""
+
+
+def _keys(url: str) -> list[Any]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(KEYS), {"tables": list(citus.STUDY_TABLES)}).all()
+    engine.dispose()
+    return [(table, kind, tuple(columns), sql) for table, kind, columns, sql in rows]
+
+
+@pytest.mark.citus
+def test_db_distribute_keys_each_table_of_a_study_by_id_and_study_uid(undistributed: str) -> None:
+    foreign = {row for row in _keys(undistributed) if row[1] == "f"}
+    assert db_command(undistributed, "distribute").exit_code == 0
+    keys = _keys(undistributed)
+    primary = {table: columns for table, kind, columns, _ in keys if kind == "p"}
+    for table in citus.ID_KEYED:
+        assert primary[table] == ("id", "study_instance_uid"), table
+        # the primary key took the unique constraint's place: one index on the pair, not two
+        assert ("id", "study_instance_uid") not in [
+            c for t, k, c, _ in keys if t == table and k == "u"
+        ]
+    assert primary["instance_dicom_json"] == ("instance_id", "study_instance_uid")
+    assert len(foreign) == 4 and {row for row in keys if row[1] == "f"} == foreign
+
+
 def test_db_distribute_without_citus_says_so(empty_db_url: str) -> None:
     assert db_command(empty_db_url, "upgrade").exit_code == 0
     refused = CliRunner().invoke(main, ["--db", empty_db_url, "db", "distribute"])
