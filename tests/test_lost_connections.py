@@ -1,6 +1,9 @@
 """PostgreSQL connections terminated (``pg_terminate_backend``) under a running ``dicom-repo
 ingest``: the command finishes by retry with exact counts; when the database stays out of reach,
-it says what was committed and what was not, exits non-zero, and a re-run finishes the job."""
+it says what was committed and what was not, exits non-zero, and a re-run finishes the job.
+
+The retried ingest runs on Citus too: there the terminated backends are the coordinator's, each
+caught inside a transaction that has written to the workers already."""
 
 from __future__ import annotations
 
@@ -15,14 +18,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import migrated as migrated_to_head
+from conftest import postgres_schema_url
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
 from sqlalchemy.engine import make_url
 from test_dicomweb_pull import STUDY, Scripted, instance_json, metadata_path, scripted, summary_json
 
 import repository
-from repository import migrate
-from repository.engine import make_engine
 
 pytestmark = pytest.mark.postgresql
 
@@ -46,11 +49,21 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def migrated(pg_empty_url: str) -> str:
-    engine = make_engine(pg_empty_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return pg_empty_url
+def backend() -> str:
+    """The server of :func:`migrated`: PostgreSQL, unless a test parametrizes it to Citus."""
+    return "postgresql"
+
+
+ON_CITUS_TOO = pytest.mark.parametrize(
+    "backend", ["postgresql", pytest.param("citus", marks=pytest.mark.citus)]
+)
+
+
+@pytest.fixture
+def migrated(backend: str) -> Iterator[str]:
+    """An empty schema migrated to head; on Citus, distributed as well."""
+    for url in postgres_schema_url(citus=backend == "citus"):
+        yield migrated_to_head(url, distributed=backend == "citus")
 
 
 def _as_app(url: str, name: str) -> str:
@@ -72,6 +85,16 @@ def _counts(url: str) -> tuple[int, int, int]:
         with store.engine.connect() as conn:
             stored = conn.exec_driver_sql("SELECT count(*) FROM instance").scalar_one()
     return stored, announced, len(seqs) - len(set(seqs))
+
+
+def _prepared_on_workers(url: str) -> list[str]:
+    """Citus: the prepared (two-phase) transactions each worker holds, by node."""
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nodeport, result FROM run_command_on_workers("
+            "'SELECT count(*) FROM pg_prepared_xacts')"
+        ).fetchall()
+    return [f"{port}: {count}" for port, count in rows if count != "0"]
 
 
 def _instances(dsn: str) -> int:
@@ -119,8 +142,9 @@ def terminator(migrated: str) -> Iterator[list[int]]:
     thread.join(10)
 
 
+@ON_CITUS_TOO
 def test_ingest_finishes_by_retry_while_its_connections_are_terminated(
-    migrated: str, files: Path, terminator: list[int]
+    backend: str, migrated: str, files: Path, terminator: list[int]
 ) -> None:
     url = _as_app(migrated, f"victim-{uuid.uuid4().hex[:8]}")
     command = [CLI, "--db", url, "ingest", str(files), "--workers", "2", "-q"]
@@ -133,6 +157,8 @@ def test_ingest_finishes_by_retry_while_its_connections_are_terminated(
     assert retried and int(retried.group(1)) >= 1, summary
     assert "Traceback" not in result.stderr
     assert _counts(migrated) == (FILES, FILES, 0)
+    if backend == "citus":  # no transaction of a terminated backend left half-committed
+        assert _prepared_on_workers(migrated) == []
     print(f"terminated {len(terminator)} backends; {summary}")
 
 
