@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import BACKENDS, migrated, postgres_schema_url
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 
@@ -20,10 +21,8 @@ from repository import (
     DatabaseError,
     Store,
     TransactionConflictError,
-    migrate,
 )
 from repository.db_errors import is_unique_violation, translate_errors
-from repository.engine import make_engine
 from repository.schema import study_table
 
 
@@ -133,19 +132,21 @@ def test_a_single_add_waits_out_a_lock_by_retrying(locked_sqlite: Any) -> None:
 # ---------------------------------------------------------------------------- lost connections
 
 
-@pytest.fixture
-def pg_store(pg_empty_url: str) -> Any:
-    engine = make_engine(pg_empty_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    with repository.connect(pg_empty_url) as store:
-        yield store
+@pytest.fixture(params=BACKENDS[1:])
+def pg_store(request: pytest.FixtureRequest) -> Any:
+    """A store on PostgreSQL, and on Citus (distributed: a terminated backend there is the
+    coordinator's, inside a transaction that wrote to a worker)."""
+    for url in postgres_schema_url(citus=request.param == "citus"):
+        with repository.connect(migrated(url, distributed=request.param == "citus")) as store:
+            yield store
 
 
 def _terminate(store_url: str, pid: int) -> None:
     """Kill backend ``pid`` from another connection, and wait until it is gone."""
     with psycopg.connect(dsn(store_url), autocommit=True) as killer:
-        assert killer.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+        assert killer.execute(
+            "SELECT pg_terminate_backend(CAST(%s AS integer))", [pid]
+        ).fetchone() == (True,)
         deadline = time.monotonic() + 10
         while killer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
             assert time.monotonic() < deadline, "backend did not exit"
