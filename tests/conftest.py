@@ -183,6 +183,14 @@ def pg_empty_url() -> Iterator[str]:
     yield from postgres_schema_url()
 
 
+@pytest.fixture(params=BACKENDS[1:])
+def server_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a schema migrated to head on the PostgreSQL test server and on the Citus
+    coordinator (distributed), for tests of what a server does: terminated backends, deadlocks."""
+    for url in postgres_schema_url(citus=request.param == "citus"):
+        yield migrated(url, distributed=request.param == "citus")
+
+
 def migrated(url: str, distributed: bool = False) -> str:
     """``url`` migrated to head (and, with ``distributed``, distributed over Citus)."""
     engine = make_engine(url)

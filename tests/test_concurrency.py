@@ -22,7 +22,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 import repository
-from repository import EVENTS, Store, TransactionConflictError
+from repository import EVENTS, Store, TransactionConflictError, citus
 from repository.db_errors import conflict_reason
 
 
@@ -146,40 +146,65 @@ def test_sqlite_busy_is_recognised_as_a_conflict(tmp_path: Any) -> None:
     assert conflict_reason(sqlite3.OperationalError("no such table: t")) is None
 
 
-@pytest.mark.postgresql
+NODE_OF = (
+    "SELECT nodeport FROM citus_shards WHERE table_name = 'study'::regclass "
+    "AND shardid = get_shard_id_for_distribution_column('study', CAST(:uid AS text))"
+)
+
+
+def _deadlock_studies(store: Store, on_citus: bool) -> tuple[str, str]:
+    """Studies A < X; on Citus, on two workers, so that the cycle is seen by Citus's distributed
+    deadlock detector alone, which cancels the youngest transaction: the store's."""
+    if not on_citus:
+        return "1.2.1", "1.2.8"
+    with store.engine.connect() as conn:
+        home = conn.execute(text(NODE_OF), {"uid": "1.2.1"}).scalar_one()
+        for n in range(8, 200):
+            if conn.execute(text(NODE_OF), {"uid": f"1.2.{n}"}).scalar_one() != home:
+                return "1.2.1", f"1.2.{n}"
+    raise AssertionError("every candidate study hashed to one worker")
+
+
+def _waits(dsn: str, name: str, on_citus: bool) -> bool:
+    """Whether the store's transaction (application ``name``) waits for a lock."""
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        if on_citus:  # the wait is on a worker, for the coordinator's other transaction
+            return bool(watcher.execute("SELECT count(*) FROM citus_lock_waits").fetchone()[0])
+        row = watcher.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE application_name = %s "
+            "AND state = 'active'", [name]
+        ).fetchone()  # fmt: skip
+        return row is not None and row[0] == "Lock"
+
+
 def test_a_real_deadlock_between_a_store_and_another_writer_is_retried(
-    pg_empty_url: str,
+    server_db_url: str,
 ) -> None:
     """Another transaction locks study X and then inserts study A, while the store's add (for
-    A and X, in UID order) has inserted A and waits for X: PostgreSQL aborts the store's
+    A and X, in UID order) has inserted A and waits for X: the server aborts the store's
     transaction as the deadlock victim, and the store runs it again."""
-    from repository import migrate
-    from repository.engine import make_engine
-
-    engine = make_engine(pg_empty_url)
-    migrate.upgrade(engine)
-    engine.dispose()
     name = f"deadlock-{uuid.uuid4().hex[:8]}"
-    # The store is the victim: PostgreSQL checks a waiting transaction for a deadlock once,
-    # deadlock_timeout after it began to wait. The store's check (2 s) must come after the other
-    # transaction's INSERT has closed the cycle (at once, even on a loaded machine), and before
-    # the other's own check (30 s).
-    url = make_url(pg_empty_url)
+    # On PostgreSQL the store is the victim: a waiting transaction is checked for a deadlock
+    # once, deadlock_timeout after it began to wait. The store's check (2 s) must come after the
+    # other transaction's INSERT has closed the cycle, and before the other's own check (30 s).
+    url = make_url(server_db_url)
     options = url.query["options"] + " -cdeadlock_timeout=2000"
     store_url = url.update_query_dict({"options": options, "application_name": name})
     store = repository.connect(store_url.render_as_string(hide_password=False))
-    store.add_study({"StudyInstanceUID": "1.2.8"})  # X exists
+    on_citus = _is_distributed(store)
+    first, locked = _deadlock_studies(store, on_citus)
+    store.add_study({"StudyInstanceUID": locked})  # X exists
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     other = psycopg.connect(dsn)
     other.execute("SET deadlock_timeout = '30s'")
-    other.execute("SELECT id FROM study WHERE study_instance_uid = '1.2.8' FOR UPDATE")
+    other.execute("SELECT id FROM study WHERE study_instance_uid = %s FOR UPDATE", [locked])
     outcome: list[object] = []
 
     def add() -> None:
         try:
             store.add_series_metadata(
-                [{"StudyInstanceUID": "1.2.1", "SeriesInstanceUID": "1.2.1.1"},
-                 {"StudyInstanceUID": "1.2.8", "SeriesInstanceUID": "1.2.8.1"}]
+                [{"StudyInstanceUID": first, "SeriesInstanceUID": f"{first}.1"},
+                 {"StudyInstanceUID": locked, "SeriesInstanceUID": f"{locked}.1"}]
             )  # fmt: skip
             outcome.append("ok")
         except Exception as error:
@@ -187,24 +212,20 @@ def test_a_real_deadlock_between_a_store_and_another_writer_is_retried(
 
     writer = threading.Thread(target=add)
     writer.start()
-    with psycopg.connect(dsn, autocommit=True) as watcher:
-
-        def store_waits() -> bool:
-            row = watcher.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE application_name = %s "
-                "AND state = 'active'", [name]
-            ).fetchone()  # fmt: skip
-            return row is not None and row[0] == "Lock"
-
-        wait_until(store_waits, "the store to wait for the locked study")
-    other.execute("INSERT INTO study (study_instance_uid, metadata) VALUES ('1.2.1', '{}')")
+    wait_until(lambda: _waits(dsn, name, on_citus), "the store to wait for the locked study")
+    other.execute("INSERT INTO study (study_instance_uid, metadata) VALUES (%s, '{}')", [first])
     other.commit()
     other.close()
     writer.join(TIMEOUT)
     assert outcome == ["ok"]
-    assert store.get_series("1.2.1", "1.2.1.1") is not None
-    assert store.get_series("1.2.8", "1.2.8.1") is not None
+    assert store.get_series(first, f"{first}.1") is not None
+    assert store.get_series(locked, f"{locked}.1") is not None
     store.close()
+
+
+def _is_distributed(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        return citus.is_distributed(conn)
 
 
 # ---------------------------------------------------------------------------- one SOP, one copy

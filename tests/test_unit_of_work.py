@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import BACKENDS, migrated, postgres_schema_url
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 
@@ -132,13 +131,12 @@ def test_a_single_add_waits_out_a_lock_by_retrying(locked_sqlite: Any) -> None:
 # ---------------------------------------------------------------------------- lost connections
 
 
-@pytest.fixture(params=BACKENDS[1:])
-def pg_store(request: pytest.FixtureRequest) -> Any:
-    """A store on PostgreSQL, and on Citus (distributed: a terminated backend there is the
-    coordinator's, inside a transaction that wrote to a worker)."""
-    for url in postgres_schema_url(citus=request.param == "citus"):
-        with repository.connect(migrated(url, distributed=request.param == "citus")) as store:
-            yield store
+@pytest.fixture
+def pg_store(server_db_url: str) -> Any:
+    """A store on PostgreSQL, and on Citus (where a terminated backend is the coordinator's,
+    inside a transaction that wrote to a worker)."""
+    with repository.connect(server_db_url) as store:
+        yield store
 
 
 def _terminate(store_url: str, pid: int) -> None:
