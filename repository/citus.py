@@ -19,12 +19,17 @@ definitions, in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from .db_errors import driver_errors
 from .errors import RepositoryError
+
+log = logging.getLogger("repository.citus")
 
 STUDY_TABLES = ("study", "series_list", "series", "instance", "instance_dicom_json")
 """Distributed by ``study_instance_uid``, co-located with ``study``; parents first."""
@@ -54,6 +59,27 @@ def is_distributed(conn: Connection) -> bool:
             ).scalar()
         )  # fmt: skip
     return bool(info[_CACHE_KEY])
+
+
+def recover_prepared(conn: Connection) -> None:
+    """Finish now the two-phase transactions a lost commit may have left on the workers.
+
+    A coordinator backend that dies in ``COMMIT`` after the workers ran ``PREPARE TRANSACTION``
+    leaves them prepared, holding the row locks of their writes, until Citus's maintenance
+    daemon recovers them (every ``citus.recover_2pc_interval``, 1 min by default): the retried
+    transaction, which writes the same rows, would wait that long. ``conn`` (new, no
+    transaction begun) runs ``recover_prepared_transactions()`` on Citus and commits; without
+    the right to run it (superuser, or granted EXECUTE) the daemon's recovery is waited for.
+    """
+    try:
+        if is_distributed(conn):
+            recovered = conn.execute(text("SELECT recover_prepared_transactions()")).scalar()
+            log.info("recovered %s prepared transactions after a lost commit", recovered)
+        conn.commit()
+    except driver_errors() as error:  # best effort: the retry goes on either way
+        log.info("could not recover prepared transactions: %s", error)
+        with contextlib.suppress(*driver_errors()):
+            conn.rollback()
 
 
 def by_study(conn: Connection, keys: Iterable[Any], study_of: Any, size: int) -> list[list[Any]]:

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
-from . import changelog
+from . import changelog, citus
 from .db_errors import (
     DEFAULT_ATTEMPTS,
     driver_errors,
@@ -29,6 +29,7 @@ from .db_errors import (
     translate_errors,
 )
 from .errors import (
+    ConnectionLostError,
     ServerReadOnlyError,
 )
 from .events import PendingChange
@@ -67,6 +68,7 @@ class UnitOfWork:
         self._channel: str | None = None
         self.retries = 0
         """How many times a transaction was run again (conflict or lost connection)."""
+        self._lost_commit = False  # the next transaction first recovers prepared ones (Citus)
 
     def _count_retry(self) -> None:
         self.retries += 1  # a statistic: an unlocked += losing a count to a race is harmless
@@ -86,6 +88,9 @@ class UnitOfWork:
             return
         with translate_errors("cannot connect to the database"):
             conn = self.engine.connect().execution_options(dicom_repo_write=True)
+        if self._lost_commit:
+            self._lost_commit = False
+            citus.recover_prepared(conn)
         tx = Transaction(conn)
         self._local.tx = tx
         try:
@@ -102,8 +107,12 @@ class UnitOfWork:
                 if isinstance(error, ServerReadOnlyError):
                     self._forget_connections(conn)
                 raise
-            with translate_errors("commit failed"):
-                trans.commit()
+            try:
+                with translate_errors("commit failed"):
+                    trans.commit()
+            except ConnectionLostError:
+                self._lost_commit = True
+                raise
             self.router.note_write(conn)
         finally:
             self._local.tx = None

@@ -5,11 +5,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from concurrent_workers import TIMEOUT, wait_until
+from conftest import migrated, postgres_schema_url
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 
@@ -205,3 +209,98 @@ def test_a_single_add_whose_connection_is_terminated_runs_again(pg_store: Store)
     result = pg_store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
     assert killed and result.added == 1
     assert [e.kind for e in pg_store.changes()] == [EVENTS.STUDY_ADDED, EVENTS.INSTANCES_ADDED]
+
+
+# ---------------------------------------------------------------------------- Citus: lost commit
+
+ON_WORKERS = "SELECT sum(result::int) FROM run_command_on_workers('{sql}')"
+PREPARED = ON_WORKERS.format(sql="SELECT count(*) FROM pg_prepared_xacts")
+
+
+class HeldCommits:
+    """The coordinator of a distributed schema whose commits can be held at their NOTIFY: a
+    transaction that notified waits for a synchronous standby that never comes, holding the
+    notify lock. Citus's own recovery of prepared transactions is off meanwhile, so that only
+    the store's can clear them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.admin = psycopg.connect(dsn(url), autocommit=True)
+        self.holder = psycopg.connect(dsn(url))
+        self.configure(**{"citus.recover_2pc_interval": "-1"})
+
+    def configure(self, **settings: str) -> None:
+        """ALTER SYSTEM SET each setting ('' resets it), then reload."""
+        for name, value in settings.items():
+            reset = f"ALTER SYSTEM RESET {name}"
+            self.admin.execute(reset if value == "" else f"ALTER SYSTEM SET {name} = '{value}'")
+        self.admin.execute("SELECT pg_reload_conf()")
+        time.sleep(1)  # the checkpointer and the other backends read it again meanwhile
+
+    def hold(self) -> None:
+        self.configure(synchronous_standby_names="nobody")
+        self.holder.execute("CREATE TEMP TABLE dicom_repo_test_hold (x int)")  # WAL to wait on
+        self.holder.execute("NOTIFY dicom_repo_test_hold")
+        threading.Thread(target=self.holder.commit, daemon=True).start()
+
+    def release(self) -> None:
+        self.configure(synchronous_standby_names="")
+
+    def close(self) -> None:
+        self.configure(synchronous_standby_names="", **{"citus.recover_2pc_interval": ""})
+        self.holder.close()
+        self.admin.close()
+
+
+@pytest.fixture
+def held_commits() -> Iterator[HeldCommits]:
+    schema = postgres_schema_url(citus=True)
+    held = HeldCommits(migrated(next(schema), distributed=True))
+    try:
+        yield held
+    finally:
+        held.close()
+        schema.close()  # drops it
+
+
+def _activity(conn: Any, app: str) -> tuple[Any, ...] | None:
+    return conn.execute("SELECT pid, wait_event_type, query FROM pg_stat_activity "
+                        "WHERE application_name = %s", [app]).fetchone()  # fmt: skip
+
+
+@pytest.mark.citus
+def test_a_commit_lost_after_the_workers_prepared_is_retried_without_waiting_for_recovery(
+    held_commits: HeldCommits,
+) -> None:
+    """The coordinator's backend dies in COMMIT after both workers prepared: the retry rolls
+    the orphaned prepared transactions back at once (they hold the rows it writes again)."""
+    url = held_commits.url
+    app = f"lost-commit-{uuid.uuid4().hex[:8]}"
+    store = repository.connect(str(make_url(url).update_query_dict({"application_name": app})))
+    batch = [instance(f"1.2.{n}", f"1.2.{n}.1", f"1.2.{n}.1.1") for n in range(1, 9)]
+    outcome: list[Any] = []
+    held_commits.hold()
+    adder = threading.Thread(target=lambda: outcome.append(store.add_instances(batch)))
+    adder.start()
+    with psycopg.connect(dsn(url), autocommit=True) as watcher:
+
+        def orphaned() -> int:
+            return int(watcher.execute(PREPARED).fetchone()[0])  # type: ignore[index]
+
+        def committing() -> bool:
+            row = _activity(watcher, app)
+            return row is not None and row[1:] == ("Lock", "COMMIT") and orphaned() >= 2
+
+        wait_until(committing, "the store's COMMIT to wait after the workers prepared")
+        watcher.execute(
+            "SELECT pg_terminate_backend(CAST(%s AS integer))", [_activity(watcher, app)[0]]
+        )  # type: ignore[index]
+        wait_until(lambda: orphaned() == 0, "the retry to roll back the prepared transactions", 20)
+        held_commits.release()
+        adder.join(TIMEOUT)
+        assert orphaned() == 0
+    assert outcome and outcome[0].added == len(batch)
+    kinds = [e.kind for e in store.changes()]
+    assert kinds.count(EVENTS.STUDY_ADDED) == len(batch) == kinds.count(EVENTS.INSTANCES_ADDED)
+    assert store.retries == 1
+    store.close()
