@@ -42,7 +42,7 @@ CITUS_MODULES = frozenset({
     "test_reporting_views", "test_reporting_cookbook", "test_concurrency", "test_retention",
     "test_cross_process_events", "test_citus", "test_web_delete", "test_ohif_image_ids",
     "test_ohif_updates", "test_summaries", "test_web_stow_bodies", "test_web_rendered",
-    "test_lost_connections",
+    "test_lost_connections", "test_failover",
 })  # fmt: skip
 """Test modules whose store, feed and server tests also run on Citus (the others are left out
 of a Citus run: every Citus test distributes a schema of its own, which takes seconds)."""

@@ -1,5 +1,6 @@
 """Scratch PostgreSQL clusters for the replication tests: a primary, a streaming hot standby made
-with ``pg_basebackup -R``, and a pgbouncer in transaction pooling mode in front of the primary.
+with ``pg_basebackup -R``, and a pgbouncer in transaction pooling mode in front of the primary;
+or (:class:`CitusCluster`) a Citus coordinator with two workers and a standby of the coordinator.
 
 Everything runs on free loopback ports in a temporary folder, as the ``postgres`` OS user when
 the tests run as root (PostgreSQL's binaries refuse root), and is torn down afterwards. The
@@ -25,7 +26,7 @@ import pytest
 import scratch_postgres
 from orthanc import free_port
 
-from repository import migrate
+from repository import citus, migrate
 from repository.engine import make_engine
 
 PG_BIN = scratch_postgres.PG_BIN or Path("/usr/lib/postgresql/15/bin")
@@ -202,15 +203,82 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_cluster(attempts: int = 3) -> Cluster:
-    """A started :class:`Cluster` in a new temporary folder owned by the postgres user (tried
-    again on other ports if one was taken meanwhile)."""
+@dataclass
+class CitusCluster(Cluster):
+    """A Citus coordinator (the primary: the schema migrated and distributed, 4 shards a table),
+    two workers, and a streaming standby of the coordinator; no pgbouncer."""
+
+    worker_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
+
+    def start(self) -> Cluster:
+        """initdb and start the three nodes, the database with the citus extension on each,
+        the workers added; migrate and distribute; make and start the coordinator's standby."""
+        nodes = {"primary": self.primary_port, "worker1": self.worker_ports[0],
+                 "worker2": self.worker_ports[1]}  # fmt: skip
+        for name, port in nodes.items():
+            data = self.root / name
+            _run(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-N")
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.write(PRIMARY_SETTINGS.format(sockets=self.root) + CITUS_SETTINGS)
+                conf.write(f"port = {port}\n")
+            self._pg_ctl(name, "start")
+            with psycopg.connect(libpq_url(port).replace(DATABASE, "postgres"),
+                                 autocommit=True) as conn:  # fmt: skip
+                conn.execute(f"CREATE DATABASE {DATABASE}")
+            with psycopg.connect(libpq_url(port), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", [self.primary_port])
+            for port in self.worker_ports:
+                conn.execute("SELECT citus_add_node('127.0.0.1', %s)", [port])
+        engine = make_engine(self.primary)
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            citus.distribute(conn, shard_count=4)
+        engine.dispose()
+        self.add_standby("standby", self.standby_port)
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+        self.wait_replayed()
+        return self
+
+    def prepared_on_workers(self) -> int:
+        """Two-phase transactions the workers hold prepared (none once every commit ended)."""
+        total = 0
+        for port in self.worker_ports:
+            with psycopg.connect(libpq_url(port), autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone()
+                total += int(row[0]) if row else 0
+        return total
+
+    def close(self) -> None:
+        """Stop the workers too."""
+        for worker in ("worker1", "worker2"):
+            if (self.root / worker / "postmaster.pid").exists():
+                with contextlib.suppress(subprocess.SubprocessError):
+                    self._pg_ctl(worker, "stop", "-m", "immediate")
+        super().close()
+
+
+CITUS_SETTINGS = "shared_preload_libraries = 'citus'\nmax_prepared_transactions = 200\n"
+
+
+def citus_available() -> str | None:
+    """Why a scratch Citus cluster cannot run here (None: it can)."""
+    library = PG_BIN.parent / "lib" / "citus.so"
+    return None if library.is_file() else f"Citus is not installed ({library} is missing)"
+
+
+def new_cluster(attempts: int = 3, kind: type[Cluster] = Cluster) -> Cluster:
+    """A started :class:`Cluster` (or ``kind``) in a new temporary folder owned by the postgres
+    user (tried again on other ports if one was taken meanwhile)."""
     for attempt in range(1, attempts + 1):
         root = Path(tempfile.mkdtemp(prefix="dicom-repo-replication-"))
         if os.geteuid() == 0:
             entry = pwd.getpwnam("postgres")
             os.chown(root, entry.pw_uid, entry.pw_gid)
-        cluster = Cluster(root)
+        cluster = kind(root)
         try:
             return cluster.start()
         except BaseException as error:
@@ -225,15 +293,16 @@ def new_cluster(attempts: int = 3) -> Cluster:
     raise AssertionError("unreachable")
 
 
-def running_cluster(what: str) -> Iterator[Cluster]:
-    """A started cluster for a fixture (stopped and removed afterwards, whatever the tests did);
-    ``what`` names the tests for the skip (outside CI) or failure (under CI) when it cannot run."""
-    reason = available()
+def running_cluster(what: str, kind: type[Cluster] = Cluster) -> Iterator[Cluster]:
+    """A started cluster (of ``kind``) for a fixture (stopped and removed afterwards, whatever
+    the tests did); ``what`` names the tests for the skip (outside CI) or failure (under CI)
+    when it cannot run."""
+    reason = available() or (citus_available() if kind is CitusCluster else None)
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but {what} cannot run: {reason}")
         pytest.skip(f"{what} SKIPPED: {reason}")
-    started = new_cluster()
+    started = new_cluster(kind=kind)
     try:
         yield started
     finally:

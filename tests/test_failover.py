@@ -2,7 +2,11 @@
 immediate`` while ``dicom-repo ingest`` of 2000 files runs over a libpq multi-host URL, and the
 standby is promoted with ``pg_promote()``. The ingest reconnects to the new primary, retries the
 transaction that was cut and finishes with exact counts; the change log has no duplicate, every
-instance is announced once, and a subscriber following the same URL gets each change once."""
+instance is announced once, and a subscriber following the same URL gets each change once.
+
+On Citus the primary is the coordinator (its standby made the same way), the workers stay up:
+transactions cut in their two-phase commit are finished or rolled back from the new
+coordinator, which has the coordinator's commit records (``pg_dist_transaction``)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import psycopg
 import pytest
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
-from replication import Cluster, running_cluster
+from replication import CitusCluster, Cluster, running_cluster
 
 import repository
 from repository import EVENTS, Event
@@ -30,10 +34,13 @@ CLI = str(Path(sys.executable).parent / "dicom-repo")
 FILES = 2000
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """A cluster of its own: this test destroys its primary."""
-    yield from running_cluster("the failover test")
+@pytest.fixture(params=["postgresql", pytest.param("citus", marks=pytest.mark.citus)])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster of its own: this test destroys its primary (on Citus, its coordinator)."""
+    if request.param == "citus":
+        yield from running_cluster("the Citus failover test", CitusCluster)
+    else:
+        yield from running_cluster("the failover test")
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +104,5 @@ def test_an_ingest_survives_a_failover_with_exact_counts(cluster: Cluster, files
         while seen[-1:] != seqs[-1:] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert seen == seqs  # every change delivered once, in order, across the failover
+    if isinstance(cluster, CitusCluster):  # no commit left half done on the workers
+        assert cluster.prepared_on_workers() == 0
