@@ -33,6 +33,7 @@ from ..validation import check_uid
 from . import stow_bodies
 from .admission import slots_of
 from .errors import WebError, bad_request, log, path_uids
+from .files import find_instance
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
 from .routing import database_writable
@@ -191,6 +192,20 @@ def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: boo
     return added.added > 0
 
 
+def _recorded_without_file(store: Store, outcome: Outcome, final: Path) -> bool:
+    """True if the instance, found stored already, is recorded as the file ``final`` that is
+    not there: an earlier attempt of this very request committed it, but the database's answer
+    to that commit was lost (a failover, a dropped connection) and the retry found it stored."""
+    if outcome.reason is not None or final.exists():
+        return False
+    assert outcome.study and outcome.series and outcome.sop
+    try:
+        stored = find_instance(store.engine, [outcome.study, outcome.series, outcome.sop])
+    except WebError:  # deleted meanwhile
+        return False
+    return stored.path == final
+
+
 def store_parts(
     store: Store, parts: list[Part], storage: Path, study: str | None, keep_json: bool = False
 ) -> list[Outcome]:
@@ -198,9 +213,11 @@ def store_parts(
     outcome of each, in order.
 
     A part's file is moved to its final name only once its instance was committed as new (a
-    file left there by a failed attempt is replaced); an instance stored already keeps its
-    file. If the database fails, the parts not yet committed are deleted and the error raised:
-    nothing is left that the database does not record.
+    file left there by a failed attempt is replaced), or when the instance is recorded as that
+    file but the file is missing (a commit whose answer was lost, retried); an instance stored
+    already keeps its file. If the database fails, the parts not yet committed are deleted and
+    the error raised: nothing is left that the database does not record (a commit cut after it
+    went through, then given up on, gets its file when the client sends it again).
     """
     outcomes = []
     try:
@@ -208,7 +225,8 @@ def store_parts(
             outcome = _identify(part, study)
             if outcome.reason is None:
                 final = _final(storage, outcome)
-                if _add(store, part, outcome, final, keep_json):
+                added = _add(store, part, outcome, final, keep_json)
+                if added or _recorded_without_file(store, outcome, final):
                     final.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(part.path, final)
             if outcome.reason is not None:
