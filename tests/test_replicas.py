@@ -188,9 +188,12 @@ def _primary_lsn(cluster: Cluster) -> int:
 
 
 def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
-    cluster: Cluster, corpus: str, tmp_path: Path
+    cluster: Cluster, corpus: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ds = ct_slice(generate_uid(), 1, 0.0)
+    ds, unkept = ct_slice(generate_uid(), 1, 0.0), ct_slice(generate_uid(), 1, 0.0)
+    with repository.connect(cluster.primary) as writer:
+        writer.add_instances([unkept])  # its DICOM JSON not kept yet
+    cluster.wait_replayed()
     with repository.connect(cluster.standby) as store:
         assert store.router.primary_is_read_only()
         with pytest.raises(ServerReadOnlyError, match="hot standby"):
@@ -207,7 +210,11 @@ def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
         refused = client.delete(f"/dicom-web/studies/{corpus}")
         assert refused.status_code == 503 and "hot standby" in refused.json()["error"]
         assert client.get(f"/dicom-web/studies/{corpus}/metadata").status_code == 200
+        for _ in range(2):  # built each time; keeping it is not tried on the standby
+            found = client.get(f"/dicom-web/studies/{unkept.StudyInstanceUID}/metadata")
+            assert found.status_code == 200 and len(found.json()) == 1
     assert not [p for p in storage.rglob("*") if p.is_file()]  # no file left behind
+    assert "not kept" not in caplog.text
 
 
 def test_stow_on_one_server_then_qido_on_another_reading_the_standby_500_times(
