@@ -250,6 +250,17 @@ def _stow_client(
                 time.sleep(0.1)  # sooner than Retry-After asks: the test is bounded
 
 
+def _qido_client(root: str, study: str, stop: threading.Event, statuses: list[int]) -> None:
+    """Search the study's instances until ``stop`` (a 503 must say Retry-After); each answer's
+    status goes to ``statuses``."""
+    with requests.Session() as session:
+        while not stop.is_set():
+            answer = session.get(f"{root}/studies/{study}/instances", timeout=60)
+            statuses.append(answer.status_code)
+            assert answer.status_code != 503 or "Retry-After" in answer.headers
+            time.sleep(0.02)
+
+
 def _stored(answers: list[tuple[str, int]]) -> int:
     return sum(status == 200 for _, status in answers)
 
@@ -261,10 +272,12 @@ def test_stow_rs_survives_a_failover_and_the_workers_serve_again(
     storage, study, stop = tmp_path / "storage", generate_uid(), threading.Event()
     server = start(cluster.multi_host, tmp_path / "s", workers=2, args=["--storage", str(storage)])
     answers: list[tuple[str, int]] = []
+    reads: list[int] = []
     try:
-        with ThreadPoolExecutor(STOW_CLIENTS) as pool:
+        with ThreadPoolExecutor(STOW_CLIENTS + 1) as pool:
             clients = [pool.submit(_stow_client, server.dicomweb, study, stop, answers)
                        for _ in range(STOW_CLIENTS)]  # fmt: skip
+            clients.append(pool.submit(_qido_client, server.dicomweb, study, stop, reads))
             try:
                 _wait(lambda: _stored(answers) >= STOW_EACH_SIDE, "STOW-RS never got going", 60)
                 _failover(cluster)
@@ -277,6 +290,7 @@ def test_stow_rs_survives_a_failover_and_the_workers_serve_again(
                 client.result()
         sops = {sop for sop, _ in answers}
         assert {status for _, status in answers} <= {200, 503}
+        assert set(reads) <= {200, 204, 503} and reads[-1] == 200  # reads meanwhile: no 500
         assert Counter(sop for sop, status in answers if status == 200) == Counter(sops)
         assert _instances(cluster.standby) == before + len(sops)  # the promoted standby: once each
         changes = _checked_log(cluster, since, len(sops))

@@ -135,7 +135,7 @@ def test_read_db_sends_read_commands_to_the_standby_and_kept_json_to_the_primary
         done = _cli("--db", cluster.primary, *args, *query, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         assert orjson.loads(done.stdout) == [{"standby": True}]
-    ds = ct_slice(generate_uid(), 1, 0.0)
+    ds = ct_slice(generate_uid(), 1, 0.0, study=generate_uid())
     with repository.connect(cluster.primary) as writer:
         writer.add_instances([ds])  # its DICOM JSON not kept yet
     cluster.wait_replayed()
@@ -190,7 +190,10 @@ def _primary_lsn(cluster: Cluster) -> int:
 def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
     cluster: Cluster, corpus: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ds, unkept = ct_slice(generate_uid(), 1, 0.0), ct_slice(generate_uid(), 1, 0.0)
+    ds, unkept = (
+        ct_slice(generate_uid(), 1, 0.0),
+        ct_slice(generate_uid(), 1, 0.0, study=generate_uid()),
+    )
     with repository.connect(cluster.primary) as writer:
         writer.add_instances([unkept])  # its DICOM JSON not kept yet
     cluster.wait_replayed()
@@ -217,14 +220,16 @@ def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
     assert "not kept" not in caplog.text
 
 
+@pytest.mark.parametrize("primary", ["primary", "bouncer"])
 def test_stow_on_one_server_then_qido_on_another_reading_the_standby_500_times(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, primary: str
 ) -> None:
     name = f"reader-{uuid.uuid4().hex[:8]}"
     standby = f"{cluster.standby}?application_name={name}"
     args = ["--read-db", standby, "--storage", str(tmp_path / "storage")]
-    writer = start(cluster.primary, tmp_path / "w", workers=1, args=args)
-    reader = start(cluster.primary, tmp_path / "r", workers=1, args=args)
+    url = getattr(cluster, primary)  # the primary, directly or through pgbouncer
+    writer = start(url, tmp_path / "w", workers=1, args=args)
+    reader = start(url, tmp_path / "r", workers=1, args=args)
     try:
         template = ct_slice(generate_uid(), 1, 0.0)
         misses = []
