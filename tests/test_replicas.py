@@ -180,6 +180,36 @@ def test_a_process_reads_its_own_writes_while_the_standby_is_behind(
         assert lagging.router.engine() is lagging.engine
 
 
+@pytest.fixture
+def asynchronous(cluster: Cluster) -> Iterator[None]:
+    """The primary does not wait for the standby (``synchronous_standby_names = ''``)."""
+
+    def wait_for(names: str) -> None:
+        with psycopg.connect(cluster.primary, autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+            conn.execute("SELECT pg_reload_conf()")
+
+    wait_for("")
+    try:
+        yield
+    finally:
+        wait_for("*")
+
+
+def test_a_process_reads_its_own_writes_from_its_commit_position(
+    cluster: Cluster, asynchronous: None, paused_standby: None
+) -> None:
+    # Without synchronous replication remote_apply is a local commit: only the WAL position
+    # noted after the commit keeps this process's next read off the standby that is behind.
+    ds = ct_slice(generate_uid(), 1, 0.0, study=generate_uid())
+    with repository.connect(cluster.primary, read_urls=[cluster.standby], max_lag=3600) as store:
+        store.add_instances([ds])
+        assert store.get_study(ds.StudyInstanceUID) is not None
+    with repository.connect(cluster.primary, read_urls=[cluster.standby], max_lag=3600) as other:
+        assert other.router.engine() is not other.engine  # a usable standby, for the others...
+        assert other.get_study(ds.StudyInstanceUID) is None  # ...which has not replayed it
+
+
 def _primary_lsn(cluster: Cluster) -> int:
     with psycopg.connect(cluster.primary, autocommit=True) as conn:
         row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
