@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pydicom
@@ -210,3 +211,13 @@ def module_store(
             yield opened
     finally:
         schema.close()  # drops the schema
+
+
+@pytest.fixture(scope="session")
+def replica_cluster() -> Iterator[Any]:
+    """A scratch primary with a streaming standby and a pgbouncer in front
+    (tests/replication.py), shared by the replication tests, which leave it as they found it;
+    CI must be able to run it."""
+    from replication import running_cluster  # its PostgreSQL programs are looked up on import
+
+    yield from running_cluster("the replication tests")

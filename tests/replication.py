@@ -9,11 +9,13 @@ shared server on port 5432 is never touched.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import psycopg
 import pytest
 import scratch_postgres
 from orthanc import free_port
+from pydicom.dataset import Dataset
 
 from repository import migrate
 from repository.engine import make_engine
@@ -52,6 +55,9 @@ max_standby_streaming_delay = 1s
 """Added to the standby's copy of the primary's settings: once promoted it has no standby to
 wait for; a query in the way of replay is cancelled after 1 s (a recovery conflict)."""
 DATABASE = "test"
+CLI = str(Path(sys.executable).parent / "dicom-repo")
+STOW = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
+"""The headers of a :func:`stow_body`."""
 
 
 def available() -> str | None:
@@ -274,3 +280,20 @@ def running_cluster(what: str) -> Iterator[Cluster]:
         yield started
     finally:
         started.close()
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``dicom-repo ARGS`` without the caller's ``$DICOM_REPO_*`` (plus ``env``)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_REPO_")}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300,
+                          env={**clean, **(env or {})})  # fmt: skip
+
+
+def stow_body(*datasets: Dataset) -> bytes:
+    """A STOW-RS request body holding ``datasets`` (sent with the :data:`STOW` headers)."""
+    parts = []
+    for ds in datasets:
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        parts.append(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue())
+    return b"\r\n".join(parts) + b"\r\n--b--\r\n"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ import requests
 from dicom_factory import ct_slice, write
 from dicomweb_bodies import multipart, part10
 from pydicom.uid import generate_uid
-from replication import Cluster, running_cluster
+from replication import CLI, Cluster, running_cluster
 from web_server import WebServer, start
 
 import repository
@@ -42,7 +41,6 @@ from repository import EVENTS, Event
 
 pytestmark = pytest.mark.postgresql
 
-CLI = str(Path(sys.executable).parent / "dicom-repo")
 FILES = 2000
 PULL_SERIES, PULL_PER_SERIES = 150, 3
 STOW_CLIENTS = 3
