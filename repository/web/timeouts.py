@@ -22,6 +22,7 @@ The body timeout (:mod:`.limits`) stays: it ends a body that sends nothing long 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -159,24 +160,31 @@ def unless_timed_out(handler: Handler) -> Handler:
     return handle
 
 
-class _Answer:
-    """The request's ``send``: notes whether the answer started; sends nothing once expired."""
+class _Served:
+    """One timed request: its deadline, its ``send`` (which notes how far the answer got and
+    sends nothing once the deadline expired) and the scope its application runs in."""
 
-    def __init__(self, send: Send, deadline: Deadline) -> None:
+    def __init__(self, send: Send) -> None:
         self.raw = send
-        self.deadline = deadline
-        self.started = False
+        self.deadline = Deadline()
+        self.serving = anyio.CancelScope()
+        self.started = self.complete = self.finished = False
+        self.ending: list[asyncio.Task[None]] = []
 
     async def send(self, message: Message) -> None:
         if self.deadline.expired:
             return
         if message["type"] == "http.response.start":
             self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
         await self.raw(message)
 
 
 class RequestTimeout:
-    """ASGI middleware ending requests that run longer than ``seconds`` (0: never)."""
+    """ASGI middleware ending requests that run longer than ``seconds`` (0: never).
+
+    A timer per request (no task: the deadline costs next to nothing until it expires)."""
 
     def __init__(self, app: ASGIApp, seconds: float, retry_after: int) -> None:
         self.app = app
@@ -188,39 +196,39 @@ class RequestTimeout:
         if scope["type"] != "http" or not self.seconds or scope["path"] in UNTIMED_PATHS:
             await self.app(scope, receive, send)
             return
-        deadline = Deadline()
-        answer = _Answer(send, deadline)
-        token = _current.set(deadline)
-        failure: Exception | None = None
+        served = _Served(send)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.seconds, lambda: served.ending.append(
+            loop.create_task(self._end(scope, served))))  # fmt: skip
+        token = _current.set(served.deadline)
         try:
-            async with anyio.create_task_group() as group:
-                serving = anyio.CancelScope()
-                group.start_soon(self._watch, scope, deadline, answer, serving)
-                with serving:
-                    try:
-                        await self.app(scope, receive, answer.send)
-                    except Exception as error:  # after the timeout: its doing, already told
-                        failure = None if deadline.expired else error
-                group.cancel_scope.cancel()
+            with served.serving:
+                try:
+                    await self.app(scope, receive, served.send)
+                except Exception:
+                    if not served.deadline.expired:
+                        raise  # else the timeout's doing, told already
         finally:
+            timer.cancel()
+            served.finished = True
             _current.reset(token)
-        if failure is not None:
-            raise failure
+            if served.ending:  # let the timeout finish its answer first
+                with anyio.CancelScope(shield=True):
+                    await served.ending[0]
 
-    async def _watch(
-        self, scope: Scope, deadline: Deadline, answer: _Answer, serving: anyio.CancelScope
-    ) -> None:
-        await anyio.sleep(self.seconds)
-        with anyio.CancelScope(shield=True):
-            if not deadline.expire():
-                return  # a write is committing: it finishes
-            what = "answer cut off" if answer.started else "answered 503"
-            log.warning("request timed out after %g s (%s): %s %s", self.seconds, what,
-                        scope["method"], scope["path"])  # fmt: skip
-            if not answer.started:
-                await self._refuse(scope, answer.raw)
-            await to_thread.run_sync(deadline.interrupt, limiter=self.limiter)
-        serving.cancel()
+    async def _end(self, scope: Scope, served: _Served) -> None:
+        """Time is up: answer 503 or cut the answer off, cancel the database work, then the
+        request (unless it finished meanwhile or began committing a write)."""
+        if served.finished or not served.deadline.expire():
+            return
+        what = ("work after its answer cancelled" if served.complete
+                else "answer cut off" if served.started else "answered 503")  # fmt: skip
+        log.warning("request timed out after %g s (%s): %s %s", self.seconds, what,
+                    scope["method"], scope["path"])  # fmt: skip
+        if not served.started:
+            await self._refuse(scope, served.raw)
+        await to_thread.run_sync(served.deadline.interrupt, limiter=self.limiter)
+        served.serving.cancel()
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         response = JSONResponse(
