@@ -113,9 +113,9 @@ async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
         parser.finalize()
         if parser.state != MultipartState.END:
             raise bad_request("truncated multipart/related body: it has no closing boundary")
-    except Exception as error:
+    except BaseException as error:  # cancelled too (the request timed out, SIGTERM)
         _discard(parts)
-        if isinstance(error, WebError):
+        if isinstance(error, WebError) or not isinstance(error, Exception):
             raise
         raise bad_request(f"malformed multipart/related body: {error}") from None
     finally:
