@@ -56,8 +56,10 @@ def _path(ds: pydicom.Dataset, level: str = "instance") -> str:
 
 
 def _stored_file(server: WebServer, ds: pydicom.Dataset) -> Path:
-    storage = Path(server.log).parent / "storage"
-    return storage / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    """The one file STOW-RS kept the instance as: ``<study>/<series>/<sop>-<token>.dcm``."""
+    folder = Path(server.log).parent / "storage" / ds.StudyInstanceUID / ds.SeriesInstanceUID
+    (path,) = folder.glob(f"{ds.SOPInstanceUID}-*.dcm")
+    return path
 
 
 def _every_worker(server: WebServer, path: str, headers: dict[str, str] | None = None) -> set[int]:
