@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from conftest import PYDICOM_FILES
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from repository import Store, storage
 from repository.image_id import FILE_PREFIX
@@ -26,8 +26,8 @@ from repository.web.stow import Part, store_parts
 
 def _dataset(comment: str) -> pydicom.Dataset:
     ds = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.7", "1.2.826.0.1.7.1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.7.1.1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = UID("1.2.826.0.1.7"), UID("1.2.826.0.1.7.1")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.7.1.1")
     ds.ImageComments = comment
     return ds
 
@@ -80,7 +80,7 @@ def test_a_deletes_folder_clean_up_during_a_stow_does_not_lose_its_file(
     deleted = store.delete_instances(
         first.StudyInstanceUID, first.SeriesInstanceUID, [first.SOPInstanceUID]
     )
-    move, cleaned = os.replace, []
+    move, cleaned = os.replace, list[int]()
 
     def delete_unlinks_first(source: str | Path, target: str | Path) -> None:
         # The delete's unlink (and removal of the folders it empties) lands after the STOW
