@@ -40,7 +40,8 @@ CITUS_MODULES = frozenset({
     "test_store", "test_deletes", "test_feed", "test_events", "test_unit_of_work",
     "test_display_sets", "test_web_qido_wado", "test_web_stow_feed", "test_web_metadata_cache",
     "test_reporting_views", "test_reporting_cookbook", "test_concurrency", "test_retention",
-    "test_cross_process_events", "test_citus",
+    "test_cross_process_events", "test_citus", "test_web_delete", "test_ohif_image_ids",
+    "test_ohif_updates", "test_summaries", "test_web_stow_bodies", "test_web_rendered",
 })  # fmt: skip
 """Test modules whose store, feed and server tests also run on Citus (the others are left out
 of a Citus run: every Citus test distributes a schema of its own, which takes seconds)."""
@@ -165,7 +166,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of a database migrated to head, on each backend (on Citus: distributed too)."""
     for url in _empty_url(request.param, tmp_path):
-        yield _migrated(url, distributed=request.param == "citus")
+        yield migrated(url, distributed=request.param == "citus")
 
 
 @pytest.fixture
@@ -181,7 +182,8 @@ def pg_empty_url() -> Iterator[str]:
     yield from postgres_schema_url()
 
 
-def _migrated(url: str, distributed: bool = False) -> str:
+def migrated(url: str, distributed: bool = False) -> str:
+    """``url`` migrated to head (and, with ``distributed``, distributed over Citus)."""
     engine = make_engine(url)
     migrate.upgrade(engine)
     if distributed:
@@ -199,12 +201,12 @@ def module_store(
     each example must use UIDs of its own, as the database is shared."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("module_store") / "test.db"
-        with repository.connect(_migrated(f"sqlite:///{path}")) as opened:
+        with repository.connect(migrated(f"sqlite:///{path}")) as opened:
             yield opened
         return
     schema = postgres_schema_url(citus=request.param == "citus")
     try:
-        with repository.connect(_migrated(next(schema), request.param == "citus")) as opened:
+        with repository.connect(migrated(next(schema), request.param == "citus")) as opened:
             yield opened
     finally:
         schema.close()  # drops the schema

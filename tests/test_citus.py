@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from concurrent_workers import TIMEOUT, app_url, instance, wait_until
+from conftest import migrated, postgres_schema_url
 from sqlalchemy import event, text
 
 import repository
 from repository import ConflictError, Store, citus
+from repository.cli import main
+from repository.engine import make_engine
 
 SOP = "1.2.826.0.1.99.7.1"
 
@@ -54,6 +59,27 @@ def citus_store(store: Store, request: pytest.FixtureRequest) -> Store:
     return store
 
 
+# ---------------------------------------------------------------------------- without Citus
+
+
+def test_without_citus_its_tests_are_skipped_loudly_and_fail_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(test_store="def test_one(store):\n    assert store\n")
+    monkeypatch.setenv("DICOM_REPO_TEST_CITUS_URL", "")
+    monkeypatch.delenv("CI", raising=False)
+    skipped = pytester.runpytest_subprocess("-m", "citus")
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines(
+        ["*Citus tests were SKIPPED: DICOM_REPO_TEST_CITUS_URL is not set *"]
+    )
+    monkeypatch.setenv("CI", "true")
+    failed = pytester.runpytest_subprocess("-m", "citus")
+    assert failed.ret == pytest.ExitCode.USAGE_ERROR
+    failed.stderr.fnmatch_lines(["*CI is set but Citus is unavailable*"])
+
+
 # ---------------------------------------------------------------------------- placement
 
 
@@ -83,6 +109,48 @@ def test_distribute_puts_a_study_on_one_shard_and_keeps_the_change_log_local(
     assert len(placed) == 1  # co-located: the study's five shards share one worker
     with store.engine.begin() as conn:
         assert citus.distribute(conn) == []  # once only
+
+
+def db_command(url: str, *args: str) -> Result:
+    """``dicom-repo --db URL db ARGS...``."""
+    return CliRunner().invoke(main, ["--db", url, "db", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def undistributed() -> Iterator[str]:
+    """A schema on the Citus coordinator migrated to head, not distributed yet."""
+    schema = postgres_schema_url(citus=True)
+    try:
+        yield migrated(next(schema))
+    finally:
+        schema.close()  # drops it
+
+
+@pytest.mark.citus
+def test_db_distribute_distributes_the_schema_once(undistributed: str) -> None:
+    done = db_command(undistributed, "distribute", "--shard-count", "4")
+    assert done.exit_code == 0, done.output
+    assert "study distributed by study_instance_uid" in done.output
+    assert done.output.endswith("\ndistributed\n")
+    engine = make_engine(undistributed)
+    with engine.connect() as conn:
+        assert citus.is_distributed(conn)
+        shards = conn.execute(text(
+            "SELECT shard_count FROM public.citus_tables WHERE table_name = to_regclass('study')"
+        )).scalar_one()  # fmt: skip
+    engine.dispose()
+    assert shards == 4
+    assert db_command(undistributed, "distribute").output == "already distributed\n"
+    with repository.connect(undistributed) as store:
+        store.add_instances([instance("1.2.3", "1.2.3.1", "1.2.3.1.1")])
+        assert store.get_study("1.2.3") is not None
+
+
+def test_db_distribute_without_citus_says_so(empty_db_url: str) -> None:
+    assert db_command(empty_db_url, "upgrade").exit_code == 0
+    refused = CliRunner().invoke(main, ["--db", empty_db_url, "db", "distribute"])
+    assert refused.exit_code == 1
+    assert "the database has no citus extension" in refused.output
 
 
 def _explains(store: Store, calls: Any) -> list[str]:

@@ -169,3 +169,33 @@ def test_0005_refuses_duplicate_sop_instances_naming_them_then_fills_data_source
     migrate.downgrade(engine, "0004")
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def test_0006_files_existing_rows_under_their_study_and_registers_their_sop_uids(
+    empty_db_url: str,
+) -> None:
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, "0004")
+    _two_copies_at_0004(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM instance WHERE id = 2"))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        for table in ("series_list", "series", "instance"):
+            owners = conn.execute(text(f"SELECT id, study_instance_uid FROM {table} ORDER BY id"))
+            assert owners.all() == [(1, "1.2.1"), (2, "1.2.2")][: 1 if table == "instance" else 2]
+        registered = conn.execute(text("SELECT * FROM sop_instance")).mappings().all()
+    engine.dispose()
+    assert [dict(row) for row in registered] == [{
+        "sop_instance_uid": "1.2.3.4", "data_source": "default",
+        "study_instance_uid": "1.2.1", "series_instance_uid": "1.2.1.1",
+    }]  # fmt: skip
+    with repository.connect(empty_db_url) as store:
+        with pytest.raises(
+            ConflictError, match=r"already stored in study 1\.2\.1 series 1\.2\.1\.1"
+        ):
+            store.add_instances([{"StudyInstanceUID": "1.2.2", "SeriesInstanceUID": "1.2.2.1",
+                                  "SOPInstanceUID": "1.2.3.4"}])  # fmt: skip
+        study = store.get_study("1.2.1")
+        assert study is not None
+        assert study.series_lists[0].series[0].instances[0].sop_instance_uid == "1.2.3.4"

@@ -88,6 +88,24 @@ def test_rendered_frame_correlates_with_pydicoms_luts(
     assert correlation(_image(answer.content), reference(ds, frame, window)) > 0.99
 
 
+@pytest.mark.parametrize(
+    ("name", "sequence"),
+    [("mlut_18.dcm", "ModalityLUTSequence"), ("vlut_04.dcm", "VOILUTSequence")],
+)
+def test_modality_and_voi_lut_sequences_are_applied(
+    server: WebServer, client: DICOMwebClient, name: str, sequence: str
+) -> None:
+    """The LUT is reversed, so that a frame rendered without it would correlate at -1."""
+    ds = fresh(name)
+    lut = ds[sequence][0]
+    lut.LUTData = list(reversed(lut.LUTData))
+    client.store_instances([ds])
+    answer = requests.get(_url(server, ds, "/rendered"), params={"accept": "image/png"},
+                          timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert correlation(_image(answer.content), reference(ds, 1)) > 0.99
+
+
 def test_palette_color_and_monochrome1_are_shown_as_meant(
     server: WebServer, client: DICOMwebClient
 ) -> None:
@@ -123,6 +141,12 @@ def test_dicomweb_client_retrieves_rendered_instances_and_frames(
     assert plain.startswith(b"\xff\xd8")
 
 
+def _shrunk(data: bytes) -> np.ndarray[Any, Any]:
+    """A 128 x 128 thumbnail of a 64 x 64 frame, back to 64 x 64."""
+    image = Image.open(io.BytesIO(data)).resize((64, 64), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float64)
+
+
 def test_thumbnails_show_the_representative_frame(
     server: WebServer, client: DICOMwebClient
 ) -> None:
@@ -140,19 +164,21 @@ def test_thumbnails_show_the_representative_frame(
     mr.SeriesNumber = 2
     client.store_instances([*ct, mr])
     root = f"{server.dicomweb}/studies/{study}"
-    series = requests.get(f"{root}/thumbnail", timeout=60)
-    assert series.status_code == 200 and series.headers["Content-Type"] == "image/jpeg"
-    assert correlation(_image(series.content), reference(ct[1], 1)) > 0.99
+    of_study = requests.get(f"{root}/thumbnail", timeout=60)
+    assert of_study.status_code == 200 and of_study.headers["Content-Type"] == "image/jpeg"
+    assert correlation(_image(of_study.content), reference(ct[1], 1)) > 0.99
     middle = requests.get(f"{root}/series/{mr.SeriesInstanceUID}/thumbnail", timeout=60)
-    shrunk = Image.open(io.BytesIO(middle.content)).resize((64, 64), Image.Resampling.BILINEAR)
     assert middle.status_code == 200 and Image.open(io.BytesIO(middle.content)).size == (128, 128)
-    assert correlation(np.asarray(shrunk, dtype=np.float64), reference(mr, 5)) > 0.98
+    assert correlation(_shrunk(middle.content), reference(mr, 5)) > 0.98
+    of_instance = requests.get(_url(server, ct[0], "/thumbnail"), timeout=60)
+    assert correlation(_image(of_instance.content), reference(ct[0], 1)) > 0.99  # its own
     small = requests.get(_url(server, ct[0], "/thumbnail"), params={"viewport": "32,16"},
                          headers={"Accept": "image/png"}, timeout=60)  # fmt: skip
     assert small.headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(small.content)).size == (16, 16)
     frame = requests.get(_url(server, mr, "/frames/9/thumbnail"), timeout=60)
     assert frame.status_code == 200
+    assert correlation(_shrunk(frame.content), reference(mr, 9)) > 0.98
     none = requests.get(f"{server.dicomweb}/studies/{generate_uid()}/thumbnail", timeout=60)
     assert none.status_code == 404 and "no instance with pixel data" in none.json()["error"]
 

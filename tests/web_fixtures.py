@@ -1,8 +1,9 @@
 """Fixtures for the DICOMweb server tests: a loaded database per backend and a server on it.
 
-Every module that imports these gets, per backend (SQLite file, PostgreSQL schema), a database
-holding the pydicom test files that keep the DICOM model whole, and one ``dicom-repo serve``
-with 2 workers on it (STOW-RS writing to a temporary folder).
+Every module that imports these gets, per backend (SQLite file, PostgreSQL schema, and for the
+modules of ``conftest.CITUS_MODULES`` a distributed schema on Citus), a database holding the
+pydicom test files that keep the DICOM model whole, and one ``dicom-repo serve`` with 2 workers
+on it (STOW-RS writing to a temporary folder).
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import postgres_schema_url
+from conftest import BACKENDS, migrated, postgres_schema_url
 from dicomweb_client.api import DICOMwebClient
 from orthanc import UploadedFile, consistent_selection
 from web_server import WebServer, start
 
 import repository
-from repository import migrate
-from repository.engine import make_engine
 from repository.ingest import ingest
 from repository.reading import sample_files
 
@@ -26,10 +25,6 @@ from repository.reading import sample_files
 def web_files() -> list[UploadedFile]:
     """The pydicom test files loaded into every server's database."""
     return consistent_selection(sample_files())
-
-
-BACKENDS = [pytest.param("sqlite", marks=pytest.mark.sqlite),
-            pytest.param("postgresql", marks=pytest.mark.postgresql)]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -41,11 +36,8 @@ def web_db(
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('webdb') / 'web.db'}"])
     else:
-        urls = postgres_schema_url()
-    url = next(urls)
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+        urls = postgres_schema_url(citus=request.param == "citus")
+    url = migrated(next(urls), distributed=request.param == "citus")
     with repository.connect(url) as store:
         report = ingest(store, [f.path for f in web_files], workers=1)
     assert not report.skipped, report.skipped
