@@ -167,7 +167,7 @@ def test_sigterm_lets_a_stow_in_progress_finish(
     assert server.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     with repository.connect(web_db) as store:
         assert store.get_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}.dcm"))
+    assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}-*.dcm"))
 
 
 def test_requests_past_the_queue_timeout_are_503_with_retry_after(
