@@ -1,16 +1,21 @@
 """Files the repository owns: the storage folder STOW-RS writes into, and keeping it in step.
 
-``dicom-repo serve --storage DIR`` writes each stored instance to ``DIR/<study>/<series>/<sop>.dcm``
-and records it as a ``dicomfile:`` imageId. Those files belong to the repository: a delete
-removes them **after** its commit (:func:`remove_after_commit`), never before, so a rolled-back
-delete loses nothing. Files that ``dicom-repo ingest`` read in place are outside the folder and
-never touched. A crash between a commit and the unlink leaves orphans; :func:`check` finds them
-(and instances whose file is missing), :func:`fix` removes them.
+``dicom-repo serve --storage DIR`` writes each stored instance to a file of its own,
+``DIR/<study>/<series>/<sop>-<token>.dcm`` (:func:`instance_path`: a new random token for every
+write), and records it as a ``dicomfile:`` imageId. Those files belong to the repository: a
+delete removes them **after** its commit (:func:`remove_after_commit`), never before, so a
+rolled-back delete loses nothing. As no two writes share a path, the late unlink of a delete
+removes exactly the file its deleted row named, never the file of the same instance stored again
+between that commit and the unlink. Files that ``dicom-repo ingest`` read in place are outside
+the folder and never touched. A crash between a commit and the unlink leaves orphans;
+:func:`check` finds them (and instances whose file is missing), :func:`fix` removes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,9 +32,35 @@ GRACE_SECONDS = 600.0
 """A file younger than this may belong to a STOW still committing: check leaves it alone."""
 
 
+PLACE_ATTEMPTS = 5
+"""How often :func:`place` makes a folder again that a delete's clean-up removed meanwhile."""
+
+
 def instance_path(storage: Path, study: str, series: str, sop: str) -> Path:
-    """Where the instance with these UIDs is kept in ``storage``."""
-    return storage / study / series / f"{sop}.dcm"
+    """A new path for a file of the instance with these UIDs in ``storage``, unique to this write:
+    ``<study>/<series>/<sop>-<token>.dcm`` (UIDs hold only digits and dots)."""
+    return storage / study / series / f"{sop}-{secrets.token_hex(8)}.dcm"
+
+
+def place(source: Path, final: Path, *, replace: bool = True) -> None:
+    """Move ``source`` to ``final`` (in the same file system), making its folders; with
+    ``replace=False`` a file already at ``final`` stays (``source`` is left for the caller).
+
+    A delete that empties a series removes its folder after its commit
+    (:func:`remove_after_commit`); if that lands between making the folder and the move, the
+    folder is made again."""
+    for attempt in range(PLACE_ATTEMPTS):
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if replace:
+                os.replace(source, final)
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.link(source, final)
+            return
+        except FileNotFoundError:
+            if attempt == PLACE_ATTEMPTS - 1 or not source.exists():
+                raise
 
 
 def owned(files: Iterable[str], storage: Path) -> list[Path]:

@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pydicom
@@ -42,7 +43,7 @@ CITUS_MODULES = frozenset({
     "test_reporting_views", "test_reporting_cookbook", "test_concurrency", "test_retention",
     "test_cross_process_events", "test_citus", "test_web_delete", "test_ohif_image_ids",
     "test_ohif_updates", "test_summaries", "test_web_stow_bodies", "test_web_rendered",
-    "test_lost_connections", "test_failover",
+    "test_lost_connections", "test_citus_failover",
 })  # fmt: skip
 """Test modules whose store, feed and server tests also run on Citus (the others are left out
 of a Citus run: every Citus test distributes a schema of its own, which takes seconds)."""
@@ -219,3 +220,13 @@ def module_store(
             yield opened
     finally:
         schema.close()  # drops the schema
+
+
+@pytest.fixture(scope="session")
+def replica_cluster() -> Iterator[Any]:
+    """A scratch primary with a streaming standby and a pgbouncer in front
+    (tests/replication.py), shared by the replication tests, which leave it as they found it;
+    CI must be able to run it."""
+    from replication import running_cluster  # its PostgreSQL programs are looked up on import
+
+    yield from running_cluster("the replication tests")

@@ -10,11 +10,13 @@ shared server on port 5432 is never touched.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 import scratch_postgres
 from orthanc import free_port
+from pydicom.dataset import Dataset
 
 from repository import citus, migrate
 from repository.engine import make_engine
@@ -53,6 +56,9 @@ max_standby_streaming_delay = 1s
 """Added to the standby's copy of the primary's settings: once promoted it has no standby to
 wait for; a query in the way of replay is cancelled after 1 s (a recovery conflict)."""
 DATABASE = "test"
+CLI = str(Path(sys.executable).parent / "dicom-repo")
+STOW = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
+"""The headers of a :func:`stow_body`."""
 
 
 def available() -> str | None:
@@ -87,6 +93,9 @@ class Cluster:
     standby_port: int = field(default_factory=free_port)
     bouncer_port: int = field(default_factory=free_port)
     standbys: list[str] = field(default_factory=list)
+    primary_dir: str = "primary"
+    """The primary's data folder in ``root`` (the roles swap in :meth:`replace_primary`)."""
+    standby_dir: str = "standby"
 
     @property
     def primary(self) -> str:
@@ -112,29 +121,34 @@ class Cluster:
     def start(self) -> Cluster:
         """initdb, start the primary, create and migrate the database, make and start the
         standby, start pgbouncer."""
-        data = self.root / "primary"
+        data = self.root / self.primary_dir
         _run(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8")
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(PRIMARY_SETTINGS.format(sockets=self.root))
             conf.write(f"port = {self.primary_port}\n")
-        self._pg_ctl("primary", "start")
+        self._pg_ctl(self.primary_dir, "start")
         with psycopg.connect(libpq_url(self.primary_port).replace(DATABASE, "postgres"),
                              autocommit=True) as conn:  # fmt: skip
             conn.execute(f"CREATE DATABASE {DATABASE}")
         engine = make_engine(self.primary)
         migrate.upgrade(engine)
         engine.dispose()
-        self.add_standby("standby", self.standby_port)
-        with psycopg.connect(self.primary, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
-            conn.execute("SELECT pg_reload_conf()")
+        self.add_standby(self.standby_dir, self.standby_port)
+        self._synchronous()
         self._start_bouncer()
         self.wait_replayed()
         return self
 
+    def _synchronous(self) -> None:
+        """Make the primary's commits wait for its standby (set after the standby was copied:
+        a promoted standby must not wait for one)."""
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+
     def add_standby(self, name: str, port: int) -> str:
         """Make (``pg_basebackup -R``) and start a streaming standby ``name``; its URL."""
-        _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", self.primary_port, "-U",
+        _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port), "-U",
              "postgres", "-D", self.root / name, "-R", "-X", "stream", "-c", "fast")  # fmt: skip
         with (self.root / name / "postgresql.conf").open("a") as conf:
             conf.write(STANDBY_SETTINGS + f"port = {port}\n")
@@ -149,14 +163,7 @@ class Cluster:
 
     def _start_bouncer(self) -> None:
         (self.root / "userlist.txt").write_text('"postgres" ""\n')
-        (self.root / "pgbouncer.ini").write_text(
-            f"[databases]\n{DATABASE} = host=127.0.0.1 port={self.primary_port} "
-            f"dbname={DATABASE}\n"
-            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.bouncer_port}\n"
-            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.root}/userlist.txt\n"
-            f"pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
-            f"logfile = {self.root}/pgbouncer.log\npidfile = {self.root}/pgbouncer.pid\n"
-        )
+        self._configure_bouncer()
         _run("pgbouncer", "-d", self.root / "pgbouncer.ini")
         deadline = time.monotonic() + 30
         while True:
@@ -168,9 +175,44 @@ class Cluster:
                     raise
                 time.sleep(0.1)
 
+    def _configure_bouncer(self) -> None:
+        (self.root / "pgbouncer.ini").write_text(
+            f"[databases]\n{DATABASE} = host=127.0.0.1 port={self.primary_port} "
+            f"dbname={DATABASE}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.bouncer_port}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.root}/userlist.txt\n"
+            f"pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
+            f"logfile = {self.root}/pgbouncer.log\npidfile = {self.root}/pgbouncer.pid\n"
+        )
+
     def stop_primary(self) -> None:
         """Stop the primary at once, as a crash would (``-m immediate``)."""
-        self._pg_ctl("primary", "stop", "-m", "immediate")
+        self._pg_ctl(self.primary_dir, "stop", "-m", "immediate")
+
+    @property
+    def primary_stopped(self) -> bool:
+        """True once :meth:`stop_primary` ran (and :meth:`replace_primary` did not yet)."""
+        return not (self.root / self.primary_dir / "postmaster.pid").exists()
+
+    def replace_primary(self) -> None:
+        """After a failover: the standby (promoted now if it is not yet) becomes the primary,
+        and a new standby made from it takes the old primary's port, with synchronous
+        replication as before; pgbouncer is pointed at the new primary. The two URLs then
+        lead where they did before the failover (:attr:`multi_host` too)."""
+        assert self.primary_stopped, "the primary still runs"
+        with psycopg.connect(self.standby, autocommit=True) as conn:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
+                conn.execute("SELECT pg_promote(true, 60)")
+        shutil.rmtree(self.root / self.primary_dir)
+        self.standbys.remove(self.standby_dir)
+        self.primary_dir, self.standby_dir = self.standby_dir, self.primary_dir
+        self.primary_port, self.standby_port = self.standby_port, self.primary_port
+        self.add_standby(self.standby_dir, self.standby_port)
+        self._synchronous()
+        self._configure_bouncer()
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((self.root / "pgbouncer.pid").read_text().strip()), signal.SIGHUP)
+        self.wait_replayed()
 
     def promote(self) -> None:
         """Promote the standby (``pg_promote()``, which waits until it is done)."""
@@ -196,7 +238,7 @@ class Cluster:
         pid_file = self.root / "pgbouncer.pid"
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        for which in (*self.standbys, "primary"):
+        for which in (*self.standbys, self.primary_dir):
             if (self.root / which / "postmaster.pid").exists():
                 with contextlib.suppress(subprocess.SubprocessError):
                     self._pg_ctl(which, "stop", "-m", "immediate")
@@ -307,3 +349,20 @@ def running_cluster(what: str, kind: type[Cluster] = Cluster) -> Iterator[Cluste
         yield started
     finally:
         started.close()
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``dicom-repo ARGS`` without the caller's ``$DICOM_REPO_*`` (plus ``env``)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_REPO_")}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300,
+                          env={**clean, **(env or {})})  # fmt: skip
+
+
+def stow_body(*datasets: Dataset) -> bytes:
+    """A STOW-RS request body holding ``datasets`` (sent with the :data:`STOW` headers)."""
+    parts = []
+    for ds in datasets:
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        parts.append(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue())
+    return b"\r\n".join(parts) + b"\r\n--b--\r\n"

@@ -1,16 +1,12 @@
 """A primary, its hot standby and a transaction-pooling pgbouncer (scratch clusters, see
 tests/replication.py): reads give the same answers everywhere, reads are routed to the standby
-(and away from it when it is down or behind), a client reads its own writes, a standby as
-``--db`` serves reads and refuses writes clearly, the change feed works on a standby and through
-pgbouncer, and libpq multi-host URLs are accepted."""
+(and away from it when it is down or behind), a client reads its own writes, and a standby as
+``--db`` serves reads and refuses writes clearly. The change feed, pgbouncer's writes and
+multi-host URLs: tests/test_replica_feed.py."""
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,45 +17,24 @@ import psycopg
 import pytest
 import requests
 from dicom_factory import ct_slice, write
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from replication import Cluster, running_cluster
+from replication import STOW, Cluster, cli, stow_body
 from starlette.testclient import TestClient
 from web_server import start
 
 import repository
-from repository import EVENTS, Event, ServerReadOnlyError
+from repository import ServerReadOnlyError
 from repository.web import create_app
 
 pytestmark = pytest.mark.postgresql
 
-CLI = str(Path(sys.executable).parent / "dicom-repo")
-STOW = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
-
-
-def _stow_body(*datasets: Dataset) -> bytes:
-    """A STOW-RS request body holding ``datasets``."""
-    parts = []
-    for ds in datasets:
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        parts.append(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue())
-    return b"\r\n".join(parts) + b"\r\n--b--\r\n"
-
-
 SERIES, PER_SERIES = 3, 4
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """A primary with a streaming standby and a pgbouncer in front (CI must have them)."""
-    yield from running_cluster("the replication tests")
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_REPO_")}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300,
-                          env={**clean, **(env or {})})  # fmt: skip
+@pytest.fixture(scope="module")
+def cluster(replica_cluster: Cluster) -> Cluster:
+    """The session's primary, standby and pgbouncer (tests/conftest.py)."""
+    return replica_cluster
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +48,7 @@ def corpus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> str:
             ds = ct_slice(series, number + 1, float(number), study=study)
             write(ds, folders[index % 2])
     for url, folder in zip((cluster.primary, cluster.bouncer), folders, strict=True):
-        done = _cli("--db", url, "ingest", str(folder), "--workers", "2", "-q")
+        done = cli("--db", url, "ingest", str(folder), "--workers", "2", "-q")
         assert done.returncode == 0, done.stderr[-2000:]
     cluster.wait_replayed()
     return study
@@ -89,7 +64,7 @@ def _answers(url: str, study: str) -> dict[str, object]:
         "report": ["report", "largest-studies", "--format", "json"],
     }
     for name, args in commands.items():
-        done = _cli("--db", url, *args)
+        done = cli("--db", url, *args)
         assert done.returncode == 0, (url, args, done.stderr[-2000:])
         out[name] = orjson.loads(done.stdout)
     with repository.connect(url) as store:
@@ -125,6 +100,30 @@ def test_reads_go_to_a_usable_standby_else_the_primary(cluster: Cluster, corpus:
         del os.environ["DICOM_REPO_READ_URLS"]
 
 
+def test_read_db_sends_read_commands_to_the_standby_and_kept_json_to_the_primary(
+    cluster: Cluster,
+) -> None:
+    query = ["sql", "SELECT pg_is_in_recovery() AS standby", "--format", "json"]
+    for args, env in ((["--read-db", cluster.standby], {}),
+                      ([], {"DICOM_REPO_READ_URLS": cluster.standby})):  # fmt: skip
+        done = cli("--db", cluster.primary, *args, *query, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert orjson.loads(done.stdout) == [{"standby": True}]
+    ds = ct_slice(generate_uid(), 1, 0.0, study=generate_uid())
+    with repository.connect(cluster.primary) as writer:
+        writer.add_instances([ds])  # its DICOM JSON not kept yet
+    cluster.wait_replayed()
+    app = create_app(url=cluster.primary, read_urls=(cluster.standby,))
+    with TestClient(app) as client:
+        answer = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata")
+        assert answer.status_code == 200 and len(answer.json()) == 1
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        kept = conn.execute("SELECT count(*) FROM instance_dicom_json j JOIN instance i ON "
+                            "i.id = j.instance_id WHERE j.json IS NOT NULL AND "
+                            "i.sop_instance_uid = %s", [ds.SOPInstanceUID]).fetchone()  # fmt: skip
+    assert kept == (1,)
+
+
 @pytest.fixture
 def paused_standby(cluster: Cluster) -> Iterator[None]:
     """The standby receives WAL but does not replay it (a standby far behind)."""
@@ -155,6 +154,36 @@ def test_a_process_reads_its_own_writes_while_the_standby_is_behind(
         assert lagging.router.engine() is lagging.engine
 
 
+@pytest.fixture
+def asynchronous(cluster: Cluster) -> Iterator[None]:
+    """The primary does not wait for the standby (``synchronous_standby_names = ''``)."""
+
+    def wait_for(names: str) -> None:
+        with psycopg.connect(cluster.primary, autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+            conn.execute("SELECT pg_reload_conf()")
+
+    wait_for("")
+    try:
+        yield
+    finally:
+        wait_for("*")
+
+
+def test_a_process_reads_its_own_writes_from_its_commit_position(
+    cluster: Cluster, asynchronous: None, paused_standby: None
+) -> None:
+    # Without synchronous replication remote_apply is a local commit: only the WAL position
+    # noted after the commit keeps this process's next read off the standby that is behind.
+    ds = ct_slice(generate_uid(), 1, 0.0, study=generate_uid())
+    with repository.connect(cluster.primary, read_urls=[cluster.standby], max_lag=3600) as store:
+        store.add_instances([ds])
+        assert store.get_study(ds.StudyInstanceUID) is not None
+    with repository.connect(cluster.primary, read_urls=[cluster.standby], max_lag=3600) as other:
+        assert other.router.engine() is not other.engine  # a usable standby, for the others...
+        assert other.get_study(ds.StudyInstanceUID) is None  # ...which has not replayed it
+
+
 def _primary_lsn(cluster: Cluster) -> int:
     with psycopg.connect(cluster.primary, autocommit=True) as conn:
         row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
@@ -163,36 +192,48 @@ def _primary_lsn(cluster: Cluster) -> int:
 
 
 def test_a_standby_as_db_serves_reads_and_refuses_writes_clearly(
-    cluster: Cluster, corpus: str, tmp_path: Path
+    cluster: Cluster, corpus: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ds = ct_slice(generate_uid(), 1, 0.0)
+    ds, unkept = (
+        ct_slice(generate_uid(), 1, 0.0),
+        ct_slice(generate_uid(), 1, 0.0, study=generate_uid()),
+    )
+    with repository.connect(cluster.primary) as writer:
+        writer.add_instances([unkept])  # its DICOM JSON not kept yet
+    cluster.wait_replayed()
     with repository.connect(cluster.standby) as store:
         assert store.router.primary_is_read_only()
         with pytest.raises(ServerReadOnlyError, match="hot standby"):
             store.add_instances([ds])
     folder = tmp_path / "in"
     write(ds, folder)
-    done = _cli("--db", cluster.standby, "ingest", str(folder), "-q")
+    done = cli("--db", cluster.standby, "ingest", str(folder), "-q")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "read-only" in done.stderr + done.stdout
     storage = tmp_path / "storage"
     with TestClient(create_app(url=cluster.standby, storage=storage)) as client:
-        answer = client.post("/dicom-web/studies", content=_stow_body(ds), headers=STOW)
+        answer = client.post("/dicom-web/studies", content=stow_body(ds), headers=STOW)
         assert answer.status_code == 503 and "hot standby" in answer.json()["error"]
         refused = client.delete(f"/dicom-web/studies/{corpus}")
         assert refused.status_code == 503 and "hot standby" in refused.json()["error"]
         assert client.get(f"/dicom-web/studies/{corpus}/metadata").status_code == 200
+        for _ in range(2):  # built each time; keeping it is not tried on the standby
+            found = client.get(f"/dicom-web/studies/{unkept.StudyInstanceUID}/metadata")
+            assert found.status_code == 200 and len(found.json()) == 1
     assert not [p for p in storage.rglob("*") if p.is_file()]  # no file left behind
+    assert "not kept" not in caplog.text
 
 
+@pytest.mark.parametrize("primary", ["primary", "bouncer"])
 def test_stow_on_one_server_then_qido_on_another_reading_the_standby_500_times(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, primary: str
 ) -> None:
     name = f"reader-{uuid.uuid4().hex[:8]}"
     standby = f"{cluster.standby}?application_name={name}"
     args = ["--read-db", standby, "--storage", str(tmp_path / "storage")]
-    writer = start(cluster.primary, tmp_path / "w", workers=1, args=args)
-    reader = start(cluster.primary, tmp_path / "r", workers=1, args=args)
+    url = getattr(cluster, primary)  # the primary, directly or through pgbouncer
+    writer = start(url, tmp_path / "w", workers=1, args=args)
+    reader = start(url, tmp_path / "r", workers=1, args=args)
     try:
         template = ct_slice(generate_uid(), 1, 0.0)
         misses = []
@@ -201,7 +242,7 @@ def test_stow_on_one_server_then_qido_on_another_reading_the_standby_500_times(
                 template.SOPInstanceUID = generate_uid()
                 template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
                 template.InstanceNumber = number + 1
-                stored = w.post(f"{writer.dicomweb}/studies", data=_stow_body(template),
+                stored = w.post(f"{writer.dicomweb}/studies", data=stow_body(template),
                                 headers=STOW, timeout=60)  # fmt: skip
                 assert stored.status_code == 200, stored.text
                 found = r.get(f"{reader.dicomweb}/instances", timeout=60,
@@ -216,147 +257,3 @@ def test_stow_on_one_server_then_qido_on_another_reading_the_standby_500_times(
     finally:
         writer.stop()
         reader.stop()
-
-
-def _collect(store: repository.Store) -> tuple[list[tuple[int, float]], threading.Event]:
-    got: list[tuple[int, float]] = []
-    done = threading.Event()
-
-    def on_change(event: Event) -> None:
-        got.append((event.seq, time.monotonic()))
-        done.set()
-
-    store.subscribe("*", on_change)
-    return got, done
-
-
-@pytest.mark.parametrize("where", ["standby", "bouncer"])
-def test_followers_on_the_standby_and_through_pgbouncer_see_every_change_in_order(
-    cluster: Cluster, where: str
-) -> None:
-    url = getattr(cluster, where)
-    follow = subprocess.Popen([CLI, "--db", url, "changes", "--follow", "--json"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        with repository.connect(url) as follower, repository.connect(cluster.primary) as writer:
-            got, _ = _collect(follower)
-            time.sleep(1.0)  # the CLI follower is up
-            for number in range(40):
-                writer.add_instances([ct_slice(generate_uid(), number + 1, 0.0)])
-                time.sleep(0.02)
-            newest = max(e.seq for e in writer.changes(since=0, limit=100_000))
-            deadline = time.monotonic() + 5  # the safety poll (10 s) would be too late
-            while (not got or got[-1][0] < newest) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            seqs = [seq for seq, _ in got]
-            expected = [e.seq for e in writer.changes(since=min(seqs) - 1, limit=100_000)]
-            assert seqs == expected and seqs[-1] == newest  # in order, none missed, once
-            assert all(e.kind in EVENTS for e in writer.changes(since=0, limit=5))
-        lines: list[int] = []  # changes --follow prints the whole log (since 0), then follows
-        while not lines or lines[-1] < seqs[-1]:
-            line = follow.stdout.readline() if follow.stdout else ""
-            assert line, "changes --follow ended"
-            lines.append(orjson.loads(line)["seq"])
-        assert lines[-len(seqs) :] == seqs and lines == sorted(set(lines))
-    finally:
-        follow.terminate()
-        follow.wait(10)
-    if where == "bouncer":  # the feed never set application_name on a pooled connection
-        with psycopg.connect(cluster.primary, autocommit=True) as conn:
-            leaked = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE "
-                "application_name LIKE 'dicom_repo_changes:%'"
-            ).fetchone()
-        assert leaked == (0,)
-
-
-def test_stow_kept_json_and_ingest_work_through_pgbouncer(cluster: Cluster, tmp_path: Path) -> None:
-    for command in (["db", "upgrade"], ["db", "check"]):
-        done = _cli("--db", cluster.bouncer, *command)
-        assert done.returncode == 0, done.stderr[-2000:]
-    server = start(cluster.bouncer, tmp_path / "s", workers=2,
-                   args=["--storage", str(tmp_path / "storage")])  # fmt: skip
-    try:
-        study, series = generate_uid(), generate_uid()
-        datasets = [ct_slice(series, n + 1, float(n), study=study) for n in range(10)]
-        sops = [ds.SOPInstanceUID for ds in datasets]
-        stored = requests.post(f"{server.dicomweb}/studies", data=_stow_body(*datasets),
-                               headers=STOW, timeout=60)  # fmt: skip
-        assert stored.status_code == 200, stored.text
-        for _ in range(3):  # built and kept, then read back kept
-            answer = requests.get(f"{server.dicomweb}/studies/{study}/metadata", timeout=60)
-            assert answer.status_code == 200 and len(answer.json()) == 10
-        time.sleep(0.5)
-        with psycopg.connect(cluster.primary, autocommit=True) as conn:
-            kept = conn.execute("SELECT count(*) FROM instance_dicom_json j JOIN instance i ON "
-                                "i.id = j.instance_id WHERE j.json IS NOT NULL AND "
-                                "i.sop_instance_uid = ANY(%s)", [sops]).fetchone()  # fmt: skip
-        assert kept == (10,)
-        log = server.log.read_text()
-        assert "not kept" not in log and "prepared statement" not in log and "500" not in log
-    finally:
-        server.stop()
-
-
-def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
-    cluster: Cluster,
-) -> None:
-    dead = cluster.bouncer_port + 1
-    url = (f"postgresql://postgres:hunter2@127.0.0.1:{dead},127.0.0.1:{cluster.standby_port},"
-           f"127.0.0.1:{cluster.primary_port}/test?target_session_attrs=read-write")  # fmt: skip
-    with repository.connect(url) as store:
-        assert not store.router.primary_is_read_only()  # the one that writes was chosen
-    done = _cli("--db", url, "studies", "--json")
-    assert done.returncode == 0, done.stderr
-    broken = url.replace("/test?", "/no_such_db?")
-    done = _cli("--db", broken, "studies")
-    assert done.returncode == 1 and "hunter2" not in done.stderr + done.stdout
-    assert "Traceback" not in done.stderr
-
-
-def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
-    cluster: Cluster,
-) -> None:
-    table = f"conflict_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(cluster.primary, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {table} (x int)")
-    cluster.wait_replayed()
-    query = f"SELECT count(*) FROM {table}, pg_sleep(20)"
-    command = [CLI, "--db", cluster.standby, "sql", query]
-    running = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    with psycopg.connect(cluster.standby, autocommit=True) as conn:
-        while not conn.execute(  # the query sleeps (in a FETCH: a server-side cursor)
-            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' AND now() - query_start > interval '0.3 s'"
-        ).fetchone():
-            assert running.poll() is None, running.communicate()
-            time.sleep(0.05)
-    with psycopg.connect(cluster.primary, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {table}")  # replayed: a lock the query is in the way of
-    _, err = running.communicate(timeout=60)
-    assert running.returncode == 1 and "Traceback" not in err
-    assert "recovery" in err and "run it again" in err and "query failed" not in err
-
-
-def test_the_sse_stream_of_a_server_on_the_standby_delivers_every_change_in_order(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    server = start(cluster.standby, tmp_path / "s", workers=1)
-    try:
-        with repository.connect(cluster.primary) as writer:
-            since = max((e.seq for e in writer.changes(since=0, limit=100_000)), default=0)
-            stream = requests.get(f"{server.url}/changes/stream?since={since}", stream=True,
-                                  timeout=30)  # fmt: skip
-            for number in range(20):
-                writer.add_instances([ct_slice(generate_uid(), number + 1, 0.0)])
-            expected = [e.seq for e in writer.changes(since=since, limit=100_000)]
-        seqs: list[int] = []
-        for line in stream.iter_lines(decode_unicode=True):
-            if line.startswith("id: "):
-                seqs.append(int(line[4:]))
-            if seqs and seqs[-1] >= expected[-1]:
-                break
-        stream.close()
-        assert seqs == expected
-    finally:
-        server.stop()

@@ -12,11 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
-from concurrent_workers import TIMEOUT, wait_until
+from concurrent_workers import TIMEOUT, app_url, wait_until
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from test_store import count, instance
 
 import repository
@@ -229,6 +232,73 @@ def test_a_delete_racing_adds_from_another_process_ends_consistent(db_url: str) 
         assert (summary[0].number_of_instances if summary else 0) == expected
         assert count(store, "study") == (1 if expected else 0)
     assert os.environ.get("CI") is None or deleted > 0
+
+
+def _delete_study(url: str, study: str, ready: Any, results: Any) -> None:
+    with repository.connect(url) as store:
+        ready.set()
+        results.put(("deleted", store.delete_study(study).instances))
+
+
+def _add_one(url: str, study: str, ready: Any, results: Any) -> None:
+    with repository.connect(url) as store:
+        ready.set()
+        results.put(
+            ("added", store.add_instances([instance(study, f"{study}.1", f"{study}.1.3")]).added)
+        )
+
+
+def _waits_for(url: str, name: str) -> bool:
+    """True while the session named ``name`` waits for a lock (PostgreSQL)."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity "
+            "WHERE application_name = %s AND state = 'active'",
+            [name],
+        ).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+@pytest.mark.parametrize("first", ["add", "delete"])
+def test_a_delete_and_an_add_of_one_study_in_two_processes_run_in_commit_order(
+    db_url: str, first: str
+) -> None:
+    """Whichever of the two commits first, the other waits for it (the study lock), then sees
+    it: the delete removes the add it waited for; the add after a delete stores the study anew.
+    The change log holds their events in that order."""
+    study = "1.2.66"
+    ctx = multiprocessing.get_context("spawn")
+    ready, results = ctx.Event(), ctx.Queue()
+    other = ctx.Process(target=_delete_study if first == "add" else _add_one,
+                        args=(app_url(db_url, "second"), study, ready, results))  # fmt: skip
+    with repository.connect(db_url) as store:
+        store.add_instances([instance(study, f"{study}.1", f"{study}.1.1")])
+        start = store.changes()[-1].seq
+        with store.transaction():
+            if first == "add":
+                store.add_instances([instance(study, f"{study}.1", f"{study}.1.2")])
+            else:
+                store.delete_study(study)
+            other.start()
+            assert ready.wait(TIMEOUT)
+            if store.engine.dialect.name == "postgresql":
+                wait_until(lambda: _waits_for(db_url, "second"), "the other process to wait")
+            else:  # it waits for the write lock, which SQLite does not show: give it a moment
+                other.join(0.5)
+            assert other.is_alive()  # it waits for this transaction
+        outcome = results.get(timeout=TIMEOUT)
+        other.join(TIMEOUT)
+        log = [(e.kind, e.payload.get("count")) for e in store.changes(since=start)]
+        summaries = store.get_study_summaries()
+    if first == "add":
+        assert outcome == ("deleted", 2) and summaries == []
+        assert log == [(EVENTS.INSTANCES_ADDED, 1), (EVENTS.STUDY_DELETED, 2)]
+    else:
+        assert outcome == ("added", 1)
+        assert [(s.study_instance_uid, s.number_of_instances) for s in summaries] == [(study, 1)]
+        assert log[0] == (EVENTS.STUDY_DELETED, 1) and log[-1] == (EVENTS.INSTANCES_ADDED, 1)
+        assert EVENTS.STUDY_ADDED in [kind for kind, _ in log[1:]]
 
 
 # --------------------------------------------------------------------------- delete command

@@ -56,8 +56,10 @@ def _path(ds: pydicom.Dataset, level: str = "instance") -> str:
 
 
 def _stored_file(server: WebServer, ds: pydicom.Dataset) -> Path:
-    storage = Path(server.log).parent / "storage"
-    return storage / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    """The one file STOW-RS kept the instance as: ``<study>/<series>/<sop>-<token>.dcm``."""
+    folder = Path(server.log).parent / "storage" / ds.StudyInstanceUID / ds.SeriesInstanceUID
+    (path,) = folder.glob(f"{ds.SOPInstanceUID}-*.dcm")
+    return path
 
 
 def _every_worker(server: WebServer, path: str, headers: dict[str, str] | None = None) -> set[int]:
@@ -329,3 +331,20 @@ def test_a_role_that_may_only_read_is_refused_with_403(
     assert "refuses" in refused.json()["error"]
     with repository.connect(pg_empty_url) as store:
         assert store.get_study(ds.StudyInstanceUID) is not None
+
+
+@pytest.mark.sqlite
+def test_a_sqlite_database_opened_read_only_refuses_the_delete_with_403(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from repository.web.app import create_app
+
+    path = tmp_path / "repo.db"
+    with repository.connect(f"sqlite:///{path}") as store:
+        store.add_instances([{"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1",
+                              "SOPInstanceUID": "1.2.3.1.1"}])  # fmt: skip
+    with TestClient(create_app(url=f"sqlite:///file:{path}?mode=ro&uri=true")) as client:
+        refused = client.delete("/dicom-web/studies/1.2.3")
+        assert refused.status_code == 403, refused.text
+        assert "refuses" in refused.json()["error"]
+        assert client.get("/dicom-web/studies/1.2.3/metadata").status_code == 200

@@ -49,7 +49,10 @@ def _hostile_gets(server: WebServer, ct: UploadedFile) -> list[tuple[str, dict[s
             f"{server.url}/changes?limit=0", f"{server.url}/changes?since=%D9%A1",
             frames + "%201", frames + "1_0", frames + "%C2%B2", frames + "0", frames + "1,1",
             frames + ",".join(["1"] * 3000), f"{root}/studies?PatientID=" + "x" * 9000]  # fmt: skip
-    gets += [frames + "1_0/rendered", f"{_instance_url(server, ct)}/rendered?quality=%C2%B2"]
+    rendered = f"{_instance_url(server, ct)}/rendered"
+    gets += [frames + "1_0/rendered", f"{rendered}?quality=%C2%B2", f"{rendered}?viewport=1_0,9",
+             f"{rendered}?viewport=%D9%A1,9", f"{rendered}?window=40,4e2",
+             f"{rendered}?window=%D9%A1,400"]  # fmt: skip
     for big in BIG:
         gets += [f"{root}/studies?offset={big}", f"{root}/series?SeriesNumber={big}",
                  f"{root}/instances?InstanceNumber=-{big}0",
@@ -61,6 +64,8 @@ def _hostile_gets(server: WebServer, ct: UploadedFile) -> list[tuple[str, dict[s
                 (_instance_url(server, ct), {"Accept": "application/dicom", "Range": "bytes=x"}),
                 (_instance_url(server, ct), {"Accept": "application/dicom",
                                              "Range": "bytes=99999999-"}),
+                (_instance_url(server, ct), {"Accept": "application/dicom",
+                                             "Range": "bytes=1_0-2_0"}),
                 (f"{root}/studies", {"X-Padding": "x" * 12_000})]  # fmt: skip
     return hostile
 

@@ -25,6 +25,7 @@ from pydicom.uid import generate_uid
 from web_server import WebServer, read, start
 
 import repository
+from repository.ingest import ingest
 
 pytest_plugins = ("web_fixtures",)
 INSTANCES = 50
@@ -95,6 +96,45 @@ def test_128_concurrent_metadata_requests_on_one_worker(loaded: tuple[WebServer,
     assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
 
 
+def _peak_rss_mb(pid: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def test_whole_instances_are_streamed_not_held(
+    loaded: tuple[WebServer, str], web_db: str, web_files: list[UploadedFile], tmp_path: Path
+) -> None:
+    server, _ = loaded
+    ct = next(f for f in web_files if f.path.name == "CT_small.dcm")
+    ds = _big_study(ct.path)[0]
+    ds.file_meta = read(ct.path).file_meta
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Rows = ds.Columns = 4096
+    ds.add_new(0x7FE00010, "OW", bytes(4096 * 4096 * 2))  # PixelData, 32 MB
+    path = tmp_path / "big.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with repository.connect(web_db) as store:
+        assert ingest(store, [path], workers=1).ingested == 1
+    url = (f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+           f"/instances/{ds.SOPInstanceUID}")  # fmt: skip
+    worker = requests.get(f"{server.url}/healthz", timeout=30).headers["X-Dicom-Repo-Worker"]
+    before = _peak_rss_mb(worker)
+
+    def fetch(_: int) -> int:
+        accept = 'multipart/related; type="application/dicom"'
+        answer = requests.get(url, headers={"Accept": accept}, timeout=120)
+        assert answer.status_code == 200
+        return len(answer.content)
+
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(fetch, range(4)))
+    assert all(size > path.stat().st_size for size in sizes)
+    grown = _peak_rss_mb(worker) - before
+    assert grown < 32, f"the worker's peak RSS grew by {grown:.0f} MB for 4 x 32 MB answers"
+
+
 def test_sigterm_lets_a_stow_in_progress_finish(
     web_db: str, web_files: list[UploadedFile], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -127,7 +167,7 @@ def test_sigterm_lets_a_stow_in_progress_finish(
     assert server.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     with repository.connect(web_db) as store:
         assert store.get_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}.dcm"))
+    assert list((workdir / "storage").rglob(f"{ds.SOPInstanceUID}-*.dcm"))
 
 
 def test_requests_past_the_queue_timeout_are_503_with_retry_after(

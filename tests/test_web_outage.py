@@ -126,7 +126,7 @@ def test_an_outage_is_503_logged_once_and_a_stow_retried_after_it_is_stored_corr
     found = session.get(f"{served.dicomweb}/studies?StudyInstanceUID={ds.StudyInstanceUID}",
                         timeout=60).json()  # fmt: skip
     assert found[0]["00100010"]["Value"] == [{"Alphabetic": "Right^Name"}]
-    (path,) = storage.rglob(f"{ds.SOPInstanceUID}.dcm")
+    (path,) = storage.rglob(f"{ds.SOPInstanceUID}-*.dcm")
     assert str(read(path).PatientName) == "Right^Name"
     assert session.get(f"{served.url}/readyz", timeout=60).status_code == 200
 

@@ -38,6 +38,8 @@ from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
 from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
+from .timeouts import RequestTimeout, unless_timed_out
+from .timeouts import watch as watch_deadlines
 
 ROOT = "/dicom-web"
 
@@ -116,6 +118,8 @@ def _middleware(settings: Settings, state: Any) -> list[Middleware]:
     if settings.access_log:
         stack.append(Middleware(AccessLog))
     stack += [
+        Middleware(RequestTimeout, seconds=settings.request_timeout,
+                   retry_after=settings.retry_after),
         Middleware(RequestLimits, max_url=settings.max_url, max_headers=settings.max_headers,
                    body_timeout=settings.body_timeout),
         Middleware(BodyLimit, max_body=settings.max_body),
@@ -160,6 +164,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         router = app.state.store.router
         for engine in (app.state.store.engine, *(s.engine for s in router.standbys)):
             app.state.database.watch(engine)
+            watch_deadlines(engine)
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         try:
             yield
@@ -177,6 +182,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
     handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,
                      Exception: server_error})  # fmt: skip
+    handlers = {kind: unless_timed_out(handler) for kind, handler in handlers.items()}
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),
                     exception_handlers=handlers, lifespan=lifespan)  # fmt: skip
     app.state = state

@@ -5,8 +5,9 @@ dropped, SQLite locked past its busy timeout, no pooled connection free in time)
 answered ``503 {"error": ...}`` with ``Retry-After``, and the connection stays open. The first
 such failure logs one warning ("database unavailable"); the first connection made or checked
 out after it logs one line ("database available again"). No traceback is logged for either: an
-outage is an operational state, not a bug. Any other database error is a 500, logged with its
-traceback by :func:`.errors.server_error`.
+outage is an operational state, not a bug. A statement cancelled (PostgreSQL's
+``statement_timeout``, a cancel request) is a 503 too, as a busy database, not an outage. Any
+other database error is a 500, logged with its traceback by :func:`.errors.server_error`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     exc.DBAPIError, exc.TimeoutError, DatabaseError, psycopg.Error,
 )  # fmt: skip
 """The exception classes :func:`unavailable` is installed for (it decides which are outages)."""
+QUERY_CANCELED = "57014"
+"""PostgreSQL's SQLSTATE for a statement cancelled (``statement_timeout``, a cancel request)."""
 
 
 class DatabaseState:
@@ -84,6 +87,8 @@ def outage_reason(error: BaseException) -> tuple[str, bool] | None:
     reason = conflict_reason(cause)
     if reason is not None:
         return f"database busy: {reason}", False
+    if getattr(driver, "sqlstate", None) == QUERY_CANCELED:  # an OperationalError, no outage
+        return f"database busy: statement cancelled ({_first_line(driver)})", False
     reason = lost_connection_reason(cause)
     if reason is not None:
         return f"{reason}: {_first_line(driver)}", True

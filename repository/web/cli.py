@@ -13,6 +13,7 @@ from .settings import (
     DEFAULT_DB_SLOTS,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_RESULTS_ALL,
+    DEFAULT_REQUEST_TIMEOUT,
     TOKEN_ENV,
     Settings,
 )
@@ -142,6 +143,15 @@ WORKER_HEALTHCHECK_SECONDS = 120
     show_default=True,
     type=click.FloatRange(0.1),
     help="Seconds a request body may send nothing before 408 (its upload is dropped).",
+)
+@click.option(
+    "--request-timeout",
+    default=DEFAULT_REQUEST_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a whole request may take (body and answer included; /changes/stream "
+    "exempt) before it is answered 503, or its answer cut off, and its database work "
+    "cancelled; 0: no limit.",
 )
 @click.option(
     "--shutdown-timeout",

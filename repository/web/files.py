@@ -21,6 +21,7 @@ from .._reads import json_text
 from ..image_id import FILE_PREFIX
 from ..schema import INSTANCE_IN_SERIES, instance_table, same_study, series_list_table, series_table
 from .errors import not_found
+from .numbers import parse_int
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def bulk_location(stored: StoredInstance, element_path: str) -> BulkLocation:
             if depth % 2 == 0:
                 element = node[part.upper()]
             else:
-                node = element["Value"][int(part)]
+                node = element["Value"][parse_int("bulk data path: item", part)]
     except (KeyError, IndexError, ValueError, TypeError):
         element = None
     uri = element.get("BulkDataURI") if isinstance(element, dict) and len(parts) % 2 else None

@@ -12,7 +12,6 @@ instance, by Instance Number, of the first series with images, by Series Number)
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from .errors import WebError, bad_request, not_acceptable, not_found, path_uids
 from .files import find_instance
 from .frames import frame_numbers
 from .negotiation import MediaRange, accepted
-from .numbers import parse_int
+from .numbers import parse_decimal, parse_int
 from .routing import read_engine
 
 FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
@@ -51,12 +50,10 @@ def _media_type(request: Request) -> str:
 
 def _numbers(name: str, values: list[str], text: str) -> list[float]:
     try:
-        numbers = [float(v) for v in values]
-    except ValueError:
-        numbers = [math.nan]
-    if not all(math.isfinite(n) for n in numbers):
-        raise bad_request(f"{name}={text[:80]!r} must be comma-separated numbers")
-    return numbers
+        return [parse_decimal(name, v) for v in values]
+    except WebError:
+        raise bad_request(f"{name}={text[:80]!r} must be comma-separated numbers (ASCII digits, "
+                          "an optional fraction)") from None  # fmt: skip
 
 
 def _window(text: str) -> render.Window:

@@ -27,6 +27,7 @@ from . import frames as frame_data
 from .errors import WebError, bad_request, not_acceptable, path_uids
 from .files import BulkLocation, bulk_location, find_instance
 from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN, MediaRange, accepted
+from .numbers import check_byte_ranges
 from .routing import read_engine
 
 OCTET = "application/octet-stream"
@@ -34,14 +35,28 @@ DICOM = "application/dicom"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 
 
-def multipart(parts: Iterable[tuple[str, bytes]], part_type: str) -> StreamingResponse:
-    """A streamed ``multipart/related`` response of ``(Content-Type, body)`` parts."""
+FILE_CHUNK = 1 << 20
+"""Bytes of a file read at a time into a multipart answer."""
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(FILE_CHUNK):
+            yield chunk
+
+
+def multipart(parts: Iterable[tuple[str, bytes | Path]], part_type: str) -> StreamingResponse:
+    """A streamed ``multipart/related`` response of ``(Content-Type, body)`` parts; a body given
+    as a file's path is read a part at a time (never held whole)."""
     boundary = secrets.token_hex(16)
 
     def body() -> Iterator[bytes]:
         for content_type, data in parts:
             yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-            yield data
+            if isinstance(data, Path):
+                yield from _file_chunks(data)
+            else:
+                yield data
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 
@@ -126,8 +141,7 @@ async def instance(request: Request) -> Response:
     if form == "single":
         _check_range(request, path)
         return FileResponse(path, media_type=DICOM)
-    data = await run_in_threadpool(path.read_bytes)
-    return multipart([(DICOM, data)], DICOM)
+    return multipart([(DICOM, path)], DICOM)
 
 
 def _check_range(request: Request, path: Path) -> None:
@@ -136,6 +150,7 @@ def _check_range(request: Request, path: Path) -> None:
     header = request.headers.get("range")
     if header is None:
         return
+    check_byte_ranges(header)
     try:
         FileResponse._parse_range_header(header, path.stat().st_size)
     except MalformedRangeHeader as error:

@@ -21,6 +21,7 @@ DEFAULT_MAX_BODY = 2 * 1024**3
 DEFAULT_MAX_RESULTS = 10_000
 DEFAULT_MAX_RESULTS_ALL = 500
 DEFAULT_DB_SLOTS = 10
+DEFAULT_REQUEST_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Settings:
     sized from it); ``queue_timeout``: seconds a request waits for a slot, and ``max_queue``
     requests at most wait, before 503; ``max_results_all``: QIDO-RS results per request with
     ``includefield=all``; ``body_timeout``: seconds a request body may send nothing (408);
+    ``request_timeout``: seconds a whole request may take (0: no limit; see :mod:`.timeouts`);
     ``max_url`` and ``max_headers``: bytes of URL (414) and of headers (431);
     ``retry_after``: the ``Retry-After`` seconds of a 503; ``access_log``: one JSON line per
     request on standard error.
@@ -63,6 +65,7 @@ class Settings:
     max_queue: int = 1000
     max_results_all: int = DEFAULT_MAX_RESULTS_ALL
     body_timeout: float = 60.0
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_url: int = 8192
     max_headers: int = 8192
     retry_after: int = 5
@@ -121,7 +124,8 @@ class Settings:
 
 _TUNING: dict[str, type[int] | type[float]] = {
     "db_slots": int, "queue_timeout": float, "max_queue": int, "max_results_all": int,
-    "body_timeout": float, "max_url": int, "max_headers": int, "retry_after": int,
+    "body_timeout": float, "request_timeout": float, "max_url": int, "max_headers": int,
+    "retry_after": int,
 }  # fmt: skip
 """The numeric settings passed to workers as ``DICOM_REPO_SERVE_<NAME>``, and their types."""
 

@@ -1,11 +1,14 @@
 """STOW-RS (PS3.18 10.5): store instances sent as ``multipart/related; type="application/dicom"``
 (or as a single ``application/dicom`` body, or as DICOM JSON and bulk data: :mod:`.stow_bodies`).
 
-Each part is written to the storage folder (``<storage>/<study>/<series>/<sop>.dcm``), read back
-like ``dicom-repo ingest`` reads files, and added through the store, so its events are fired
+Each part is written to the storage folder as a file of its own
+(``<storage>/<study>/<series>/<sop>-<token>.dcm``, :func:`repository.storage.instance_path`), read
+back like ``dicom-repo ingest`` reads files, and added through the store, so its events are fired
 after the commit and its file becomes the one recorded for the instance. The file is received
 into ``<storage>/.incoming`` and moved to its name only after the commit: a STOW-RS that fails
 (the database away) leaves no file, and the same instance sent again is stored as sent then.
+A name is never reused, so a delete of the instance that committed earlier and unlinks its file
+late removes its own file, not this one.
 The answer lists the stored instances (ReferencedSOPSequence) and
 the refused ones with a DICOM failure reason (FailedSOPSequence): 200 when all were stored, 202
 when some were, 409 when none were; 403 in read-only mode.
@@ -13,7 +16,6 @@ when some were, 409 when none were; 403 in read-only mode.
 
 from __future__ import annotations
 
-import os
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -28,11 +30,13 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import ConflictError, InvalidInputError
 from ..reading import read_file
+from ..storage import instance_path, owned, place
 from ..store import Store
 from ..validation import check_uid
 from . import stow_bodies
 from .admission import slots_of
 from .errors import WebError, bad_request, log, path_uids
+from .files import find_instance
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
 from .routing import database_writable
@@ -112,9 +116,9 @@ async def _receive(request: Request, boundary: str, folder: Path) -> list[Part]:
         parser.finalize()
         if parser.state != MultipartState.END:
             raise bad_request("truncated multipart/related body: it has no closing boundary")
-    except Exception as error:
+    except BaseException as error:  # cancelled too (the request timed out, SIGTERM)
         _discard(parts)
-        if isinstance(error, WebError):
+        if isinstance(error, WebError) or not isinstance(error, Exception):
             raise
         raise bad_request(f"malformed multipart/related body: {error}") from None
     finally:
@@ -169,9 +173,9 @@ def _identify(part: Part, study: str | None) -> Outcome:
 
 
 def _final(storage: Path, outcome: Outcome) -> Path:
-    """Where an instance's file lives: ``<storage>/<study>/<series>/<sop>.dcm``."""
+    """The new file this write of the instance is to be kept as (see ``instance_path``)."""
     assert outcome.study and outcome.series and outcome.sop
-    return (storage / outcome.study / outcome.series / f"{outcome.sop}.dcm").resolve()
+    return instance_path(storage.resolve(), outcome.study, outcome.series, outcome.sop)
 
 
 def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: bool) -> bool:
@@ -191,16 +195,36 @@ def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: boo
     return added.added > 0
 
 
+def _missing_file(store: Store, outcome: Outcome, storage: Path) -> Path | None:
+    """The file in ``storage`` that the instance, found stored already, is recorded as, if that
+    file is not there: a commit went through but its answer was lost (a failover, a dropped
+    connection), and this request's retry, or the client sending the instance again, found it
+    stored. ``None`` otherwise (refused, deleted meanwhile, its file present or not ours)."""
+    if outcome.reason is not None:
+        return None
+    assert outcome.study and outcome.series and outcome.sop
+    try:
+        stored = find_instance(store.engine, [outcome.study, outcome.series, outcome.sop])
+    except WebError:  # deleted meanwhile
+        return None
+    path = stored.path
+    if path is None or path.exists() or not owned([str(path)], storage):
+        return None
+    return path
+
+
 def store_parts(
     store: Store, parts: list[Part], storage: Path, study: str | None, keep_json: bool = False
 ) -> list[Outcome]:
     """Add every part (``keep_json``: with its DICOM JSON), then move its file into place; the
     outcome of each, in order.
 
-    A part's file is moved to its final name only once its instance was committed as new (a
-    file left there by a failed attempt is replaced); an instance stored already keeps its
-    file. If the database fails, the parts not yet committed are deleted and the error raised:
-    nothing is left that the database does not record.
+    A part's file is moved to its final name, new for each write, only once its instance was
+    committed as new, or when the instance is recorded as that file but the file is missing (a
+    commit whose answer was lost, retried); an instance stored already keeps its file. If the
+    database fails, the parts not yet committed are deleted and the error raised: nothing is
+    left that the database does not record (a commit cut after it went through, then given up
+    on, gets its file when the client sends it again).
     """
     outcomes = []
     try:
@@ -209,8 +233,9 @@ def store_parts(
             if outcome.reason is None:
                 final = _final(storage, outcome)
                 if _add(store, part, outcome, final, keep_json):
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(part.path, final)
+                    place(part.path, final)
+                elif (missing := _missing_file(store, outcome, storage)) is not None:
+                    place(part.path, missing, replace=False)
             if outcome.reason is not None:
                 log.warning("STOW-RS refused %s: %s", outcome.sop or "a part", outcome.message)
             outcomes.append(outcome)

@@ -1,0 +1,192 @@
+"""The change feed, writes through pgbouncer and libpq multi-host URLs on a primary, its hot
+standby and a transaction-pooling pgbouncer (scratch clusters, see tests/replication.py):
+followers on the standby and through pgbouncer see each change in order within a second, STOW-RS,
+kept JSON and ingest work through pgbouncer, multi-host URLs are accepted (credentials never
+printed), a standby's recovery conflict is retryable, and a server on the standby streams every
+change."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+import requests
+from dicom_factory import ct_slice
+from pydicom.uid import generate_uid
+from replication import CLI, STOW, Cluster, cli, stow_body
+from web_server import start
+
+import repository
+from repository import EVENTS, Event
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture(scope="module")
+def cluster(replica_cluster: Cluster) -> Cluster:
+    """The session's primary, standby and pgbouncer (tests/conftest.py)."""
+    return replica_cluster
+
+
+def _collect(store: repository.Store) -> tuple[list[tuple[int, float]], threading.Event]:
+    got: list[tuple[int, float]] = []
+    done = threading.Event()
+
+    def on_change(event: Event) -> None:
+        got.append((event.seq, time.monotonic()))
+        done.set()
+
+    store.subscribe("*", on_change)
+    return got, done
+
+
+def _write_changes(writer: repository.Store, adds: int) -> dict[int, float]:
+    """Add ``adds`` instances one transaction each; when each change was committed, by seq."""
+    last = max((e.seq for e in writer.changes(since=0, limit=100_000)), default=0)
+    committed: dict[int, float] = {}
+    for number in range(adds):
+        writer.add_instances([ct_slice(generate_uid(), number + 1, 0.0)])
+        done = time.monotonic()
+        for event in writer.changes(since=last, limit=1000):
+            committed[event.seq], last = done, event.seq
+        time.sleep(0.02)
+    return committed
+
+
+@pytest.mark.parametrize("where", ["standby", "bouncer"])
+def test_followers_on_the_standby_and_through_pgbouncer_see_each_change_within_1s(
+    cluster: Cluster, where: str
+) -> None:
+    url = getattr(cluster, where)
+    follow = subprocess.Popen([CLI, "--db", url, "changes", "--follow", "--json"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        with repository.connect(url) as follower, repository.connect(cluster.primary) as writer:
+            got, _ = _collect(follower)
+            time.sleep(1.0)  # the CLI follower is up
+            committed = _write_changes(writer, 40)
+            newest = max(committed)
+            deadline = time.monotonic() + 5  # the safety poll (10 s) would be too late
+            while (not got or got[-1][0] < newest) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seqs = [seq for seq, _ in got]
+            expected = [e.seq for e in writer.changes(since=min(seqs) - 1, limit=100_000)]
+            assert seqs == expected and seqs[-1] == newest  # in order, none missed, once
+            latency = sorted(at - committed[seq] for seq, at in got if seq in committed)
+            assert latency[math.ceil(0.99 * len(latency)) - 1] < 1.0  # p99, commit to callback
+            assert all(e.kind in EVENTS for e in writer.changes(since=0, limit=5))
+        lines: list[int] = []  # changes --follow prints the whole log (since 0), then follows
+        while not lines or lines[-1] < seqs[-1]:
+            line = follow.stdout.readline() if follow.stdout else ""
+            assert line, "changes --follow ended"
+            lines.append(orjson.loads(line)["seq"])
+        assert lines[-len(seqs) :] == seqs and lines == sorted(set(lines))
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    if where == "bouncer":  # the feed never set application_name on a pooled connection
+        with psycopg.connect(cluster.primary, autocommit=True) as conn:
+            leaked = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE "
+                "application_name LIKE 'dicom_repo_changes:%'"
+            ).fetchone()
+        assert leaked == (0,)
+
+
+def test_stow_kept_json_and_ingest_work_through_pgbouncer(cluster: Cluster, tmp_path: Path) -> None:
+    for command in (["db", "upgrade"], ["db", "check"]):
+        done = cli("--db", cluster.bouncer, *command)
+        assert done.returncode == 0, done.stderr[-2000:]
+    server = start(cluster.bouncer, tmp_path / "s", workers=2,
+                   args=["--storage", str(tmp_path / "storage")])  # fmt: skip
+    try:
+        study, series = generate_uid(), generate_uid()
+        datasets = [ct_slice(series, n + 1, float(n), study=study) for n in range(10)]
+        sops = [ds.SOPInstanceUID for ds in datasets]
+        stored = requests.post(f"{server.dicomweb}/studies", data=stow_body(*datasets),
+                               headers=STOW, timeout=60)  # fmt: skip
+        assert stored.status_code == 200, stored.text
+        for _ in range(3):  # built and kept, then read back kept
+            answer = requests.get(f"{server.dicomweb}/studies/{study}/metadata", timeout=60)
+            assert answer.status_code == 200 and len(answer.json()) == 10
+        time.sleep(0.5)
+        with psycopg.connect(cluster.primary, autocommit=True) as conn:
+            kept = conn.execute("SELECT count(*) FROM instance_dicom_json j JOIN instance i ON "
+                                "i.id = j.instance_id WHERE j.json IS NOT NULL AND "
+                                "i.sop_instance_uid = ANY(%s)", [sops]).fetchone()  # fmt: skip
+        assert kept == (10,)
+        log = server.log.read_text()
+        assert "not kept" not in log and "prepared statement" not in log and "500" not in log
+    finally:
+        server.stop()
+
+
+def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
+    cluster: Cluster,
+) -> None:
+    dead = cluster.bouncer_port + 1
+    url = (f"postgresql://postgres:hunter2@127.0.0.1:{dead},127.0.0.1:{cluster.standby_port},"
+           f"127.0.0.1:{cluster.primary_port}/test?target_session_attrs=read-write")  # fmt: skip
+    with repository.connect(url) as store:
+        assert not store.router.primary_is_read_only()  # the one that writes was chosen
+    done = cli("--db", url, "studies", "--json")
+    assert done.returncode == 0, done.stderr
+    broken = url.replace("/test?", "/no_such_db?")
+    done = cli("--db", broken, "studies")
+    assert done.returncode == 1 and "hunter2" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
+    cluster: Cluster,
+) -> None:
+    table = f"conflict_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (x int)")
+    cluster.wait_replayed()
+    query = f"SELECT count(*) FROM {table}, pg_sleep(20)"
+    command = [CLI, "--db", cluster.standby, "sql", query]
+    running = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    with psycopg.connect(cluster.standby, autocommit=True) as conn:
+        while not conn.execute(  # the query sleeps (in a FETCH: a server-side cursor)
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' AND now() - query_start > interval '0.3 s'"
+        ).fetchone():
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.05)
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {table}")  # replayed: a lock the query is in the way of
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 1 and "Traceback" not in err
+    assert "recovery" in err and "run it again" in err and "query failed" not in err
+
+
+def test_the_sse_stream_of_a_server_on_the_standby_delivers_every_change_in_order(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    server = start(cluster.standby, tmp_path / "s", workers=1)
+    try:
+        with repository.connect(cluster.primary) as writer:
+            since = max((e.seq for e in writer.changes(since=0, limit=100_000)), default=0)
+            stream = requests.get(f"{server.url}/changes/stream?since={since}", stream=True,
+                                  timeout=30)  # fmt: skip
+            for number in range(20):
+                writer.add_instances([ct_slice(generate_uid(), number + 1, 0.0)])
+            expected = [e.seq for e in writer.changes(since=since, limit=100_000)]
+        seqs: list[int] = []
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("id: "):
+                seqs.append(int(line[4:]))
+            if seqs and seqs[-1] >= expected[-1]:
+                break
+        stream.close()
+        assert seqs == expected
+    finally:
+        server.stop()
