@@ -23,7 +23,14 @@ from conftest import postgres_schema_url
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
 from sqlalchemy.engine import make_url
-from test_dicomweb_pull import STUDY, Scripted, instance_json, metadata_path, scripted, summary_json
+from test_dicomweb_pull_scripted import (
+    STUDY,
+    Scripted,
+    instance_json,
+    metadata_path,
+    scripted,
+    summary_json,
+)
 
 import repository
 

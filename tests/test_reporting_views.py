@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydicom import uid
 from sqlalchemy import inspect, text
-from test_dicomweb_pull import SERIES, STUDY, Scripted, scripted  # noqa: F401 (fixture)
+from test_dicomweb_pull_scripted import SERIES, STUDY, Scripted, scripted  # noqa: F401 (fixture)
 
 import repository
 from repository import RepositoryError, migrate
