@@ -306,6 +306,18 @@ class CitusCluster(Cluster):
 CITUS_SETTINGS = "shared_preload_libraries = 'citus'\nmax_prepared_transactions = 200\n"
 
 
+@contextlib.contextmanager
+def replay_paused(cluster: Cluster) -> Iterator[None]:
+    """The standby receives WAL but does not apply it (a standby far behind; a ``remote_apply``
+    commit waits)."""
+    with psycopg.connect(cluster.standby, autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
 def citus_available() -> str | None:
     """Why a scratch Citus cluster cannot run here (None: it can)."""
     library = PG_BIN.parent / "lib" / "citus.so"

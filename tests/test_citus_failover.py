@@ -12,24 +12,12 @@ commit records, ``pg_dist_transaction``, and finishes or rolls them back)."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from replication import CLI, CitusCluster, Cluster, running_cluster
-from test_failover import (
-    FILES,
-    _checked_log,
-    _delivered,
-    _env,
-    _failover,
-    _following,
-    _instances,
-    _wait,
-    files,
-)
+from replication import CitusCluster, Cluster, running_cluster
+from test_failover import files, ingest_across_a_failover
 
 pytestmark = pytest.mark.citus
 
@@ -45,23 +33,6 @@ def citus_cluster() -> Iterator[Cluster]:
 def test_an_ingest_survives_a_coordinator_failover_with_exact_counts(
     citus_cluster: Cluster, files: Path
 ) -> None:
-    cluster = citus_cluster
-    assert isinstance(cluster, CitusCluster)
-    with _following(cluster, 0) as seen:
-        command = [CLI, "--db", cluster.multi_host, "ingest", str(files), "--workers", "2", "-q"]
-        ingest = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=_env())  # fmt: skip
-        _wait(lambda: _instances(cluster.primary) >= FILES // 4
-              or ingest.poll() is not None, "the ingest never got going")  # fmt: skip
-        assert ingest.poll() is None, "the ingest ended before the failover"
-        held = _failover(cluster)
-        out, err = ingest.communicate(timeout=600)
-        assert ingest.returncode == 0, err[-3000:]
-        summary = out.strip().splitlines()[-1]
-        found = re.match(r"(\d+) ingested, (\d+) already present, 0 skipped", summary)
-        assert found, (summary, err[-2000:])
-        assert int(found.group(1)) + int(found.group(2)) == FILES
-        assert 0 < held < FILES  # the failover happened in the middle
-        assert _instances(cluster.standby) == FILES  # the promoted standby, now the coordinator
-        _delivered(seen, _checked_log(cluster, 0, FILES))
-    assert cluster.prepared_on_workers() == 0  # no commit left half done on the workers
+    assert isinstance(citus_cluster, CitusCluster)
+    ingest_across_a_failover(citus_cluster, files, 0, 0)
+    assert citus_cluster.prepared_on_workers() == 0  # no commit left half done on the workers

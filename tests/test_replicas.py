@@ -18,7 +18,7 @@ import pytest
 import requests
 from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
-from replication import STOW, Cluster, cli, stow_body
+from replication import STOW, Cluster, cli, replay_paused, stow_body
 from starlette.testclient import TestClient
 from web_server import start
 
@@ -127,12 +127,8 @@ def test_read_db_sends_read_commands_to_the_standby_and_kept_json_to_the_primary
 @pytest.fixture
 def paused_standby(cluster: Cluster) -> Iterator[None]:
     """The standby receives WAL but does not replay it (a standby far behind)."""
-    with psycopg.connect(cluster.standby, autocommit=True) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()")
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_wal_replay_resume()")
+    with replay_paused(cluster):
+        yield
     cluster.wait_replayed()
 
 
