@@ -29,6 +29,7 @@ from repository.web import create_app
 pytestmark = pytest.mark.postgresql
 
 SERIES, PER_SERIES = 3, 4
+COUNT = "SELECT count(*) AS n FROM v_instance"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def _answers(url: str, study: str) -> dict[str, object]:
     commands = {
         "studies": ["studies", "--json"],
         "study": ["study", study, "--json"],
-        "sql": ["sql", "SELECT count(*) AS n FROM v_instance", "--format", "json"],
+        "sql": ["sql", f"{COUNT} WHERE study_instance_uid = '{study}'", "--format", "json"],
         "report": ["report", "largest-studies", "--format", "json"],
     }
     for name, args in commands.items():

@@ -249,9 +249,13 @@ def _add_one(url: str, study: str, ready: Any, results: Any) -> None:
 
 
 def _waits_for(url: str, name: str) -> bool:
-    """True while the session named ``name`` waits for a lock (PostgreSQL)."""
+    """True while the session named ``name`` waits for a lock (PostgreSQL; on Citus, where the
+    lock is taken on a worker, while any distributed transaction waits for another)."""
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+            waits = conn.execute("SELECT count(*) FROM citus_lock_waits").fetchone()
+            return waits is not None and waits[0] > 0
         row = conn.execute(
             "SELECT wait_event_type FROM pg_stat_activity "
             "WHERE application_name = %s AND state = 'active'",

@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import RepositoryError
+
 log = logging.getLogger("repository.web")
 
 UNTIMED_PATHS = frozenset({"/changes/stream"})
@@ -48,7 +50,7 @@ _INFO_KEY = "dicom_repo_deadline"
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-class RequestTimedOut(Exception):
+class RequestTimedOut(RepositoryError):
     """Raised when a request past its time limit tries to commit (its transaction rolls back)."""
 
 
