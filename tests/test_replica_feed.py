@@ -1,9 +1,9 @@
 """The change feed, writes through pgbouncer and libpq multi-host URLs on a primary, its hot
 standby and a transaction-pooling pgbouncer (scratch clusters, see tests/replication.py):
 followers on the standby and through pgbouncer see each change in order within a second, STOW-RS,
-kept JSON and ingest work through pgbouncer, multi-host URLs are accepted (credentials never
-printed), a standby's recovery conflict is retryable, and a server on the standby streams every
-change."""
+kept JSON, ingest, delete and prune work through pgbouncer, multi-host URLs are accepted
+(credentials never printed), a standby's recovery conflict is retryable, and a server on the
+standby streams every change."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import subprocess
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import psycopg
 import pytest
 import requests
-from dicom_factory import ct_slice
+from dicom_factory import ct_slice, write
 from pydicom.uid import generate_uid
 from replication import CLI, STOW, Cluster, cli, stow_body
 from web_server import start
@@ -126,6 +127,34 @@ def test_stow_kept_json_and_ingest_work_through_pgbouncer(cluster: Cluster, tmp_
         assert "not kept" not in log and "prepared statement" not in log and "500" not in log
     finally:
         server.stop()
+
+
+def test_delete_and_prune_work_through_pgbouncer(cluster: Cluster, tmp_path: Path) -> None:
+    studies = [generate_uid() for _ in range(3)]
+    for study in studies:
+        series = generate_uid()
+        for number in range(2):
+            ds = ct_slice(series, number + 1, float(number), study=study)
+            ds.Modality = "XC"  # no other test's studies: the prune below selects these only
+            write(ds, tmp_path / "files")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    commands = (
+        ["ingest", str(tmp_path / "files"), "-q"],
+        ["delete", "study", studies[0], "--yes"],
+        ["prune", "--modality", "XC", "--received-before", tomorrow, "-q", "--json"],
+    )
+    for command in commands:  # fmt: skip
+        done = cli("--db", cluster.bouncer, *command)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        assert "prepared statement" not in done.stderr
+    assert orjson.loads(done.stdout)["studies"] == 2
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        left = conn.execute("SELECT count(*) FROM study WHERE study_instance_uid = ANY(%s)",
+                            [studies]).fetchone()  # fmt: skip
+        gone = conn.execute("SELECT study_instance_uid FROM change WHERE kind = %s "
+                            "ORDER BY seq", [EVENTS.STUDY_DELETED]).fetchall()  # fmt: skip
+    assert left == (0,)
+    assert [row[0] for row in gone if row[0] in studies] == studies  # each once, in order
 
 
 def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
