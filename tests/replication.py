@@ -239,10 +239,20 @@ class Cluster:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
         for which in (*self.standbys, self.primary_dir):
-            if (self.root / which / "postmaster.pid").exists():
-                with contextlib.suppress(subprocess.SubprocessError):
-                    self._pg_ctl(which, "stop", "-m", "immediate")
+            self._stop_node(which)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_node(self, which: str) -> None:
+        """Stop the server in folder ``which`` (``pg_ctl -m immediate``; if that fails, its
+        postmaster is killed by the PID in ``postmaster.pid``)."""
+        pid_file = self.root / which / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        try:
+            self._pg_ctl(which, "stop", "-m", "immediate")
+        except subprocess.SubprocessError:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
 
 @dataclass
@@ -297,9 +307,7 @@ class CitusCluster(Cluster):
     def close(self) -> None:
         """Stop the workers too."""
         for worker in ("worker1", "worker2"):
-            if (self.root / worker / "postmaster.pid").exists():
-                with contextlib.suppress(subprocess.SubprocessError):
-                    self._pg_ctl(worker, "stop", "-m", "immediate")
+            self._stop_node(worker)
         super().close()
 
 
