@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from .db_errors import driver_errors
 from .errors import RepositoryError
@@ -121,6 +121,20 @@ def _primary_keys_with_study_uid(conn: Connection) -> None:
         ))  # fmt: skip
     for table, name, definition in referencing:
         conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"))
+
+
+def replaced_by_primary_keys(conn: Connection) -> set[str]:
+    """Names of the unique ``(id, study_instance_uid)`` constraints that :func:`distribute`
+    replaced by a primary key of the same columns (none unless the schema is distributed):
+    ``dicom-repo db check`` does not count them as missing."""
+    if not is_distributed(conn):
+        return set()
+    inspector = inspect(conn)
+    return {
+        f"uq_{table}_id_study_instance_uid"
+        for table in ID_KEYED
+        if inspector.get_pk_constraint(table)["constrained_columns"] == ["id", "study_instance_uid"]
+    }
 
 
 def distribute(conn: Connection, shard_count: int | None = None) -> list[str]:

@@ -190,11 +190,18 @@ def model_differences(engine: Engine) -> list[object]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from . import citus
+
     with engine.connect() as conn, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         opts = {"compare_type": True, "include_object": include_object}
         context = MigrationContext.configure(conn, opts=opts)
-        return list(compare_metadata(context, metadata_obj))
+        replaced = citus.replaced_by_primary_keys(conn)
+        return [
+            diff
+            for diff in compare_metadata(context, metadata_obj)
+            if not (diff[0] == "add_constraint" and getattr(diff[1], "name", None) in replaced)
+        ]
 
 
 @translate_errors("cannot list the tables")

@@ -180,6 +180,22 @@ def test_db_distribute_keys_each_table_of_a_study_by_id_and_study_uid(undistribu
     assert len(foreign) == 4 and {row for row in keys if row[1] == "f"} == foreign
 
 
+@pytest.mark.citus
+def test_db_check_passes_on_a_distributed_schema_and_still_finds_real_differences(
+    undistributed: str,
+) -> None:
+    assert db_command(undistributed, "distribute").exit_code == 0
+    checked = db_command(undistributed, "check")
+    assert (checked.exit_code, checked.output) == (0, "models match migrations\n")
+    engine = make_engine(undistributed)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE series ADD COLUMN not_in_the_models text"))
+    engine.dispose()
+    checked = db_command(undistributed, "check")
+    assert checked.exit_code == 1
+    assert "remove_column" in checked.output and "not_in_the_models" in checked.output
+
+
 def test_db_distribute_without_citus_says_so(empty_db_url: str) -> None:
     assert db_command(empty_db_url, "upgrade").exit_code == 0
     refused = CliRunner().invoke(main, ["--db", empty_db_url, "db", "distribute"])
