@@ -237,3 +237,22 @@ def test_what_cannot_be_rendered_answers_406(server: WebServer, client: DICOMweb
     client.store_instances([report])
     words = requests.get(_url(server, report, "/rendered"), timeout=60)
     assert words.status_code == 406 and "no pixel data" in words.json()["error"]
+
+
+def test_a_frame_without_a_decoder_here_answers_406_naming_the_transfer_syntax(
+    server: WebServer, client: DICOMwebClient
+) -> None:
+    from pydicom.pixels import get_decoder
+
+    ds = fresh("SC_rgb_jls_lossy_line.dcm")  # JPEG-LS: no decoder in the test extra
+    syntax = ds.file_meta.TransferSyntaxUID
+    client.store_instances([ds])
+    answer = requests.get(_url(server, ds, "/frames/1/rendered"), timeout=60)
+    if get_decoder(syntax).is_available:  # a decoder plugin was installed beside the extra
+        assert answer.status_code == 200
+        return
+    assert answer.status_code == 406, answer.text
+    error = answer.json()["error"]
+    assert ds.SOPInstanceUID in error  # the file it could not render
+    assert error.endswith(f"no pixel data decoder for {syntax.name} ({syntax}) here")
+    assert requests.get(_url(server, ds, "/thumbnail"), timeout=60).status_code == 406
