@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-
 from ..columns import INSTANCE_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, TypedColumn
 from ..normalize import SERIES_KEYWORDS, STUDY_KEYWORDS
+from ..normalize.dictionary import dictionary_VR, keyword_for_tag, tag_for_keyword
 from ..schema import instance_table, series_table, study_table
 from .errors import bad_request
 
