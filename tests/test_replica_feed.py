@@ -1,9 +1,9 @@
 """The change feed, writes through pgbouncer and libpq multi-host URLs on a primary, its hot
 standby and a transaction-pooling pgbouncer (scratch clusters, see tests/replication.py):
-followers on the standby and through pgbouncer see each change in order within a second, STOW-RS,
-kept JSON, ingest, delete and prune work through pgbouncer, multi-host URLs are accepted
-(credentials never printed), a standby's recovery conflict is retryable, and a server on the
-standby streams every change."""
+followers on the standby and through pgbouncer see each change in order within a second;
+STOW-RS, kept JSON, ingest, delete, prune, pull and storage check work through pgbouncer;
+multi-host URLs are accepted (credentials never printed); a standby's recovery conflict is
+retryable; a server on the standby or through pgbouncer streams every change."""
 
 from __future__ import annotations
 
@@ -159,6 +159,37 @@ def test_delete_and_prune_work_through_pgbouncer(cluster: Cluster, tmp_path: Pat
     assert deleted[0] == studies[0] and sorted(deleted[1:]) == sorted(studies[1:])
 
 
+def test_pull_and_storage_check_work_through_pgbouncer(cluster: Cluster, tmp_path: Path) -> None:
+    study, folder = generate_uid(), tmp_path / "source-files"
+    for _ in range(2):
+        series = generate_uid()
+        for number in range(3):
+            write(ct_slice(series, number + 1, float(number), study=study), folder)
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    assert cli("--db", source, "ingest", str(folder), "-q").returncode == 0
+    server = start(source, tmp_path / "source", workers=1)
+    try:
+        pulled = cli("--db", cluster.bouncer, "pull", server.dicomweb, "--study", study, "-q")
+    finally:
+        server.stop()
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    assert "prepared statement" not in pulled.stderr
+    assert pulled.stdout.strip().endswith("6 instances added, 0 already present")
+    with psycopg.connect(cluster.primary, autocommit=True) as conn:
+        added = conn.execute(
+            "SELECT count(*) FROM change WHERE kind = %s AND study_instance_uid = %s",
+            [EVENTS.INSTANCES_ADDED, study],
+        ).fetchone()
+    assert added == (2,)  # one per series, committed once each
+    (tmp_path / "storage" / "1.2.3").mkdir(parents=True)
+    orphan = tmp_path / "storage" / "1.2.3" / "left.dcm"
+    orphan.write_bytes(b"x")
+    checked = cli("--db", cluster.bouncer, "storage", "check", str(tmp_path / "storage"),
+                  "--grace", "0")  # fmt: skip
+    assert checked.returncode == 1 and str(orphan) in checked.stdout, checked.stderr[-2000:]
+    assert "prepared statement" not in checked.stderr
+
+
 def test_libpq_multi_host_urls_are_accepted_and_credentials_never_printed(
     cluster: Cluster,
 ) -> None:
@@ -199,10 +230,11 @@ def test_a_report_cancelled_by_a_recovery_conflict_on_the_standby_is_retryable(
     assert "recovery" in err and "run it again" in err and "query failed" not in err
 
 
-def test_the_sse_stream_of_a_server_on_the_standby_delivers_every_change_in_order(
-    cluster: Cluster, tmp_path: Path
+@pytest.mark.parametrize("where", ["standby", "bouncer"])
+def test_the_sse_stream_of_a_server_on_the_standby_or_pgbouncer_delivers_every_change_in_order(
+    cluster: Cluster, tmp_path: Path, where: str
 ) -> None:
-    server = start(cluster.standby, tmp_path / "s", workers=1)
+    server = start(getattr(cluster, where), tmp_path / "s", workers=1)
     try:
         with repository.connect(cluster.primary) as writer:
             since = max((e.seq for e in writer.changes(since=0, limit=100_000)), default=0)
