@@ -14,6 +14,7 @@ the folder and never touched. A crash between a commit and the unlink leaves orp
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import secrets
 import time
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, true
 
 from .image_id import FILE_PREFIX
 from .schema import instance_table
@@ -106,25 +107,29 @@ class StorageReport:
 
 
 def check(conn: Connection, storage: Path, *, grace: float = GRACE_SECONDS) -> StorageReport:
-    """Compare ``storage`` with the instances recorded in it (files younger than ``grace``
-    seconds are left out: they may belong to a STOW that is committing)."""
+    """Compare ``storage`` with the instances recorded in it. Files and instances younger than
+    ``grace`` seconds are left out: they may belong to a STOW-RS that is committing (its file
+    is moved into place just after its commit)."""
     root = storage.resolve()
     prefix = f"{FILE_PREFIX}{root}{os.sep}"
-    recorded = {
-        Path(image_id.removeprefix(FILE_PREFIX)): sop
-        for image_id, sop in conn.execute(
-            select(instance_table.c.image_id, instance_table.c.sop_instance_uid).where(
-                instance_table.c.image_id.startswith(prefix, autoescape=True)
-            )
-        )
-    }
-    report = StorageReport()
     settled = time.time() - grace
+    cutoff = dt.datetime.fromtimestamp(settled, dt.UTC)
+    rows = conn.execute(
+        select(
+            instance_table.c.image_id,
+            instance_table.c.sop_instance_uid,
+            (true() if grace <= 0 else instance_table.c.created_at < cutoff).label("settled"),
+        ).where(instance_table.c.image_id.startswith(prefix, autoescape=True))
+    )
+    recorded = {Path(image_id.removeprefix(FILE_PREFIX)): (sop, old) for image_id, sop, old in rows}
+    report = StorageReport()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         report.files += 1
         if path not in recorded and path.stat().st_mtime < settled:
             report.orphans.append(path)
-    report.missing = sorted((sop, path) for path, sop in recorded.items() if not path.exists())
+    report.missing = sorted(
+        (sop, path) for path, (sop, old) in recorded.items() if old and not path.exists()
+    )
     return report
 
 

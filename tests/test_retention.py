@@ -187,6 +187,7 @@ def test_storage_check_finds_orphans_and_missing_files_and_fix_removes_orphans(
     assert f"missing\t{gone}\t1.2.1.2" in found.output and str(kept) not in found.output
     young = runner.invoke(main, [*check[:-2]])  # the default grace leaves fresh files alone
     assert "orphan\t" not in young.output
+    assert "missing\t" not in young.output  # and new instances (a STOW moves its file after)
     runner.invoke(main, [*check, "--fix"])
     assert kept.exists() and not orphan.exists() and not leftover.exists()
     assert not orphan.parent.exists()  # emptied series folder goes too

@@ -162,7 +162,7 @@ def _summary(result: PruneResult, files: int, dry_run: bool, as_json: bool) -> N
 @click.option("--fix", is_flag=True, help="Remove the orphan files found.")
 @click.option("--grace", type=click.FloatRange(min=0), default=storage.GRACE_SECONDS,
               show_default=True, metavar="SECONDS",
-              help="Leave files younger than this alone (a STOW may be committing).")  # fmt: skip
+              help="Leave younger files and instances alone (a STOW may commit).")  # fmt: skip
 @json_option()
 @click.pass_context
 def storage_command(
