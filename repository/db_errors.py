@@ -60,6 +60,10 @@ UNREACHABLE_SERVER = ("refused", "read-only", "writable", "hot standby", "starti
                       "closed", "terminat", "lost")  # fmt: skip
 """Words of libpq's messages for a server that is down, restarting or not (yet) the primary:
 connecting again (a failover, a restart) may succeed."""
+CITUS_WORKER_LOST = ("58030", "XX000")
+"""SQLSTATEs a Citus coordinator reports a lost connection to a worker with (io_error: "failed
+to COPY to shard N on host:port"; internal_error: libpq's own message, "while executing command
+on host:port"): the worker crashed or restarted, and a new transaction reconnects to it."""
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 
 _ALWAYS_DRIVER_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, sqlite3.Error)
@@ -120,12 +124,23 @@ def lost_connection_reason(error: BaseException) -> str | None:
         return f"{LOST_CONNECTION_SQLSTATES[sqlstate]} ({sqlstate})"
     if isinstance(sqlstate, str) and sqlstate.startswith("08"):
         return f"connection exception ({sqlstate})"
+    if sqlstate in CITUS_WORKER_LOST and _worker_lost(str(orig).lower()):
+        return f"lost the connection to a Citus worker ({sqlstate})"
     operational = _psycopg_class("OperationalError")
     if operational is not None and isinstance(orig, operational):
         text = str(orig).lower()
         if "connection" in text and any(w in text for w in UNREACHABLE_SERVER):
             return "connection closed or server unreachable"
     return None
+
+
+def _worker_lost(text: str) -> bool:
+    """True if a coordinator's error ``text`` is about a worker's connection gone."""
+    if text.startswith("failed to copy to shard"):
+        return True
+    return "while executing command on" in text and any(
+        word in text for word in (*UNREACHABLE_SERVER, "eof detected", "could not receive")
+    )
 
 
 def is_read_only_server(error: BaseException) -> bool:

@@ -304,6 +304,23 @@ class CitusCluster(Cluster):
                 total += int(row[0]) if row else 0
         return total
 
+    def worker_of(self, study: str) -> int:
+        """The port of the worker holding ``study``'s shard."""
+        with psycopg.connect(self.primary, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT nodeport FROM citus_shards WHERE table_name = 'study'::regclass AND "
+                "shardid = get_shard_id_for_distribution_column('study', %s::text)", [study]
+            ).fetchone()  # fmt: skip
+        assert row is not None
+        return int(row[0])
+
+    def restart_worker(self, port: int, down: float) -> None:
+        """Stop the worker on ``port`` as a crash would, start it again ``down`` seconds later."""
+        name = f"worker{self.worker_ports.index(port) + 1}"
+        self._pg_ctl(name, "stop", "-m", "immediate")
+        time.sleep(down)
+        self._pg_ctl(name, "start")
+
     def close(self) -> None:
         """Stop the workers too."""
         for worker in ("worker1", "worker2"):
