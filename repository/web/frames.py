@@ -8,15 +8,16 @@ into frames by pydicom (basic or extended offset table, or one fragment per fram
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
+from pydicom.encaps import generate_frames, get_frame
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
-from .errors import bad_request, not_acceptable, not_found
+from .errors import WebError, bad_request, not_acceptable, not_found
 from .negotiation import EXPLICIT_VR_LITTLE_ENDIAN
 from .numbers import parse_int
 
@@ -47,6 +48,65 @@ def stored_syntax(ds: Dataset) -> str:
     return str(uid or "1.2.840.10008.1.2")
 
 
+UNDEFINED_LENGTH = 0xFFFFFFFF
+DEFLATED = "1.2.840.10008.1.2.1.99"
+_PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little endian
+_LONG_VRS = (b"OB", b"OW", b"UN", b"OV", b"OL", b"OD", b"OF")
+
+
+@dataclass(frozen=True)
+class PixelValue:
+    """Where an instance's Pixel Data value lies in its file, found without reading it."""
+
+    ds: Dataset
+    """The instance's attributes before its pixel data (pixel data not read)."""
+    offset: int
+    """Of the value's first byte (encapsulated: the Basic Offset Table item)."""
+    length: int | None
+    """The value's length; None for encapsulated pixel data (undefined length)."""
+
+
+def locate(path: Path) -> PixelValue | None:
+    """Pixel Data's place in a little-endian file, else None (no pixel data, big endian or
+    deflated: the caller reads the whole dataset)."""
+    with path.open("rb") as handle:
+        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+        at = handle.tell()
+        header = handle.read(12)
+    if len(header) < 12 or header[:4] != _PIXEL_DATA_LE or stored_syntax(ds) == DEFLATED:
+        return None
+    explicit = header[4:6] in _LONG_VRS
+    length = int.from_bytes(header[8:12] if explicit else header[4:8], "little")
+    offset = at + (12 if explicit else 8)
+    return PixelValue(ds, offset, None if length == UNDEFINED_LENGTH else length)
+
+
+def frames_from_file(
+    path: Path, pixels: PixelValue, numbers: Sequence[int], count: int
+) -> Iterator[bytes]:
+    """The requested frames as stored, each read from its place in the file (a frame of a
+    large multi-frame instance costs the frame, not the instance)."""
+    with path.open("rb") as handle:
+        if pixels.length is None:
+            eot = _extended_offsets(pixels.ds)
+            for number in numbers:
+                handle.seek(pixels.offset)
+                yield get_frame(handle, number - 1, number_of_frames=count, extended_offsets=eot)
+            return
+        size = _native_frame_size(pixels.ds)
+        for number in numbers:
+            if number * size > pixels.length:
+                raise WebError(422, f"{path.name}: frame {number} lies past the pixel data")
+            handle.seek(pixels.offset + (number - 1) * size)
+            yield handle.read(size)
+
+
+def _extended_offsets(ds: Dataset) -> tuple[bytes, bytes] | None:
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        return bytes(ds.ExtendedOffsetTable), bytes(ds.ExtendedOffsetTableLengths)
+    return None
+
+
 def read(path: Path) -> Dataset:
     """The dataset of the instance's file, pixel data included."""
     ds = pydicom.dcmread(path, force=True)
@@ -58,6 +118,8 @@ def read(path: Path) -> Dataset:
 def _native_frame_size(ds: Dataset) -> int:
     bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
     bits *= int(ds.BitsAllocated)
+    if ds.get("PhotometricInterpretation") == "YBR_FULL_422":  # two chroma values per two pixels
+        bits = bits * 2 // 3
     if bits % 8:
         raise not_acceptable("frames of 1-bit pixel data that are not byte-aligned are not served")
     return bits // 8

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
@@ -82,13 +83,24 @@ def _frame_syntax(request: Request, stored: str) -> str:
     )
 
 
-def _frames(path: Path, numbers: list[int], count: int, syntax: str) -> list[tuple[str, bytes]]:
+def _cut(path: Path, numbers: list[int], count: int, syntax: str) -> Iterator[bytes]:
+    """The frames in ``syntax``: read from their places in the file when they are sent as
+    stored (or native), else cut from the whole dataset (decoded, big endian, deflated)."""
+    pixels = frame_data.locate(path)
+    if pixels is not None:
+        stored = frame_data.stored_syntax(pixels.ds)
+        if syntax == stored or not UID(stored).is_compressed:
+            return frame_data.frames_from_file(path, pixels, numbers, count)
     ds = frame_data.read(path)
     stored = frame_data.stored_syntax(ds)
     produce = frame_data.stored_frames if syntax == stored else frame_data.decoded_frames
+    return produce(ds, numbers, count)
+
+
+def _frames(path: Path, numbers: list[int], count: int, syntax: str) -> list[tuple[str, bytes]]:
     content_type = f"{OCTET}; transfer-syntax={syntax}"
     try:
-        return [(content_type, data) for data in produce(ds, numbers, count)]
+        return [(content_type, data) for data in _cut(path, numbers, count, syntax)]
     except WebError:
         raise
     except Exception as error:  # pydicom raises many kinds for damaged pixel data

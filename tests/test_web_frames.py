@@ -1,0 +1,77 @@
+"""WADO-RS frames are read from their place in the file: a frame of a large multi-frame instance
+costs about the frame in memory, not the instance (native, and encapsulated with a Basic Offset
+Table, an Extended Offset Table or neither); each frame is the one pydicom cuts from the whole
+dataset."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicom_factory import secondary_capture, write
+from pydicom import uid
+from pydicom.encaps import encapsulate, encapsulate_extended
+from pydicom.uid import generate_uid
+
+from repository.web import frames
+from repository.web.errors import WebError
+from repository.web.retrieve import _cut
+
+FRAMES, SIDE = 48, 256
+"""48 frames of 256 x 256 bytes (3 MB of pixel data; a frame is 64 KB)."""
+
+
+def _instance(tmp_path: Path, kind: str) -> tuple[Path, list[bytes]]:
+    """A multi-frame instance stored ``kind`` ("native", "bot", "eot", "none"), and its frames."""
+    ds = secondary_capture(generate_uid(), 1, frames=FRAMES)
+    ds.Rows = ds.Columns = SIDE
+    wanted = [os.urandom(SIDE * SIDE) for _ in range(FRAMES)]
+    if kind == "native":
+        ds.PixelData = b"".join(wanted)
+    else:  # stored as JPEG baseline: frames as stored are the fragments' bytes, never decoded
+        ds.file_meta.TransferSyntaxUID = uid.JPEGBaseline8Bit
+        if kind == "eot":
+            ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = (
+                encapsulate_extended(wanted)
+            )
+        else:
+            ds.PixelData = encapsulate(wanted, has_bot=kind == "bot")
+        ds["PixelData"].VR = "OB"
+    return write(ds, tmp_path), wanted
+
+
+@pytest.mark.parametrize("kind", ["native", "bot", "eot", "none"])
+def test_a_frame_costs_the_frame_not_the_instance(tmp_path: Path, kind: str) -> None:
+    path, wanted = _instance(tmp_path, kind)
+    syntax = frames.stored_syntax(pydicom.dcmread(path, stop_before_pixels=True))
+    tracemalloc.start()
+    try:
+        got = list(_cut(path, [40, 2], FRAMES, syntax))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == [wanted[39], wanted[1]]
+    assert peak < 12 * SIDE * SIDE  # the two frames and some; reading the whole is 48 frames
+
+
+def test_every_frame_equals_pydicoms_cut_of_the_whole_dataset(tmp_path: Path) -> None:
+    for kind in ("native", "bot", "eot", "none"):
+        path, _ = _instance(tmp_path / kind, kind)
+        whole = frames.read(path)
+        numbers = list(range(1, FRAMES + 1))
+        syntax = frames.stored_syntax(whole)
+        assert list(_cut(path, numbers, FRAMES, syntax)) == list(
+            frames.stored_frames(whole, numbers, FRAMES)
+        ), kind
+
+
+def test_a_frame_past_the_stored_pixel_data_is_422_naming_the_file(tmp_path: Path) -> None:
+    ds = secondary_capture(generate_uid(), 1, frames=4)
+    ds.PixelData = bytes(3 * 16)  # 4 frames announced, 3 stored
+    path = write(ds, tmp_path)
+    with pytest.raises(WebError) as raised:
+        list(_cut(path, [4], 4, str(ds.file_meta.TransferSyntaxUID)))
+    assert raised.value.status_code == 422 and path.name in raised.value.detail
