@@ -220,6 +220,17 @@ def serve_rendered_cmd(url: str, count: int) -> None:
     serve_rendered.run(url, count)
 
 
+@main.command("serve-frames")
+@DB
+@click.option("--frames", default=400, show_default=True, help="Frames of the large instance.")
+@click.option("--requests", "count", default=100, show_default=True, help="Requests a round.")
+def serve_frames_cmd(url: str, frames: int, count: int) -> None:
+    """dicom-repo serve: frames/s of a large multi-frame instance vs a single-frame one."""
+    from . import serve_frames
+
+    serve_frames.run(url, frames, count)
+
+
 @main.command("writers")
 @click.option("--db", "url", required=True, help="Database URL (PostgreSQL) to benchmark.")
 @click.option("--counts", default="1,2,4", show_default=True, help="Writer process counts.")
