@@ -9,6 +9,7 @@ import os
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from dicom_factory import secondary_capture, write
@@ -75,3 +76,21 @@ def test_a_frame_past_the_stored_pixel_data_is_422_naming_the_file(tmp_path: Pat
     with pytest.raises(WebError) as raised:
         list(_cut(path, [4], 4, str(ds.file_meta.TransferSyntaxUID)))
     assert raised.value.status_code == 422 and path.name in raised.value.detail
+
+
+def test_a_compressed_frame_asked_decoded_is_decoded_alone(tmp_path: Path) -> None:
+    ds = secondary_capture(generate_uid(), 1, frames=FRAMES)
+    ds.Rows = ds.Columns = SIDE
+    pixels = np.frombuffer(os.urandom(FRAMES * SIDE * SIDE), np.uint8).reshape(FRAMES, SIDE, SIDE)
+    ds.compress(uid.RLELossless, pixels)
+    path = write(ds, tmp_path)
+    tracemalloc.start()
+    try:
+        got = list(_cut(path, [40, 2], FRAMES, uid.ExplicitVRLittleEndian))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == [pixels[39].tobytes(), pixels[1].tobytes()]
+    whole = frames.read(path)
+    assert got == list(frames.decoded_frames(whole, [40, 2], FRAMES))
+    assert peak < 12 * SIDE * SIDE  # decoding the whole dataset holds 48 frames twice over

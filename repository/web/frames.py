@@ -15,6 +15,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames, get_frame
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
 from .errors import WebError, bad_request, not_acceptable, not_found
@@ -137,6 +138,19 @@ def stored_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[b
     data = ds.PixelData
     for number in numbers:
         yield data[(number - 1) * size : number * size]
+
+
+def decoded_from_file(path: Path, syntax: str, numbers: Sequence[int]) -> list[bytes] | None:
+    """The requested frames of a compressed file decoded to native pixel data, each read and
+    decoded alone (pydicom's ``pixel_array`` of a path); None where that fails (pixel data
+    pydicom reads only as a whole dataset) or no decoder is here."""
+    if not get_decoder(UID(syntax)).is_available:
+        return None
+    try:
+        arrays = [pixel_array(str(path), index=number - 1, raw=True) for number in numbers]
+    except Exception:  # the whole dataset is read instead, which reports what is wrong
+        return None
+    return [array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes() for array in arrays]
 
 
 def decoded_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[bytes]:

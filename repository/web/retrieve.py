@@ -91,6 +91,9 @@ def _cut(path: Path, numbers: list[int], count: int, syntax: str) -> Iterator[by
         stored = frame_data.stored_syntax(pixels.ds)
         if syntax == stored or not UID(stored).is_compressed:
             return frame_data.frames_from_file(path, pixels, numbers, count)
+        decoded = frame_data.decoded_from_file(path, stored, numbers)
+        if decoded is not None:
+            return iter(decoded)
     ds = frame_data.read(path)
     stored = frame_data.stored_syntax(ds)
     produce = frame_data.stored_frames if syntax == stored else frame_data.decoded_frames
