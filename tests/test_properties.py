@@ -107,17 +107,21 @@ def test_a_large_integral_float_stays_a_float(store: Store) -> None:
     assert type(_read_back(store, md)["SliceThickness"]) is float
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN DEFECT, reported: input normalization (ohif-input)")
 def test_a_public_tag_given_as_dicom_json_is_stored_under_its_keyword(store: Store) -> None:
     """Found while writing the round trip: a public element given by its hex tag in DICOM JSON
-    form inside a naturalized dict (``"00100010": {"vr": "PN", "Value": [...]}``) is stored
+    form inside a naturalized dict (``"00100010": {"vr": "PN", "Value": [...]}``) was stored
     under its keyword with the DICOM JSON wrapper left in (``PatientName: {"vr": "PN",
-    "Value": [...]}``), so the study's patient_name column is empty. Branch ohif-input rewrites
-    this function (tags as keys, dcmjs forms)."""
+    "Value": [...]}``), so the study's patient_name column was empty. It is naturalized as a
+    private element in that form is."""
     md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4", "SOPInstanceUID": "1.2.3.5",
-          "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]}}  # fmt: skip
+          "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},
+          "00280030": {"vr": "DS", "Value": [0.5, 0.5]}}  # fmt: skip
     store.add_instances([md])
-    assert _read_back(store, md)["PatientName"] == {"Alphabetic": "Doe^Jane"}
+    stored = _read_back(store, md)
+    assert stored["PatientName"] == {"Alphabetic": "Doe^Jane"}
+    assert stored["PixelSpacing"] == [0.5, 0.5]
+    study = store.get_study("1.2.3")
+    assert study is not None and study.patient_name == "Doe^Jane"  # the typed column
 
 
 def test_stored_form_sent_as_dicom_json_is_stored_identically(module_store: Store) -> None:

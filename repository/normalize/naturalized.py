@@ -105,9 +105,9 @@ def _element(
     if is_tag_key(key):
         tag = int(key, 16)
         name, kw = element_key(tag)
-        if kw is None:  # private or unknown: DICOM JSON form, or a bare value
-            if isinstance(value, Mapping) and "vr" in value:
-                return name, _check_tagged(key, name, value, where)
+        if isinstance(value, Mapping) and "vr" in value:  # DICOM JSON form (no natural value is)
+            return name, _check_tagged(key, name, value, where)
+        if kw is None:  # private or unknown: a bare value
             given = vr_map.get(key) or vr_map.get(name) or tag_vr(tag)
             if isinstance(given, str) and given:
                 return name, _stored(given, value, name, where, tagged=True)
