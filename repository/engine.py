@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from .config import resolve_url
-from .serialized import json_default
+from .serialized import to_json
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 POOL_MODES = ("session", "transaction", "statement")
@@ -19,9 +19,9 @@ POOL_MODE_OPTION = "dicom_repo_pool_mode"
 
 
 def dumps(value: Any) -> str:
-    """Serialize JSON for the database (orjson, as text; metadata serialized by a parse
-    worker is passed through as it is)."""
-    return orjson.dumps(value, default=json_default).decode()
+    """Serialize JSON for the database (:func:`repository.serialized.to_json`, as text;
+    metadata serialized by a parse worker is passed through as it is)."""
+    return to_json(value).decode()
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:

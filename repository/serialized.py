@@ -10,6 +10,7 @@ bytes as they are (:func:`json_default`); any other key read decodes the JSON on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ class SerializedMetadata(Mapping[str, Any]):
     def of(cls, metadata: Mapping[str, Any]) -> SerializedMetadata:
         """Serialize ``metadata`` (a naturalized dict)."""
         head = {k: metadata[k] for k in DECODED_KEYWORDS & metadata.keys()}
-        return cls(orjson.dumps(metadata), head)
+        return cls(to_json(metadata), head)
 
     def _all(self) -> Metadata:
         if self._decoded is None:
@@ -67,3 +68,22 @@ def json_default(value: Any) -> Any:
     if isinstance(value, SerializedMetadata):
         return orjson.Fragment(value.json)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+_STRING_OR_EXPONENT = re.compile(rb'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?e\+\d+')
+
+
+def to_json(value: Any) -> bytes:
+    """``value`` as JSON for the database: orjson's, except that a float orjson writes with a
+    positive exponent (``1e+16``: an integral value of 1e16 or more) is written out in full with
+    ``.0``. PostgreSQL's JSONB keeps ``1e+16`` as the numeric 10000000000000000, which reads
+    back as an int; ``10000000000000000.0`` reads back as the float it was."""
+    data = orjson.dumps(value, default=json_default)
+    if b"e+" not in data:  # no such float (nearly always): nothing to scan
+        return data
+    return _STRING_OR_EXPONENT.sub(_written_out, data)
+
+
+def _written_out(match: re.Match[bytes]) -> bytes:
+    text = match.group(0)
+    return text if text.startswith(b'"') else b"%d.0" % int(float(text))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
@@ -163,28 +162,18 @@ def datasets(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
             "SOPInstanceUID": fresh_uid(), **md}  # fmt: skip
 
 
-def expected_stored_form(value: Any, dialect: str = "sqlite") -> Any:
+def expected_stored_form(value: Any) -> Any:
     """``value`` after the store's documented normalization of naturalized input: text loses
     its trailing DICOM padding (spaces and NULs), at any depth, PersonName components too.
-
-    KNOWN DEFECT on PostgreSQL (reported, see test_properties.py): a float with an integral
-    value of magnitude 1e16 to 2**64 is read back as an int (orjson writes ``1e+16``, JSONB
-    keeps it as the numeric ``10000000000000000``, which reads back as an int).
-    """
+    Nothing else changes, on any backend (an integral float of 1e16 or more stays a float on
+    PostgreSQL too: see repository.serialized.to_json)."""
     if isinstance(value, str):
         return value.rstrip(" \x00")
     if isinstance(value, list):
-        return [expected_stored_form(v, dialect) for v in value]
+        return [expected_stored_form(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: expected_stored_form(v, dialect) for k, v in value.items()}
-    if dialect == "postgresql" and isinstance(value, float) and is_int_on_postgresql(value):
-        return int(Decimal(repr(value)))  # the shortest repr's digits, then zeros
+        return {k: expected_stored_form(v) for k, v in value.items()}
     return value
-
-
-def is_int_on_postgresql(value: float) -> bool:
-    """True for the floats PostgreSQL's JSONB gives back as ints (see expected_stored_form)."""
-    return value.is_integer() and 1e16 <= abs(value) < 2**64
 
 
 def strictly_equal(a: Any, b: Any) -> bool:

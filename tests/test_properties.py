@@ -3,9 +3,7 @@
 ``add_instances([md])`` then ``get_instance(...).metadata`` gives ``md`` back, with the same
 types (an int stays an int, a float a float), on SQLite and PostgreSQL. The only change is the
 store's documented normalization of naturalized input (tests/strategies.py,
-:func:`expected_stored_form`): trailing DICOM padding (spaces, NULs) is removed from text; and
-one known defect on PostgreSQL, kept visible by a strict xfail below: integral floats from 1e16
-to 2**64 come back as ints.
+:func:`expected_stored_form`): trailing DICOM padding (spaces, NULs) is removed from text.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ def test_naturalized_datasets_round_trip_unchanged(module_store: Store) -> None:
         result = module_store.add_instances([md])
         assert (result.added, result.already_present) == (1, 0)
         stored = _read_back(module_store, md)
-        expected = expected_stored_form(md, module_store.dialect)
+        expected = expected_stored_form(md)
         assert strictly_equal(stored, expected), (stored, expected)
 
     round_trip()
@@ -61,7 +59,7 @@ def test_stored_form_re_added_elsewhere_is_stored_identically(module_store: Stor
         moved = {**stored, **{k: copy[k] for k in ("StudyInstanceUID", "SeriesInstanceUID",
                                                    "SOPInstanceUID")}}  # fmt: skip
         module_store.add_instances([moved])
-        expected = expected_stored_form(moved, module_store.dialect)
+        expected = expected_stored_form(moved)
         assert strictly_equal(_read_back(module_store, moved), expected)
 
     copy_round_trip()
@@ -91,20 +89,24 @@ def test_a_private_sequence_read_from_a_file_can_be_added_again(store: Store) ->
     assert _read_back(store, copy) == copy
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN DEFECT, reported: JSONB drops the float type")
-def test_a_large_integral_float_stays_a_float(store: Store) -> None:
+@pytest.mark.parametrize("value", [1e16, -1.5e17, 2.0**64, 1e300, 1.2345678901234568e16])
+def test_a_large_integral_float_stays_a_float(store: Store, value: float) -> None:
     """Found by the round trip on PostgreSQL (``{"00091000": {"vr": "DS", "Value":
-    [1e+16]}}``): orjson writes 1e16 as ``1e+16``, JSONB stores the numeric
-    10000000000000000 and it reads back as the int 10000000000000000 (a DS value of 16
-    characters, ``1e16`` or ``1.5e17``, is legal DICOM). SQLite keeps the text as written.
-    Not fixed here: the fix belongs in the JSON serializer shared by every write path
-    (engine.dumps and the COPY path), e.g. writing such floats with a decimal point."""
-    if store.dialect == "sqlite":
-        pytest.xfail("SQLite keeps the float (the defect is PostgreSQL's)")
-    md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4",
-          "SOPInstanceUID": "1.2.3.5", "SliceThickness": 1e16}  # fmt: skip
+    [1e+16]}}``): orjson writes 1e16 as ``1e+16``, and JSONB kept it as the numeric
+    10000000000000000, which read back as the int 10000000000000000 (a DS value of 16
+    characters, ``1e16`` or ``1.5e17``, is legal DICOM). Such floats are now written out with
+    ``.0`` (repository.serialized.to_json), on every write path; a string that looks like one
+    is left as it is."""
+    md = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4", "SOPInstanceUID": "1.2.3.5",
+          "SliceThickness": value, "ImageComments": "1e+16 \\\" 2e+20",
+          "PixelSpacing": [value, 0.5]}  # fmt: skip
     store.add_instances([md])
-    assert type(_read_back(store, md)["SliceThickness"]) is float
+    back = _read_back(store, md)
+    assert strictly_equal(back, md)
+    study = store.get_study("1.2.3")
+    assert study is not None
+    (series,) = study.series
+    assert strictly_equal(series.instances[0].metadata["SliceThickness"], value)
 
 
 def test_a_public_tag_given_as_dicom_json_is_stored_under_its_keyword(store: Store) -> None:
@@ -134,6 +136,6 @@ def test_stored_form_sent_as_dicom_json_is_stored_identically(module_store: Stor
         canonical = expected_stored_form(md)  # no padding: the stored form itself
         module_store.add_instances([to_dicom_json(canonical)])
         stored = _read_back(module_store, canonical)
-        assert strictly_equal(stored, expected_stored_form(canonical, module_store.dialect))
+        assert strictly_equal(stored, expected_stored_form(canonical))
 
     dicom_json_round_trip()
