@@ -94,6 +94,23 @@ def test_hostile_requests_are_4xx_json_errors_without_tracebacks(
     assert "Traceback" not in strict.log.read_text()
 
 
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [(";;;", 200), (", ;", 200), ("*/*;q=0.0", 406), ("application/dicom+json;q=0.000", 406),
+     ("application/dicom+json;q=abc", 200), ("*/*;q=", 200), ("nonsense", 406)],
+)  # fmt: skip
+def test_an_accept_header_naming_nothing_is_the_default_and_q_0_refuses(
+    strict: WebServer, web_files: list[UploadedFile], accept: str, status: int
+) -> None:
+    ct = next(f for f in web_files if f.path.name == "CT_small.dcm")
+    for url in (f"{strict.dicomweb}/studies", f"{_instance_url(strict, ct)}/metadata"):
+        answer = requests.get(url, headers={**strict.headers(), "Accept": accept}, timeout=30)
+        assert answer.status_code == status, (url, accept, answer.text[:200])
+        if status == 406:
+            assert "error" in answer.json()
+    assert "Traceback" not in strict.log.read_text()
+
+
 def test_an_upload_that_stalls_is_dropped_with_its_part_file(strict: WebServer) -> None:
     head = (
         f"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"

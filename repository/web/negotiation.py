@@ -6,6 +6,7 @@ type="application/octet-stream"; transfer-syntax=*``). Requests without one get 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -47,19 +48,26 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def accepted(request: Request) -> list[MediaRange]:
-    """The media ranges of the request's Accept header, in the order given (``*/*`` if none)."""
-    header = request.headers.get("accept", "") or "*/*"
+    """The media ranges of the request's Accept header, in the order given, without those of
+    quality 0 (``*/*`` if the header is absent or names no media range at all)."""
+    items = [_split(item, ";") for item in _split(request.headers.get("accept", ""), ",")]
+    items = [item for item in items if item]  # ";;;" names nothing
+    if not items:
+        return [MediaRange("*/*")]
     ranges = []
-    for item in _split(header, ","):
-        kind, *params = _split(item, ";")
+    for kind, *params in items:
         values = {}
         for param in params:
             name, _, value = param.partition("=")
             values[name.strip().lower()] = value.strip().strip('"')
-        if values.get("q") == "0":
-            continue
-        ranges.append(MediaRange(kind.lower(), values))
+        if not _refused(values.get("q")):
+            ranges.append(MediaRange(kind.lower(), values))
     return ranges
+
+
+def _refused(quality: str | None) -> bool:
+    """True for a quality of 0 (``q=0``, ``q=0.000``); one that is not a number is ignored."""
+    return quality is not None and re.fullmatch(r"0(\.0{0,3})?", quality) is not None
 
 
 def json_media_type(request: Request) -> str:
