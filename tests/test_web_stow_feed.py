@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +206,23 @@ def test_storage_holds_stowed_files_only_under_their_uids(server: WebServer) -> 
     names = [p.relative_to(storage).parts for p in storage.rglob("*.dcm")]
     assert names and all(len(parts) == 3 for parts in names)
     assert not list((storage / ".incoming").glob("*.part"))
+
+
+def test_sigterm_ends_open_change_streams_at_once_without_a_traceback(
+    web_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("stopping")
+    server = start(web_db, workdir, workers=1, args=["--shutdown-timeout", "30"])
+    streams = [requests.get(f"{server.url}/changes/stream", stream=True, timeout=60)
+               for _ in range(2)]  # fmt: skip
+    lines = [s.iter_lines(decode_unicode=True) for s in streams]
+    assert all(next(line).startswith(": dicom-repo change feed") for line in lines)
+    started = time.monotonic()
+    os.killpg(server.process.pid, signal.SIGTERM)
+    for line in lines:
+        rest = list(line)  # to the end of the stream
+        assert any("server is stopping" in text for text in rest), rest
+    assert server.process.wait(30) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 10  # not the 30 s shutdown timeout
+    log = server.log.read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log

@@ -7,6 +7,7 @@ factory uvicorn calls in every worker of ``dicom-repo serve``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -38,6 +39,7 @@ from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
 from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
+from .stopping import OpenStreams, chain_stop_signals
 from .timeouts import RequestTimeout, unless_timed_out
 from .timeouts import watch as watch_deadlines
 
@@ -166,6 +168,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             app.state.database.watch(engine)
             watch_deadlines(engine)
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        chain_stop_signals(asyncio.get_running_loop(), state.open_streams.stop)
         try:
             yield
         finally:
@@ -178,6 +181,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     state.slots = Slots(settings.db_slots, settings.max_queue, settings.queue_timeout)
     state.database = DatabaseState()
     state.feed_positions = StreamPositions()
+    state.open_streams = OpenStreams()
     state.writes = InFlight()
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
     handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,

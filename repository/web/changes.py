@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
@@ -33,6 +34,7 @@ from ..errors import FeedGapError
 from ..events import Event
 from ..store import Store
 from .numbers import INT64_MAX, optional_int
+from .stopping import STOP, OpenStreams
 
 MAX_PAGE = 10_000
 KEEP_ALIVE_SECONDS = 15.0
@@ -126,7 +128,7 @@ async def stream(request: Request) -> Response:
     if since is None:
         since = _seq("since", request.query_params.get("since"))
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event | FeedGapError] = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()  # Event, FeedGapError or STOP
 
     def deliver(item: Event | FeedGapError) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -142,6 +144,8 @@ async def stream(request: Request) -> Response:
     positions: StreamPositions = request.app.state.feed_positions
     start = since if since is not None else await run_in_threadpool(_newest, store.engine)
     key = positions.open(start)
+    streams: OpenStreams = request.app.state.open_streams
+    streams.add(key, queue)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -152,6 +156,9 @@ async def stream(request: Request) -> Response:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
+                if item is STOP:  # the worker is stopping: the client resumes elsewhere
+                    yield b": the server is stopping; reconnect with Last-Event-ID\n\n"
+                    return
                 if isinstance(item, FeedGapError):  # fell behind a compaction
                     yield _gap(item)
                     return
@@ -160,6 +167,7 @@ async def stream(request: Request) -> Response:
         finally:
             subscription.unsubscribe()
             positions.sent.pop(key, None)
+            streams.remove(key)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
