@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +227,27 @@ def test_sigterm_ends_open_change_streams_at_once_without_a_traceback(
     assert time.monotonic() - started < 10  # not the 30 s shutdown timeout
     log = server.log.read_text()
     assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+def test_an_upload_still_arriving_when_the_shutdown_timeout_runs_out_is_one_log_line(
+    web_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("cancelled")
+    args = ["--shutdown-timeout", "1", "--storage", str(workdir / "storage")]
+    server = start(web_db, workdir, workers=1, args=args)
+    head = (
+        "POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\n"
+        'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n'
+        "Content-Length: 100000\r\n\r\n--b\r\nContent-Type: application/dicom\r\n\r\nDICM"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode())  # and never the rest
+        time.sleep(0.5)
+        os.killpg(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(30) in (0, -signal.SIGTERM)
+    log = server.log.read_text()
+    assert (
+        "request cancelled at shutdown (--shutdown-timeout ran out): POST /dicom-web/studies" in log
+    )
+    assert "Traceback" not in log
+    assert not list((workdir / "storage").rglob("*.part"))

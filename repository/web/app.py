@@ -39,7 +39,7 @@ from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
 from .security import BearerToken, BodyLimit, WorkerHeader, _BodyTooLarge
 from .settings import Settings
-from .stopping import OpenStreams, chain_stop_signals
+from .stopping import CancelledAtStop, OpenStreams, chain_stop_signals
 from .timeouts import RequestTimeout, unless_timed_out
 from .timeouts import watch as watch_deadlines
 
@@ -116,7 +116,8 @@ def _routes(settings: Settings) -> list[BaseRoute]:
 
 
 def _middleware(settings: Settings, state: Any) -> list[Middleware]:
-    stack = [Middleware(WorkerHeader), Middleware(RequestMetrics, metrics=state.metrics)]
+    stack = [Middleware(CancelledAtStop, streams=state.open_streams), Middleware(WorkerHeader),
+             Middleware(RequestMetrics, metrics=state.metrics)]  # fmt: skip
     if settings.access_log:
         stack.append(Middleware(AccessLog))
     stack += [

@@ -6,17 +6,22 @@ traceback in the log for each: every open stream would hold the worker that long
 way. Instead, the application chains a handler onto the signals uvicorn listens to
 (:func:`chain_stop_signals`), and :class:`OpenStreams` ends every open stream right away; the
 client's EventSource reconnects with its ``Last-Event-ID`` and resumes on another worker. Other
-requests in progress finish as before.
+requests in progress finish as before; one that has not when the shutdown timeout runs out
+(an upload that trickles in) is cancelled by uvicorn and logged in one line
+(:class:`CancelledAtStop`), not as a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+log = logging.getLogger("repository.web")
 
 STOP = object()
 """Put into an open stream's queue: the worker is stopping, end the stream."""
@@ -62,3 +67,21 @@ def chain_stop_signals(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], No
             previous(sig, frame)
 
         signal.signal(number, handler)
+
+
+class CancelledAtStop:
+    """ASGI middleware (outermost): a request uvicorn cancels because the worker is stopping and
+    its ``--shutdown-timeout`` ran out is logged in one line instead of a traceback."""
+
+    def __init__(self, app: Any, streams: OpenStreams) -> None:
+        self.app = app
+        self.streams = streams
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if scope["type"] != "http" or not self.streams.stopping:
+                raise
+            log.warning("request cancelled at shutdown (--shutdown-timeout ran out): %s %s",
+                        scope["method"], scope["path"])  # fmt: skip
