@@ -19,17 +19,18 @@ from pydicom.uid import generate_uid
 
 from repository.web import frames
 from repository.web.errors import WebError
-from repository.web.retrieve import _cut
+from repository.web.files import BulkLocation
+from repository.web.retrieve import FILE_CHUNK, PIXEL_DATA, FileRegion, _bulk_value, _cut
 
 FRAMES, SIDE = 48, 256
 """48 frames of 256 x 256 bytes (3 MB of pixel data; a frame is 64 KB)."""
 
 
-def _instance(tmp_path: Path, kind: str) -> tuple[Path, list[bytes]]:
+def _instance(tmp_path: Path, kind: str, count: int = FRAMES) -> tuple[Path, list[bytes]]:
     """A multi-frame instance stored ``kind`` ("native", "bot", "eot", "none"), and its frames."""
-    ds = secondary_capture(generate_uid(), 1, frames=FRAMES)
+    ds = secondary_capture(generate_uid(), 1, frames=count)
     ds.Rows = ds.Columns = SIDE
-    wanted = [os.urandom(SIDE * SIDE) for _ in range(FRAMES)]
+    wanted = [os.urandom(SIDE * SIDE) for _ in range(count)]
     if kind == "native":
         ds.PixelData = b"".join(wanted)
     else:  # stored as JPEG baseline: frames as stored are the fragments' bytes, never decoded
@@ -94,3 +95,24 @@ def test_a_compressed_frame_asked_decoded_is_decoded_alone(tmp_path: Path) -> No
     whole = frames.read(path)
     assert got == list(frames.decoded_frames(whole, [40, 2], FRAMES))
     assert peak < 12 * SIDE * SIDE  # decoding the whole dataset holds 48 frames twice over
+
+
+@pytest.mark.parametrize("kind", ["native", "bot", "none"])
+def test_the_pixel_data_bulk_value_is_sent_from_its_place_in_the_file(
+    tmp_path: Path, kind: str
+) -> None:
+    path, _ = _instance(tmp_path, kind, count=160)  # 10 MB
+    expected = frames.read(path).PixelData
+    # only the tag known (as for an encapsulated value; a native one is recorded with offset
+    # and length at ingest)
+    location = BulkLocation(path, None, None, PIXEL_DATA)
+    tracemalloc.start()
+    try:
+        value = _bulk_value(location)
+        assert isinstance(value, FileRegion)
+        size = sum(len(chunk) for chunk in value.chunks())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert size == len(expected) and b"".join(value.chunks()) == expected
+    assert peak < 3 * FILE_CHUNK < len(expected) // 3  # a chunk at a time, never the whole

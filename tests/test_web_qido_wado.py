@@ -194,3 +194,18 @@ def test_retrieve_instance_is_the_stored_file(
 def test_malformed_uids_are_refused_before_any_lookup(server: WebServer, path: str) -> None:
     answer = requests.get(f"{server.dicomweb}/{path}", timeout=30)
     assert answer.status_code == 400 and "UID" in answer.json()["error"]
+
+
+def test_pixel_data_bulk_values_are_the_files_native_and_encapsulated(
+    server: WebServer, client: DICOMwebClient, web_files: list[UploadedFile]
+) -> None:
+    for name in ("examples_ybr_color.dcm", "rtdose.dcm", "SC_rgb_jpeg_gdcm.dcm", "MR_small.dcm"):
+        f = next(f for f in web_files if f.path.name == name)
+        expected = read(f.path, pixels=True).PixelData
+        url = (f"{server.dicomweb}/studies/{f.study}/series/{f.series}/instances/{f.sop}"
+               f"/bulkdata/7FE00010")  # fmt: skip
+        single = requests.get(url, headers={"Accept": "application/octet-stream",
+                                            "Accept-Encoding": "identity"}, timeout=30)  # fmt: skip
+        assert single.status_code == 200 and single.content == expected, name
+        assert single.headers["Content-Length"] == str(len(expected))
+        assert client.retrieve_bulkdata(url) == [expected], name

@@ -7,6 +7,7 @@ into frames by pydicom (basic or extended offset table, or one fragment per fram
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ def stored_syntax(ds: Dataset) -> str:
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little endian
+_ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000)
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
 _LONG_VRS = (b"OB", b"OW", b"UN", b"OV", b"OL", b"OD", b"OF")
 
 
@@ -80,6 +83,27 @@ def locate(path: Path) -> PixelValue | None:
     length = int.from_bytes(header[8:12] if explicit else header[4:8], "little")
     offset = at + (12 if explicit else 8)
     return PixelValue(ds, offset, None if length == UNDEFINED_LENGTH else length)
+
+
+def pixel_data_span(path: Path) -> tuple[int, int] | None:
+    """(offset, length) of the Pixel Data value in the file, for an encapsulated value too (its
+    items up to the sequence delimiter, as pydicom reads the value); None where
+    :func:`locate` finds none."""
+    pixels = locate(path)
+    if pixels is None:
+        return None
+    if pixels.length is not None:
+        return pixels.offset, pixels.length
+    with path.open("rb") as handle:
+        handle.seek(pixels.offset)
+        while len(header := handle.read(8)) == 8:
+            tag, length = header[:4], int.from_bytes(header[4:], "little")
+            if tag == _SEQUENCE_DELIMITER:
+                return pixels.offset, handle.tell() - 8 - pixels.offset
+            if tag != _ITEM or length == UNDEFINED_LENGTH:
+                break
+            handle.seek(length, os.SEEK_CUR)
+    raise WebError(422, f"{path.name}: the encapsulated pixel data has no end")
 
 
 def frames_from_file(

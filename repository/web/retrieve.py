@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.uid import UID
@@ -37,25 +38,45 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 
 
 FILE_CHUNK = 1 << 20
-"""Bytes of a file read at a time into a multipart answer."""
+"""Bytes of a file read at a time into an answer."""
+PIXEL_DATA = 0x7FE00010
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(FILE_CHUNK):
-            yield chunk
+@dataclass(frozen=True)
+class FileRegion:
+    """``length`` bytes of a file from ``offset``: a body sent a chunk at a time."""
+
+    path: Path
+    offset: int = 0
+    length: int | None = None  # to the end of the file
+
+    def chunks(self) -> Iterator[bytes]:
+        """The region, :data:`FILE_CHUNK` bytes at a time."""
+        left = self.length
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            while left is None or left > 0:
+                chunk = handle.read(FILE_CHUNK if left is None else min(FILE_CHUNK, left))
+                if not chunk:
+                    return
+                yield chunk
+                left = None if left is None else left - len(chunk)
 
 
-def multipart(parts: Iterable[tuple[str, bytes | Path]], part_type: str) -> StreamingResponse:
+def multipart(
+    parts: Iterable[tuple[str, bytes | Path | FileRegion]], part_type: str
+) -> StreamingResponse:
     """A streamed ``multipart/related`` response of ``(Content-Type, body)`` parts; a body given
-    as a file's path is read a part at a time (never held whole)."""
+    as a file (or a region of one) is read a chunk at a time (never held whole)."""
     boundary = secrets.token_hex(16)
 
     def body() -> Iterator[bytes]:
         for content_type, data in parts:
             yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
             if isinstance(data, Path):
-                yield from _file_chunks(data)
+                yield from FileRegion(data).chunks()
+            elif isinstance(data, FileRegion):
+                yield from data.chunks()
             else:
                 yield data
             yield b"\r\n"
@@ -176,11 +197,12 @@ def _check_range(request: Request, path: Path) -> None:
         raise WebError(416, message, headers={"Content-Range": f"bytes */{size}"}) from None
 
 
-def _read_bulk(location: BulkLocation) -> bytes:
+def _bulk_value(location: BulkLocation) -> bytes | FileRegion:
+    """Where the value is in the file (sent a chunk at a time), else the value read whole."""
     if location.offset is not None and location.length is not None:
-        with location.path.open("rb") as handle:
-            handle.seek(location.offset)
-            return handle.read(location.length)
+        return FileRegion(location.path, location.offset, location.length)
+    if location.tag == PIXEL_DATA and (span := frame_data.pixel_data_span(location.path)):
+        return FileRegion(location.path, *span)
     import pydicom
 
     ds = pydicom.dcmread(location.path, force=True)
@@ -195,7 +217,10 @@ async def bulkdata(request: Request) -> Response:
     single = any(m.type == OCTET for m in accepted(request)[:1])
     stored = await run_in_threadpool(find_instance, await read_engine(request), uids)
     location = bulk_location(stored, str(request.path_params["path"]))
-    data = await run_in_threadpool(_read_bulk, location)
-    if single:
+    data = await run_in_threadpool(_bulk_value, location)
+    if not single:
+        return multipart([(OCTET, data)], OCTET)
+    if isinstance(data, bytes):
         return Response(data, media_type=OCTET)
-    return multipart([(OCTET, data)], OCTET)
+    headers = {"Content-Length": str(data.length)}
+    return StreamingResponse(data.chunks(), media_type=OCTET, headers=headers)
