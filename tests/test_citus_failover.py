@@ -1,5 +1,5 @@
 """Coordinator failover and a worker crash on Citus: a scratch Citus cluster (tests/replication.py,
-:class:`~replication.CitusCluster`: a coordinator, two workers, a synchronous streaming standby of
+:class:`~citus_cluster.CitusCluster`: a coordinator, two workers, a synchronous streaming standby of
 the coordinator made with ``pg_basebackup -R``) has its coordinator stopped with ``-m immediate``
 while ``dicom-repo ingest`` of 2000 files runs over a multi-host URL, and the standby is promoted
 with ``pg_promote()``; the workers stay up.
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from replication import CLI, CitusCluster, Cluster, libpq_url, running_cluster
+from citus_cluster import CitusCluster
+from replication import CLI, Cluster, libpq_url, running_cluster
 from test_failover import (
     FILES,
     _checked_log,
