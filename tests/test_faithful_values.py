@@ -66,3 +66,47 @@ def test_a_non_finite_decimal_string_is_kept_verbatim(
     assert study is not None
     [stored] = [i for sl in study.series_lists for se in sl.series for i in se.instances]
     assert stored.metadata["SliceThickness"] == text  # not null, not a float
+
+
+MISMATCHED = [(0x00081140, "US", [1, 0]), (0x00100010, "US", [1, 2]), (0x00280030, "LO", "abc")]
+"""A sequence, a person name and a DS written with a VR of another kind."""
+
+
+@pytest.mark.parametrize("via", ["reader", "fast", "pydicom"])
+def test_an_element_written_with_a_vr_of_another_kind_keeps_its_tag_and_vr(
+    store: repository.Store, tmp_path: Path, via: str
+) -> None:
+    from repository.normalize import to_dicom_json
+    from repository.reading import read_file
+
+    ds = factory.ct_slice(generate_uid(), 1, 0.0)
+    for tag, vr, value in MISMATCHED:
+        ds.add(DataElement(tag, vr, value))
+    path = factory.write(ds, tmp_path)
+    stored = dict(read_file(path, via=via).metadata)
+    assert stored["00081140"] == {"vr": "US", "Value": [1, 0]}  # as a private element is kept
+    assert stored["00100010"] == {"vr": "US", "Value": [1, 2]}
+    assert stored["00280030"] == {"vr": "LO", "Value": ["abc"]}
+    assert not {"ReferencedImageSequence", "PatientName", "PixelSpacing"} & stored.keys()
+    sent = to_dicom_json(stored)  # what WADO-RS metadata sends: each with the file's VR
+    assert sent["00081140"] == {"vr": "US", "Value": [1, 0]}
+    assert sent["00100010"] == {"vr": "US", "Value": [1, 2]}
+    report = ingest(store, [path], workers=1, keep_json=True)
+    assert report.ingested == 1, report.skipped
+    instance = store.get_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert instance is not None and instance.metadata["00100010"]["vr"] == "US"
+
+
+def test_dicom_json_and_vr_maps_of_another_kind_keep_the_tag(store: repository.Store) -> None:
+    uids = {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4"}
+    from_json = {**{f"{k}": v for k, v in {"0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+                 "0020000E": {"vr": "UI", "Value": ["1.2.3.4"]},
+                 "00080018": {"vr": "UI", "Value": ["1.2.3.4.1"]},
+                 "00081140": {"vr": "US", "Value": [7]}}.items()}}  # fmt: skip
+    mapped = {**uids, "SOPInstanceUID": "1.2.3.4.2", "PatientName": [3],
+              "_vrMap": {"PatientName": "US"}}  # fmt: skip
+    store.add_instances([from_json, mapped])
+    first = store.get_instance("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    second = store.get_instance("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert first is not None and first.metadata["00081140"] == {"vr": "US", "Value": [7]}
+    assert second is not None and second.metadata["00100010"] == {"vr": "US", "Value": [3]}

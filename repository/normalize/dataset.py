@@ -71,13 +71,13 @@ def naturalize_element(
     """Store element ``tag`` of ``ds`` (``raw`` as read, possibly deferred) into ``out``."""
     vr = raw.VR or dictionary_vr(tag)
     if bulk is not None and vr in BINARY_VRS and _is_bulk(raw):
-        key, kw = element_key(tag)
+        key, kw = element_key(tag, vr)
         ref = {"BulkDataURI": bulk(raw)}
         out[key] = ref if kw else {"vr": vr, **ref}
         return
     try:
         elem = ds[tag]
-        key, kw = element_key(elem.tag)
+        key, kw = element_key(elem.tag, elem.VR)
         values = _element_values(elem, bulk)
     except InvalidValueError as error:  # decoded, but not storable: say which element
         raise InvalidValueError(f"{element_name(tag)}: {error}") from None

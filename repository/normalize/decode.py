@@ -77,9 +77,10 @@ def implicit_vr(tag: int) -> str | None:
 
 
 @cache
-def tag_key(tag: int) -> tuple[str, bool]:
-    """The stored key of ``tag`` and whether it is a keyword (else an 8-hex-digit tag)."""
-    key, kw = element_key(tag)
+def tag_key(tag: int, vr: str | None = None) -> tuple[str, bool]:
+    """The stored key of ``tag`` read with ``vr`` and whether it is a keyword (else an
+    8-hex-digit tag: see :func:`.values.element_key`)."""
+    key, kw = element_key(tag, vr)
     return key, kw is not None
 
 
@@ -96,7 +97,7 @@ def decode_value(tag: int, vr: str, data: bytes, little: bool, codec: str) -> tu
         if vr in INLINE_BINARY:
             return inline_binary(tag, vr, data)
         raise _NotHandled
-    key, is_keyword = tag_key(tag)
+    key, is_keyword = tag_key(tag, vr)
     values = decoder(data, little, codec) if data else []
     return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
 
@@ -109,7 +110,7 @@ def _lut_descriptor(tag: int, vr: str, data: bytes, little: bool) -> tuple[str, 
     values = _DECODERS["SS"](data, little, "") if data else []
     if len(values) > 1 and values[0] < 0:
         values[0] += 65536
-    key, is_keyword = tag_key(tag)
+    key, is_keyword = tag_key(tag, vr)
     return key, natural_value(vr, values) if is_keyword else tagged_value(vr, values)
 
 
@@ -117,7 +118,7 @@ def inline_binary(tag: int, vr: str, data: bytes) -> tuple[str, Any]:
     """Key and stored value of a binary element kept inline (base64)."""
     if len(data) > BULK_DATA_THRESHOLD:
         raise _NotHandled
-    key, is_keyword = tag_key(tag)
+    key, is_keyword = tag_key(tag, vr)
     binary = {"InlineBinary": base64.b64encode(data).decode("ascii")} if data else {}
     return key, (binary or None) if is_keyword else {"vr": vr, **binary}
 

@@ -37,7 +37,7 @@ def naturalize_dicom_json(obj: Mapping[str, Any]) -> Metadata:
             raise InvalidValueError(f"DICOM JSON key {key!r} is not an 8-hex-digit tag with a vr")
         vr = str(elem["vr"])
         values = _values(key, vr, elem)
-        name, kw = element_key(int(key, 16))
+        name, kw = element_key(int(key, 16), vr)
         out[name] = natural_value(vr, values) if kw else tagged_value(vr, values)
     return out
 

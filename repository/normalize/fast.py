@@ -55,7 +55,7 @@ def _sequence_into(out: Metadata, ds: Dataset, tag: int, bulk: BulkDataURI | Non
     elem = ds[tag]
     if elem.VR != "SQ":
         raise _NotHandled
-    key, kw = element_key(BaseTag(tag))
+    key, kw = element_key(BaseTag(tag), "SQ")
     items = [naturalize_dataset_fast(item, bulk) for item in elem.value or ()]
     out[key] = natural_value("SQ", items) if kw else tagged_value("SQ", items)
 

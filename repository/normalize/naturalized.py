@@ -106,7 +106,7 @@ def _element(
         tag = int(key, 16)
         name, kw = element_key(tag)
         if isinstance(value, Mapping) and "vr" in value:  # DICOM JSON form (no natural value is)
-            return name, _check_tagged(key, name, value, where)
+            return _check_tagged(key, value, where)
         if kw is None:  # private or unknown: a bare value
             given = vr_map.get(key) or vr_map.get(name) or tag_vr(tag)
             if isinstance(given, str) and given:
@@ -119,7 +119,11 @@ def _element(
         if known is not None:
             return _element(known, value, {known: vr_map[key]} if key in vr_map else {}, where)
         raise InvalidValueError(f"{where}{key!r} is not a DICOM keyword or tag")
-    return key, _stored(keyword_vr(key, vr_map, value), value, key, where, tagged=False)
+    vr = keyword_vr(key, vr_map, value)
+    number = tag_for_keyword(key)
+    assert number is not None
+    stored_key, kw = element_key(number, vr)  # a VR not of the keyword's kind: under its tag
+    return stored_key, _stored(vr, value, key, where, tagged=kw is None)
 
 
 def _bare_private(
@@ -153,12 +157,13 @@ def _private_creators(obj: Mapping[str, Any]) -> dict[tuple[int, int], str]:
     return creators
 
 
-def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> Any:
-    """A private or unknown element in DICOM JSON form. Its sequence items may be naturalized
-    (the form the store returns them in) or DICOM JSON."""
+def _check_tagged(key: str, value: Mapping[str, Any], where: str) -> tuple[str, Any]:
+    """The stored key and value of an element given by its tag in DICOM JSON form. Its
+    sequence items may be naturalized (the form the store returns them in) or DICOM JSON."""
     raw = value.get("Value")
     if value["vr"] != "SQ" or not raw or not isinstance(raw, list):
-        return naturalize_dicom_json({key: value})[name]
+        ((name, stored),) = naturalize_dicom_json({key: value}).items()
+        return name, stored
     items: list[Metadata] = []
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
@@ -166,7 +171,8 @@ def _check_tagged(key: str, name: str, value: Mapping[str, Any], where: str) -> 
         inner = f"{where}{key}[{index}]."
         items.append(naturalize_dicom_json(item) if is_dicom_json(item)
                      else check_naturalized(item, inner))  # fmt: skip
-    return tagged_value("SQ", items)
+    name, kw = element_key(int(key, 16), "SQ")
+    return name, natural_value("SQ", items) if kw else tagged_value("SQ", items)
 
 
 def _infer(value: Any, where: str, name: str) -> str:

@@ -195,7 +195,7 @@ class Parser:
             vr = resolved
         if vr == "SQ":
             items = self.items(at, end, end, self.base + at, scope.codec, depth)[0]
-            key, is_keyword = tag_key(tag)
+            key, is_keyword = tag_key(tag, "SQ")
             out[key] = items if is_keyword else tagged_value("SQ", items)
             return end
         key, value = self._value(tag, vr, data, scope, out)
@@ -221,7 +221,7 @@ class Parser:
     def _bulk(self, out: Metadata, tag: int, vr: str, length: int, tell: int) -> None:
         raw = RawElement(tag, vr, length, None, tell, self.implicit, True)
         ref = {"BulkDataURI": self.bulk(raw)}
-        key, is_keyword = tag_key(tag)
+        key, is_keyword = tag_key(tag, vr)
         out[key] = ref if is_keyword else {"vr": vr, **ref}
 
     def _undefined(self, out: Metadata, scope: Scope, tag: int, vr: str | None, at: int,
@@ -241,7 +241,7 @@ class Parser:
             if tag < scope.floor:
                 raise _NotHandled
             items, end = self.items(at, None, limit, origin, scope.codec, depth)
-            key, is_keyword = tag_key(tag)
+            key, is_keyword = tag_key(tag, "SQ")
             out[key] = items if is_keyword else tagged_value("SQ", items)
             return end
         if bulk_vr not in BINARY_VRS:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..pydicom_types import is_raw_data_element
-from .dictionary import keyword_for_tag, tag_for_keyword
+from .dictionary import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 if TYPE_CHECKING:
     from pydicom.dataelem import DataElement, RawDataElement
@@ -63,13 +63,42 @@ def is_tag_key(key: str) -> bool:
     return _TAG_KEY.match(key) is not None
 
 
-def element_key(tag: int) -> tuple[str, str | None]:
-    """Keyword for public dictionary tags that map back to themselves, else the 8-hex tag."""
+def element_key(tag: int, vr: str | None = None) -> tuple[str, str | None]:
+    """Keyword for public dictionary tags that map back to themselves, else the 8-hex tag; also
+    the tag when the element's ``vr`` (if given) is not of the kind the dictionary's is."""
     if not tag >> 16 & 1:  # not private
         kw = keyword_for_tag(tag)
-        if kw and tag_for_keyword(kw) == tag:
+        if kw and tag_for_keyword(kw) == tag and (vr is None or fits_dictionary(tag, vr)):
             return kw, kw
     return f"{int(tag):08X}", None
+
+
+_NUMBERS = ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "DS", "IS")
+_TEXTS = ("AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT")
+_VR_KINDS = {
+    **dict.fromkeys(_NUMBERS, "number"),
+    **dict.fromkeys(_TEXTS, "text"),
+    **dict.fromkeys(BINARY_VRS, "binary"),
+    "SQ": "sequence",
+    "PN": "person name",
+    "AT": "tag",
+}
+"""What a value of each VR is stored as: a keyword's value must have its dictionary VR's kind."""
+
+
+def fits_dictionary(tag: int, vr: str) -> bool:
+    """True if a public element read with ``vr`` may be stored under its keyword: ``vr`` is
+    of the kind of (one of) the VRs the dictionary gives the tag. A file that writes a sequence
+    as US, or a person name as LO, has that element stored under its tag with its own VR (as
+    a private element is), so that it is read back and sent on with the VR it had."""
+    kind = _VR_KINDS.get(vr)
+    if kind is None:
+        return True
+    try:
+        choices = dictionary_VR(tag).split(" or ")
+    except KeyError:
+        return True
+    return any(_VR_KINDS.get(choice, kind) == kind for choice in choices)
 
 
 def element_name(tag: int) -> str:
