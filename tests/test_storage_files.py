@@ -4,7 +4,9 @@ on both backends.
 A delete unlinks its files after its commit, by the paths its deleted rows recorded. The same
 instance stored again between that commit and the unlink must keep its new file: each write
 gets a file of its own, and a folder the delete's clean-up removes while the STOW-RS places its
-file is made again. These tests run the steps in that order, as the server and the CLI run them
+file is made again. A delete committed between a STOW-RS's commit and its move finds no file to
+unlink: the STOW-RS, which checks after its moves that its instances are still recorded, removes
+it. These tests run the steps in that order, as the server and the CLI run them
 (``store_parts``, then ``Store.delete_*``, then ``storage.remove_after_commit``).
 """
 
@@ -96,6 +98,29 @@ def test_a_deletes_folder_clean_up_during_a_stow_does_not_lose_its_file(
     assert cleaned == [1]
     new = _recorded_file(store, second)
     assert new.exists() and pydicom.dcmread(new).ImageComments == "second"
+    assert _in_step(store, folder).clean
+
+
+def test_a_delete_between_a_stows_commit_and_its_move_leaves_no_file(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "storage"
+    ds = _dataset("first")
+    move, done = os.replace, list[int]()
+
+    def delete_commits_and_unlinks_first(source: str | Path, target: str | Path) -> None:
+        # The DELETE commits and unlinks what its rows recorded (not there yet) after the
+        # STOW's commit and before it moves its file in.
+        deleted = store.delete_study(ds.StudyInstanceUID)
+        done.append(storage.remove_after_commit(deleted.files, folder))
+        move(source, target)
+
+    monkeypatch.setattr(os, "replace", delete_commits_and_unlinks_first)
+    _stow(store, folder, ds)
+    monkeypatch.undo()
+    assert done == [0]  # the delete found no file to unlink
+    assert store.get_study(ds.StudyInstanceUID) is None
+    assert not [p for p in folder.rglob("*.dcm")]  # the STOW removed the file it moved in
     assert _in_step(store, folder).clean
 
 

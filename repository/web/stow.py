@@ -24,13 +24,17 @@ from typing import Any, BinaryIO
 
 import pydicom
 from python_multipart.multipart import MultipartParser, MultipartState
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..db_errors import driver_errors
 from ..errors import ConflictError, InvalidInputError
+from ..image_id import file_image_id
 from ..reading import read_file
-from ..storage import instance_path, owned, place
+from ..schema import instance_table
+from ..storage import instance_path, owned, place, remove_after_commit
 from ..store import Store
 from ..validation import check_uid
 from . import stow_bodies
@@ -226,7 +230,8 @@ def store_parts(
     left that the database does not record (a commit cut after it went through, then given up
     on, gets its file when the client sends it again).
     """
-    outcomes = []
+    outcomes: list[Outcome] = []
+    placed: list[tuple[str, Path]] = []  # (StudyInstanceUID, file)
     try:
         for part in parts:
             outcome = _identify(part, study)
@@ -234,14 +239,37 @@ def store_parts(
                 final = _final(storage, outcome)
                 if _add(store, part, outcome, final, keep_json):
                     place(part.path, final)
+                    placed.append((str(outcome.study), final))
                 elif (missing := _missing_file(store, outcome, storage)) is not None:
                     place(part.path, missing, replace=False)
+                    placed.append((str(outcome.study), missing))
             if outcome.reason is not None:
                 log.warning("STOW-RS refused %s: %s", outcome.sop or "a part", outcome.message)
             outcomes.append(outcome)
     finally:
         _discard(parts)  # what was not moved into place
+        _unless_recorded(store, placed, storage)
     return outcomes
+
+
+def _unless_recorded(store: Store, placed: list[tuple[str, Path]], storage: Path) -> None:
+    """Remove the files just moved into place whose instance a DELETE removed between the
+    commit and the move (that delete's unlink came before the file): checked after the moves,
+    so a delete committed later finds the file and unlinks it itself. Best effort: with the
+    database away, ``storage check`` finds such a file later. ``placed``: (study, file)."""
+    if not placed:
+        return
+    ids = {file_image_id(path): path for _, path in placed}
+    table = instance_table.c
+    query = select(table.image_id).where(  # by study too: routed to its shards on Citus
+        table.study_instance_uid.in_(sorted({s for s, _ in placed})), table.image_id.in_(list(ids))
+    )
+    try:
+        with store.engine.connect() as conn:
+            recorded = set(conn.execute(query).scalars())
+    except driver_errors():
+        return
+    remove_after_commit([str(p) for i, p in ids.items() if i not in recorded], storage)
 
 
 def response_json(outcomes: list[Outcome], root: str) -> dict[str, Any]:
