@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from .errors import InvalidValueError
+
 _FRAMES_SUFFIX = re.compile(r"/frames/(\d+)$")
 _FRAME_PARAM = re.compile(r"([?&])frame=(\d+)(?=&|$)")
 
@@ -113,12 +115,23 @@ class _HasImageId(Protocol):
     def number_of_frames(self) -> int | None: ...
 
 
+MAX_LISTED_FRAMES = 1 << 20
+"""The most imageIds listed for one instance (a NumberOfFrames up to 2^31 - 1 is legal DICOM, and
+a list of that many ids would take the process's memory)."""
+
+
 def instance_frame_ids(instances: Iterable[_HasImageId]) -> list[str]:
     """One imageId per frame of each instance, in order (OHIF ``getImageIdsForDisplaySet``:
-    ``NumberOfFrames > 1`` gives frames 1..N, anything else the instance's own imageId)."""
+    ``NumberOfFrames > 1`` gives frames 1..N, anything else the instance's own imageId).
+    An instance of more than :data:`MAX_LISTED_FRAMES` frames raises InvalidValueError."""
     out: list[str] = []
     for inst in instances:
         frames = inst.number_of_frames or 1
+        if frames > MAX_LISTED_FRAMES:
+            raise InvalidValueError(
+                f"{inst.image_id}: NumberOfFrames {frames} is more than the {MAX_LISTED_FRAMES} "
+                "imageIds listed for one instance"
+            )
         if frames > 1:
             out += [frame_image_id(inst.image_id, n) for n in range(1, frames + 1)]
         else:

@@ -15,7 +15,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from repository import Store
+from repository import InvalidValueError, Store
 from repository.ingest import ingest
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -111,3 +111,13 @@ def test_get_image_ids_of_an_unknown_study_is_an_error(store: Store) -> None:
 
     with pytest.raises(NotFoundError, match=r"1\.2\.9"):
         store.get_image_ids("1.2.9")
+
+
+def test_an_instance_of_more_frames_than_can_be_listed_is_refused_at_once(store: Store) -> None:
+    # NumberOfFrames up to 2^31 - 1 is a legal IS: listing an id per frame would never return
+    store.add_instances([_instance("1", 1, ENHANCED_CT, NumberOfFrames="2147483647")],
+                        wado_root=WADO_RS)  # fmt: skip
+    with pytest.raises(InvalidValueError, match="NumberOfFrames 2147483647 is more than"):
+        store.get_image_ids("1.2.3")
+    store.add_instances([_instance("2", 1, ENHANCED_CT, NumberOfFrames=3)], wado_root=WADO_RS)
+    assert len(store.get_image_ids("1.2.3", "1.2.3.2")) == 3
