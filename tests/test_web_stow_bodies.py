@@ -142,6 +142,20 @@ def test_bad_dicom_json_bodies_answer_a_clear_error(
     assert says in answer.text
 
 
+def test_a_refusal_is_logged_in_one_bounded_line_without_a_traceback(server: WebServer) -> None:
+    sop = generate_uid()
+    item = {"00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.7"]},
+            "00080018": {"vr": "UI", "Value": [sop]},
+            "00100020": {"vr": "LO", "Value": [1.5]},  # pydicom's error carries its traceback
+            "00091010": {"vr": "OB", "InlineBinary": "QUJD" * 20_000}}  # fmt: skip
+    parts = [({"Content-Type": DICOM_JSON}, orjson.dumps([item]))]
+    answer = _post(f"{server.dicomweb}/studies", *multipart(parts, DICOM_JSON))
+    assert answer.status_code == 409, answer.text
+    lines = [line for line in server.log.read_text().splitlines() if sop in line]
+    assert len(lines) == 1 and "STOW-RS refused" in lines[0] and len(lines[0]) < 500, lines
+    assert "Traceback" not in server.log.read_text()
+
+
 def test_single_part_application_dicom(server: WebServer) -> None:
     ds = fresh("CT_small.dcm")
     answer = _post(f"{server.dicomweb}/studies", part10(ds), "application/dicom")

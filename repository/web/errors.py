@@ -43,6 +43,14 @@ def not_acceptable(message: str) -> WebError:
     return WebError(406, message)
 
 
+def brief(error: BaseException, limit: int = 300) -> str:
+    """``error``'s message as one line of at most ``limit`` characters, for a log line or an
+    answer: pydicom's own messages may carry a whole traceback, or a whole value."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_uid(value: str, what: str) -> str:
     """``value`` if it is a valid DICOM UID (the store's own rule), else a 400 naming it."""
     try:

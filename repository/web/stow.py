@@ -39,7 +39,7 @@ from ..store import Store
 from ..validation import check_uid
 from . import stow_bodies
 from .admission import slots_of
-from .errors import WebError, bad_request, log, path_uids
+from .errors import WebError, bad_request, brief, log, path_uids
 from .files import find_instance
 from .negotiation import DICOM_JSON
 from .qido import dicomweb_root
@@ -161,16 +161,17 @@ def _identify(part: Part, study: str | None) -> Outcome:
     if kind != "application/dicom":
         return Outcome(None, None, None, None, CANNOT_UNDERSTAND, f"part of type {kind!r}")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # values are read (converted) below too
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(part.path, stop_before_pixels=True, force=True)
-        uids = [
-            check_uid(str(ds.get(keyword, "")), keyword)
-            for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", _SERIES)
-        ]
+            uids = [
+                check_uid(str(ds.get(keyword, "")), keyword)
+                for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", _SERIES)
+            ]
         outcome = Outcome(uids[0], uids[1], uids[2], uids[3])
     except Exception as error:
-        return Outcome(None, None, None, None, CANNOT_UNDERSTAND, f"not a DICOM instance: {error}")
+        message = f"not a DICOM instance: {brief(error)}"
+        return Outcome(None, None, None, None, CANNOT_UNDERSTAND, message)
     if study is not None and outcome.study != study:
         outcome.reason, outcome.message = STUDY_MISMATCH, f"belongs to study {outcome.study}"
     return outcome
@@ -191,10 +192,10 @@ def _add(store: Store, part: Part, outcome: Outcome, final: Path, keep_json: boo
         paths = {inst.sop_instance_uid: str(final)}
         added = store.add_normalized([inst], paths=paths, keep_json=keep_json)
     except ConflictError as error:
-        outcome.reason, outcome.message = DUPLICATE_SOP, str(error)
+        outcome.reason, outcome.message = DUPLICATE_SOP, brief(error)
         return False
     except InvalidInputError as error:
-        outcome.reason, outcome.message = CANNOT_UNDERSTAND, str(error)
+        outcome.reason, outcome.message = CANNOT_UNDERSTAND, brief(error)
         return False
     return added.added > 0
 

@@ -30,7 +30,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from starlette.requests import Request
 
-from .errors import bad_request
+from .errors import bad_request, brief
 
 PIXEL_DATA = "7FE00010"
 COMPRESSED_MEDIA = {
@@ -207,7 +207,7 @@ def to_part10(parts: Sequence[ReceivedPart], folder: Path) -> list[Path | Refusa
                 out.append(path)
             except Exception as error:
                 path.unlink(missing_ok=True)
-                out.append(Refusal(_uid(item, "00080016"), _uid(item, "00080018"), str(error)))
+                out.append(Refusal(_uid(item, "00080016"), _uid(item, "00080018"), brief(error)))
         return out
     finally:
         for part in parts:
