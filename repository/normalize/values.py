@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..pydicom_types import is_raw_data_element
@@ -86,6 +87,7 @@ _VR_KINDS = {
 """What a value of each VR is stored as: a keyword's value must have its dictionary VR's kind."""
 
 
+@cache
 def fits_dictionary(tag: int, vr: str) -> bool:
     """True if a public element read with ``vr`` may be stored under its keyword: ``vr`` is
     of the kind of (one of) the VRs the dictionary gives the tag. A file that writes a sequence
@@ -98,7 +100,7 @@ def fits_dictionary(tag: int, vr: str) -> bool:
         choices = dictionary_VR(tag).split(" or ")
     except KeyError:
         return True
-    return any(_VR_KINDS.get(choice, kind) == kind for choice in choices)
+    return "UN" in choices or any(_VR_KINDS.get(choice, kind) == kind for choice in choices)
 
 
 def element_name(tag: int) -> str:
