@@ -256,3 +256,23 @@ def test_a_frame_without_a_decoder_here_answers_406_naming_the_transfer_syntax(
     assert ds.SOPInstanceUID in error  # the file it could not render
     assert error.endswith(f"no pixel data decoder for {syntax.name} ({syntax}) here")
     assert requests.get(_url(server, ds, "/thumbnail"), timeout=60).status_code == 406
+
+
+def test_a_frame_declaring_a_huge_decoded_size_is_refused_before_decoding(
+    server: WebServer, client: DICOMwebClient
+) -> None:
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless
+
+    ds = fresh("MR_small_RLE.dcm")  # a few bytes of RLE that claim 65535 x 65535 x 16 bits
+    ds.Rows = ds.Columns = 65535
+    ds.PixelData = encapsulate([b"\x01" + b"\x00" * 63 + b"\x00\x00"])
+    ds["PixelData"].VR = "OB"
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    client.store_instances([ds])
+    explicit = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    for tail, headers in (("/rendered", {}), ("/frames/1/rendered", {}), ("/thumbnail", {}),
+                          ("/frames/1", explicit)):  # fmt: skip
+        answer = requests.get(_url(server, ds, tail), headers=headers, timeout=60)
+        assert answer.status_code == 422, (tail, answer.text[:300])
+        assert "bytes a frame is decoded to here" in answer.json()["error"]

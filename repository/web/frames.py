@@ -150,6 +150,25 @@ def _native_frame_size(ds: Dataset) -> int:
     return bits // 8
 
 
+MAX_DECODED_FRAME = 1 << 28
+"""The most bytes one frame may decode to here (256 MiB: 8192 x 8192 x 32 bits)."""
+
+
+def check_decoded_size(ds: Dataset, name: str) -> None:
+    """422 for a frame that would decode to more than :data:`MAX_DECODED_FRAME` bytes, before
+    any decoder allocates it: a few hundred bytes of RLE or JPEG may declare 65535 x 65535."""
+    try:
+        shape = [int(ds.get(k) or 1) for k in ("Rows", "Columns", "SamplesPerPixel")]
+        bits = max(int(ds.get("BitsAllocated") or 8), 8)
+    except (TypeError, ValueError):  # left to the decoder, which says what is wrong
+        return
+    size = shape[0] * shape[1] * shape[2] * bits // 8
+    if size > MAX_DECODED_FRAME:
+        raise WebError(422, f"{name}: a frame of {shape[0]} x {shape[1]} x {shape[2]} samples of "
+                            f"{bits} bits ({size} bytes) is more than the {MAX_DECODED_FRAME} "
+                            "bytes a frame is decoded to here")  # fmt: skip
+
+
 def stored_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[bytes]:
     """The requested frames as stored (compressed frames stay compressed)."""
     syntax = UID(stored_syntax(ds))
@@ -183,6 +202,7 @@ def decoded_frames(ds: Dataset, numbers: Sequence[int], count: int) -> Iterator[
     if not syntax.is_compressed:
         yield from stored_frames(ds, numbers, count)
         return
+    check_decoded_size(ds, str(ds.get("SOPInstanceUID", "the instance")))
     decoder = get_decoder(syntax)
     if not decoder.is_available:
         raise not_acceptable(

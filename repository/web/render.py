@@ -31,6 +31,7 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
 from ..errors import InvalidValueError, RepositoryError
+from .frames import check_decoded_size
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -85,6 +86,7 @@ def _read(path: Path, index: int) -> tuple[Dataset, np.ndarray[Any, Any]]:
         ds = pydicom.dcmread(path, defer_size=4096, force=True)  # large values left unread
         if not any(t in ds for t in (0x7FE00008, 0x7FE00009, 0x7FE00010)):
             raise CannotRender("the instance has no pixel data (Pixel Data or Float Pixel Data)")
+        check_decoded_size(ds, path.name)
         meta = getattr(ds, "file_meta", None)
         syntax = UID(str(getattr(meta, "TransferSyntaxUID", None) or "1.2.840.10008.1.2"))
         if syntax.is_compressed:

@@ -112,6 +112,7 @@ def _cut(path: Path, numbers: list[int], count: int, syntax: str) -> Iterator[by
         stored = frame_data.stored_syntax(pixels.ds)
         if syntax == stored or not UID(stored).is_compressed:
             return frame_data.frames_from_file(path, pixels, numbers, count)
+        frame_data.check_decoded_size(pixels.ds, path.name)
         decoded = frame_data.decoded_from_file(path, stored, numbers)
         if decoded is not None:
             return iter(decoded)
