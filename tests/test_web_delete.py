@@ -32,6 +32,7 @@ from repository.ingest import ingest
 
 pytest_plugins = ("web_fixtures",)
 TOKEN = "delete-token-for-tests"
+ACCEPTS = ["application/dicom", 'multipart/related; type="application/dicom"']
 
 
 def new_instances(
@@ -348,3 +349,35 @@ def test_a_sqlite_database_opened_read_only_refuses_the_delete_with_403(tmp_path
         assert refused.status_code == 403, refused.text
         assert "refuses" in refused.json()["error"]
         assert client.get("/dicom-web/studies/1.2.3/metadata").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/dicom", 'multipart/related; type="application/dicom"']
+)
+def test_a_file_deleted_between_the_lookup_and_the_answer_is_a_404_not_a_500(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accept: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    from repository.web import files
+    from repository.web.app import create_app
+
+    ds = pydicom.dcmread(Path(pydicom.__file__).parent / "data/test_files/CT_small.dcm")
+    with repository.connect(db_url) as store:
+        ingest(store, [shutil.copy(ds.filename, tmp_path / "ct.dcm")], workers=1)
+    checked = files.StoredInstance.require_file
+
+    def a_delete_unlinks_it_right_after_the_check(self: files.StoredInstance) -> Path:
+        path = checked(self)
+        path.unlink()  # as a DELETE committed and unlinked meanwhile
+        return path
+
+    monkeypatch.setattr(
+        files.StoredInstance, "require_file", a_delete_unlinks_it_right_after_the_check
+    )
+    url = (f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+           f"/instances/{ds.SOPInstanceUID}")  # fmt: skip
+    with TestClient(create_app(url=db_url), raise_server_exceptions=False) as client:
+        answer = client.get(url, headers={"Accept": accept})
+    assert answer.status_code == 404, answer.text[:300]
+    assert "is gone" in answer.json()["error"]

@@ -114,5 +114,6 @@ def test_the_pixel_data_bulk_value_is_sent_from_its_place_in_the_file(
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert size == len(expected) and b"".join(value.chunks()) == expected
+    again = FileRegion(value.path, value.offset, value.length)  # the first one is read
+    assert size == len(expected) and b"".join(again.chunks()) == expected
     assert peak < 3 * FILE_CHUNK < len(expected) // 3  # a chunk at a time, never the whole

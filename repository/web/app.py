@@ -33,7 +33,7 @@ from .access_log import AccessLog
 from .admission import Admission, Busy, Slots
 from .availability import UNAVAILABLE_ERRORS, DatabaseState, retry_after, unavailable
 from .changes import StreamPositions
-from .errors import http_error, server_error
+from .errors import file_gone, http_error, server_error
 from .inflight import InFlight
 from .limits import RequestLimits
 from .metrics import Metrics, RequestMetrics, metrics_endpoint
@@ -186,6 +186,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     state.writes = InFlight()
     handlers: dict[Any, Any] = dict.fromkeys(UNAVAILABLE_ERRORS, unavailable)
     handlers.update({HTTPException: http_error, _BodyTooLarge: _too_large, Busy: _busy,
+                     FileNotFoundError: file_gone,
                      Exception: server_error})  # fmt: skip
     handlers = {kind: unless_timed_out(handler) for kind, handler in handlers.items()}
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings, state),

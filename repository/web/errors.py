@@ -7,6 +7,7 @@ client (an unexpected exception answers 500 with a fixed message and is logged).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -72,6 +73,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def file_gone(request: Request, exc: Exception) -> Response:
+    """Exception handler: a stored file that is not there when the request reads it (its
+    instance was deleted meanwhile) is a 404, as the instance is now."""
+    name = Path(str(getattr(exc, "filename", "") or "")).name
+    return JSONResponse({"error": f"the file {name} is gone (its instance was deleted)"},
+                        status_code=404)  # fmt: skip
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

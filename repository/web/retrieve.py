@@ -9,10 +9,12 @@ transfer-syntax=<UID>``, which OHIF needs to decode compressed frames.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
@@ -44,16 +46,18 @@ PIXEL_DATA = 0x7FE00010
 
 @dataclass(frozen=True)
 class FileRegion:
-    """``length`` bytes of a file from ``offset``: a body sent a chunk at a time."""
+    """``length`` bytes of a file from ``offset``: a body sent a chunk at a time, from
+    ``handle`` when the file was opened already (:func:`opened`)."""
 
     path: Path
     offset: int = 0
     length: int | None = None  # to the end of the file
+    handle: BinaryIO | None = field(default=None, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The region, :data:`FILE_CHUNK` bytes at a time."""
         left = self.length
-        with self.path.open("rb") as handle:
+        with self.handle or self.path.open("rb") as handle:
             handle.seek(self.offset)
             while left is None or left > 0:
                 chunk = handle.read(FILE_CHUNK if left is None else min(FILE_CHUNK, left))
@@ -61,6 +65,13 @@ class FileRegion:
                     return
                 yield chunk
                 left = None if left is None else left - len(chunk)
+
+
+def opened(path: Path, offset: int = 0, length: int | None = None) -> FileRegion:
+    """A region of ``path`` opened now, before the answer starts: a DELETE that unlinks the
+    file afterwards does not cut the answer short (the open file stays readable), and one that
+    came before is a 404 (:func:`.errors.file_gone`), not a 500 halfway through."""
+    return FileRegion(path, offset, length, path.open("rb"))
 
 
 def multipart(
@@ -126,7 +137,7 @@ def _frames(path: Path, numbers: list[int], count: int, syntax: str) -> list[tup
     content_type = f"{OCTET}; transfer-syntax={syntax}"
     try:
         return [(content_type, data) for data in _cut(path, numbers, count, syntax)]
-    except WebError:
+    except (WebError, FileNotFoundError):  # a file deleted meanwhile: 404 (.errors.file_gone)
         raise
     except Exception as error:  # pydicom raises many kinds for damaged pixel data
         raise WebError(422, f"cannot cut frames from {path.name}: {error}") from None
@@ -175,10 +186,16 @@ async def instance(request: Request) -> Response:
                 f"instance {uids[2]} is stored in {stored.transfer_syntax_uid}; this server "
                 f"does not transcode whole instances (ask for transfer-syntax=*)"
             )
-    if form == "single":
+    if form == "single" and "range" in request.headers:  # Starlette answers ranges
         _check_range(request, path)
-        return FileResponse(path, media_type=DICOM)
-    return multipart([(DICOM, path)], DICOM)
+        return FileResponse(path, media_type=DICOM, stat_result=path.stat())
+    region = await run_in_threadpool(opened, path)
+    if form != "single":
+        return multipart([(DICOM, region)], DICOM)
+    assert region.handle is not None
+    size = os.fstat(region.handle.fileno()).st_size
+    headers = {"Content-Length": str(size), "Accept-Ranges": "bytes"}
+    return StreamingResponse(region.chunks(), media_type=DICOM, headers=headers)
 
 
 def _check_range(request: Request, path: Path) -> None:
@@ -201,9 +218,9 @@ def _check_range(request: Request, path: Path) -> None:
 def _bulk_value(location: BulkLocation) -> bytes | FileRegion:
     """Where the value is in the file (sent a chunk at a time), else the value read whole."""
     if location.offset is not None and location.length is not None:
-        return FileRegion(location.path, location.offset, location.length)
+        return opened(location.path, location.offset, location.length)
     if location.tag == PIXEL_DATA and (span := frame_data.pixel_data_span(location.path)):
-        return FileRegion(location.path, *span)
+        return opened(location.path, *span)
     import pydicom
 
     ds = pydicom.dcmread(location.path, force=True)
