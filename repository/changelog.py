@@ -96,12 +96,17 @@ def record_changes(
     return [change.committed(seq) for change, seq in zip(changes, seqs, strict=True)]
 
 
+SEQ_MAX = 2**63 - 1
+"""The largest seq (a 64-bit column)."""
+
+
 def check_page(since: object, limit: object) -> None:
-    """Raise InvalidValueError unless ``since`` is a seq (int >= 0) and ``limit`` an int >= 1."""
-    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-        raise InvalidValueError(f"since must be a seq number (an int >= 0), not {since!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidValueError(f"limit must be a positive int, not {limit!r}")
+    """Raise InvalidValueError unless ``since`` is a seq (an int from 0 to :data:`SEQ_MAX`) and
+    ``limit`` an int from 1 to :data:`SEQ_MAX`."""
+    if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= SEQ_MAX:
+        raise InvalidValueError(f"since must be a seq number (0 to {SEQ_MAX}), not {since!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= SEQ_MAX:
+        raise InvalidValueError(f"limit must be an int from 1 to {SEQ_MAX}, not {limit!r}")
 
 
 def read_changes(conn: Connection, after: int, limit: int) -> list[Event]:

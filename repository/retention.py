@@ -29,10 +29,14 @@ if TYPE_CHECKING:
     from .unit_of_work import Transaction
 
 
+MAX_DAYS = 365 * 1000
+"""The most days back a rule may reach (a thousand years; the calendar ends at year 1)."""
+
+
 def days_ago(days: float) -> dt.datetime:
-    """Now (UTC) minus ``days`` days; ``days`` must be a non-negative number."""
-    if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
-        raise InvalidValueError(f"a number of days must be >= 0, not {days!r}")
+    """Now (UTC) minus ``days`` days; ``days`` must be a number from 0 to :data:`MAX_DAYS`."""
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_DAYS:
+        raise InvalidValueError(f"a number of days must be from 0 to {MAX_DAYS}, not {days!r}")
     return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
 
 

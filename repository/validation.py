@@ -29,6 +29,7 @@ UID_MAX_LENGTH = 64
 DATA_SOURCE_MAX_LENGTH = 64
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_PASSWORD_PARAM = re.compile(r"([?&])password=[^&#]*", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 _DATE = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
 
@@ -143,10 +144,14 @@ def strip_credentials(url: str | URL) -> str:
     """
     if not isinstance(url, str):  # a SQLAlchemy URL (not imported here: file workers)
         url = url.render_as_string(hide_password=False)
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL that parses (``http://[::1/x``): the patterns below only
+        parts = None
+    if parts is not None and "@" in parts.netloc:
         netloc = parts.netloc.rpartition("@")[2]
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    url = _PASSWORD_PARAM.sub(r"\1password=***", url)  # libpq takes ?password=... too
     return _USERINFO.sub("", url)  # URLs inside identifiers: wadors:https://user:pw@host/...
 
 

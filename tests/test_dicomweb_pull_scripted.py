@@ -165,6 +165,12 @@ def test_scripted_server_pull_works(store: Store, scripted: Scripted) -> None:
         (b'[{"0020000D": {"vr": "UI", "Val', 200, "sent malformed JSON for the WADO-RS metadata"),
         ("just a string", 200, "unexpected answer to the WADO-RS metadata"),
         ({"error": "gone"}, 404, "answered HTTP 404 Not Found to the WADO-RS metadata"),
+        (b"[" * 5000 + b"]" * 5000, 200, "sent JSON nested too deeply for the WADO-RS metadata"),
+        (
+            [{**instance_json(SERIES[1], 1), "00081140": {"vr": "SQ", "Value": 5}}],
+            200,
+            "that cannot be stored: instance #0: DICOM JSON element 00081140: Value must be a list",
+        ),
     ],
 )
 def test_a_failing_series_names_server_study_and_series_and_keeps_earlier_ones(

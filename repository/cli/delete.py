@@ -19,7 +19,7 @@ from ..retention import PruneResult, PruneRule, prune
 from ..store import Store
 from ._shared import counting_bar, json_option, open_store, print_json, quiet_option
 
-DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dwy]?)\s*$")
+DAYS = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([dwy]?)\s*$")
 UNIT_DAYS = {"": 1, "d": 1, "w": 7, "y": 365}
 
 data_source_option = click.option(

@@ -28,6 +28,10 @@ BATCH = 1000
 """Rows fetched from the database at a time."""
 
 _READ_KINDS = ("SELECT", "UNKNOWN")  # UNKNOWN: VALUES, EXPLAIN, SHOW, PRAGMA (checked by the DB)
+_OUTSIDE = frozenset({"ATTACH", "DETACH", "COPY", "VACUUM", "LOAD", "DO", "CALL"})
+"""Statements that reach outside the database (files, programs, libraries) although a
+read-only transaction lets them run: SQLite's ``ATTACH`` makes the file it names, PostgreSQL's
+``COPY ... TO`` writes one."""
 _READ_ONLY_SQLSTATE = "25006"  # PostgreSQL: read_only_sql_transaction
 
 
@@ -49,9 +53,16 @@ def check_statement(sql: str) -> str:
         raise QueryRefusedError(
             f"refused: expected exactly one SQL statement, got {len(statements)}; nothing was run"
         )
-    kind = str(sqlparse.parse(statements[0])[0].get_type())  # type: ignore[no-untyped-call]
+    parsed = sqlparse.parse(statements[0])[0]
+    kind = str(parsed.get_type())  # type: ignore[no-untyped-call]
     if kind not in _READ_KINDS:
         raise QueryRefusedError(_refusal(kind))
+    first = parsed.token_first(skip_cm=True)  # type: ignore[no-untyped-call]
+    if first is not None and str(first.normalized).upper() in _OUTSIDE:
+        raise QueryRefusedError(
+            f"refused: {str(first.normalized).upper()} reaches outside the database (files, "
+            "programs); only read-only statements run here, nothing was run"
+        )
     return kind
 
 

@@ -54,11 +54,14 @@ class Report:
 def _convert(report: str, key: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str) or default is None or isinstance(default, str):
         return value
+    kind = type(default).__name__
     try:
-        return type(default)(value)
+        converted = type(default)(value)
     except ValueError:
-        kind = type(default).__name__
         raise InvalidInputError(f"report {report}: {key}={value!r} is not an {kind}") from None
+    if isinstance(converted, int) and not -(2**63) <= converted < 2**63:
+        raise InvalidInputError(f"report {report}: {key}={value!r} is not a 64-bit {kind}")
+    return converted
 
 
 _PRIVATE_TAG_SQL = """

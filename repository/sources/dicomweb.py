@@ -178,6 +178,8 @@ class DicomWebSource:
             ) from error
         except (requests.JSONDecodeError, UnicodeDecodeError) as error:
             raise PullError(f"{self.server} sent malformed JSON for {what}: {error}") from error
+        except RecursionError:  # JSON nested past what the decoder follows
+            raise PullError(f"{self.server} sent JSON nested too deeply for {what}") from None
         except requests.RequestException as error:
             raise PullError(f"{self.server} failed {what}: {type(error).__name__}") from error
         if not isinstance(result, list) or not all(
@@ -358,13 +360,14 @@ def _absolute_bulk_data_uris(ds: DicomJson, series_url: str, wado_root: str) -> 
             continue
         uri = elem.get("BulkDataURI")
         if isinstance(uri, str) and uri:
-            if urlsplit(uri).scheme in ("http", "https"):
+            if uri.lower().startswith(("http://", "https://")):
                 elem["BulkDataURI"] = redact_url(uri)
             elif uri.startswith("/"):
                 elem["BulkDataURI"] = origin + uri
             else:
                 elem["BulkDataURI"] = f"{series_url}/{uri}"
-        if elem.get("vr") == "SQ":
-            for item in elem.get("Value") or ():
+        items = elem.get("Value")
+        if elem.get("vr") == "SQ" and isinstance(items, list):  # else refused when normalized
+            for item in items:
                 if isinstance(item, dict):
                     _absolute_bulk_data_uris(item, series_url, wado_root)

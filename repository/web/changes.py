@@ -33,7 +33,7 @@ from ..cli.feed import event_json
 from ..errors import FeedGapError
 from ..events import Event
 from ..store import Store
-from .numbers import INT64_MAX, optional_int
+from .numbers import optional_int
 from .stopping import STOP, OpenStreams
 
 MAX_PAGE = 10_000
@@ -42,13 +42,14 @@ KEEP_ALIVE_SECONDS = 15.0
 
 def _seq(name: str, value: str | None) -> int | None:
     """A change seq (a PostgreSQL ``bigint``), None when absent."""
-    return optional_int(name, value, maximum=INT64_MAX)
+    return optional_int(name, value, maximum=changelog.SEQ_MAX)
 
 
 async def page(request: Request) -> Response:
     """``GET /changes?since=SEQ&limit=N`` (default since 0, limit 1000, at most 10000)."""
     since = _seq("since", request.query_params.get("since")) or 0
-    limit = optional_int("limit", request.query_params.get("limit"), minimum=1, maximum=INT64_MAX)
+    given = request.query_params.get("limit")
+    limit = optional_int("limit", given, minimum=1, maximum=changelog.SEQ_MAX)
     limit = min(limit if limit is not None else 1000, MAX_PAGE)
     store = request.app.state.store
     try:

@@ -15,8 +15,6 @@ from .errors import bad_request
 
 INT32_MAX = 2**31 - 1
 """The largest value of a 32-bit integer column (PostgreSQL ``integer``)."""
-INT64_MAX = 2**63 - 1
-"""The largest value of a 64-bit integer column (PostgreSQL ``bigint``: change seqs)."""
 
 DECIMAL_MAX = 2.0**53
 """The largest magnitude of a decimal parameter (a window's center and width)."""
