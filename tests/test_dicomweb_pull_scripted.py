@@ -318,7 +318,8 @@ def test_bulk_data_uris_are_made_absolute_as_ohif_does(store: Store, scripted: S
     relative, rooted = "bulk/0042", "/elsewhere/0042"
     absolute = f"http://someone:{PASSWORD}@cdn.example/0042"
     first = instance_json(SERIES[0], 1, relative)
-    first["00540016"] = {"vr": "SQ", "Value": [{"00280010": {"vr": "OB", "BulkDataURI": rooted}}]}
+    lut = {"00281201": {"vr": "OW", "BulkDataURI": rooted}}  # RedPaletteColorLookupTableData
+    first["00540016"] = {"vr": "SQ", "Value": [lut]}
     scripted.reply(metadata_path(SERIES[0]), [first, instance_json(SERIES[0], 2, absolute)])
     DicomWebSource(scripted.url).pull(store, studies=[STUDY])
     one = store.get_instance(STUDY, SERIES[0], f"{SERIES[0]}.1")
@@ -328,7 +329,7 @@ def test_bulk_data_uris_are_made_absolute_as_ohif_does(store: Store, scripted: S
     assert one.metadata["PixelData"]["BulkDataURI"] == f"{series_url}/{relative}"
     origin = scripted.url.removesuffix("/dicom-web")
     sequence = one.metadata["RadiopharmaceuticalInformationSequence"]
-    assert sequence[0]["Rows"] == {"BulkDataURI": origin + rooted}
+    assert sequence[0]["RedPaletteColorLookupTableData"] == {"BulkDataURI": origin + rooted}
     assert two.metadata["PixelData"]["BulkDataURI"] == "http://cdn.example/0042"
 
 
