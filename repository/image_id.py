@@ -80,7 +80,10 @@ def strip_frame(image_id: str) -> str:
 def requested_frame(image_id: str) -> int | None:
     """The frame number an imageId names (``/frames/N`` or ``frame=N``), None if none."""
     match = _FRAMES_SUFFIX.search(image_id) or _FRAME_PARAM.search(image_id)
-    return int(match.groups()[-1]) if match else None
+    if match is None:
+        return None
+    digits = match.groups()[-1]
+    return int(digits) if len(digits) <= 18 else 2**63  # past any frame (and int()'s limit)
 
 
 def lookup_keys(image_id: str) -> list[str]:

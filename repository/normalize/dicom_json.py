@@ -9,6 +9,7 @@ from ..errors import InvalidValueError
 from ..validation import scalar
 from .coerce import inline_binary
 from .values import (
+    MAX_SEQUENCE_DEPTH,
     OHIF_EXTRA_KEYS,
     Metadata,
     element_key,
@@ -26,8 +27,9 @@ def is_dicom_json(obj: Mapping[str, Any]) -> bool:
     )
 
 
-def naturalize_dicom_json(obj: Mapping[str, Any]) -> Metadata:
-    """Return the stored form of a DICOM JSON object (OHIF extra keys are passed through)."""
+def naturalize_dicom_json(obj: Mapping[str, Any], depth: int = 0) -> Metadata:
+    """Return the stored form of a DICOM JSON object (OHIF extra keys are passed through);
+    ``depth``: the sequences it lies in."""
     out: Metadata = {}
     for key, elem in obj.items():
         if key in OHIF_EXTRA_KEYS:
@@ -36,13 +38,13 @@ def naturalize_dicom_json(obj: Mapping[str, Any]) -> Metadata:
         if not is_tag_key(key) or not isinstance(elem, Mapping) or "vr" not in elem:
             raise InvalidValueError(f"DICOM JSON key {key!r} is not an 8-hex-digit tag with a vr")
         vr = str(elem["vr"])
-        values = _values(key, vr, elem)
+        values = _values(key, vr, elem, depth)
         name, kw = element_key(int(key, 16), vr)
         out[name] = natural_value(vr, values) if kw else tagged_value(vr, values)
     return out
 
 
-def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
+def _values(key: str, vr: str, elem: Mapping[str, Any], depth: int) -> Any:
     if "BulkDataURI" in elem:
         return {"BulkDataURI": elem["BulkDataURI"]}
     if "InlineBinary" in elem:
@@ -51,7 +53,12 @@ def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
     if not isinstance(raw, list):
         raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")
     if vr == "SQ":
-        return [_item(key, index, item) for index, item in enumerate(raw)]
+        if depth >= MAX_SEQUENCE_DEPTH:
+            raise InvalidValueError(
+                f"DICOM JSON element {key}: sequences nested more than {MAX_SEQUENCE_DEPTH} "
+                "levels deep cannot be stored"
+            )
+        return [_item(key, index, item, depth + 1) for index, item in enumerate(raw)]
     for v in raw:
         if v is not None and not isinstance(v, str | int | float | Mapping):
             raise InvalidValueError(
@@ -60,7 +67,7 @@ def _values(key: str, vr: str, elem: Mapping[str, Any]) -> Any:
     return [scalar(vr, v, key) for v in raw]
 
 
-def _item(key: str, index: int, item: Any) -> Metadata:
+def _item(key: str, index: int, item: Any, depth: int) -> Metadata:
     if item is None:
         return {}
     if not isinstance(item, Mapping):
@@ -68,4 +75,4 @@ def _item(key: str, index: int, item: Any) -> Metadata:
             f"DICOM JSON element {key}[{index}]: a sequence item must be an object, "
             f"got {item!r:.40}"
         )
-    return naturalize_dicom_json(item)
+    return naturalize_dicom_json(item, depth)

@@ -29,7 +29,15 @@ from .coerce import (
 )
 from .dicom_json import is_dicom_json, naturalize_dicom_json
 from .dictionary import tag_for_keyword
-from .values import OHIF_EXTRA_KEYS, Metadata, element_key, is_tag_key, natural_value, tagged_value
+from .values import (
+    MAX_SEQUENCE_DEPTH,
+    OHIF_EXTRA_KEYS,
+    Metadata,
+    element_key,
+    is_tag_key,
+    natural_value,
+    tagged_value,
+)
 
 VR_MAP_KEY = "_vrMap"
 META_KEY = "_meta"
@@ -188,5 +196,10 @@ def _stored(vr: str, value: Any, key: str, where: str, *, tagged: bool) -> Any:
     except InvalidValueError as error:
         raise InvalidValueError(f"{where}{error}") from None
     if vr == "SQ":
+        if where.count("[") >= MAX_SEQUENCE_DEPTH:
+            raise InvalidValueError(
+                f"{where}{key}: sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep "
+                "cannot be stored"
+            )
         values = [check_naturalized(item, f"{where}{key}[{i}].") for i, item in enumerate(values)]
     return tagged_value(vr, values) if tagged else natural_value(vr, values)

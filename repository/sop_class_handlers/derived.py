@@ -43,9 +43,11 @@ def references(sequence: Any, where: str) -> list[dict[str, Any]]:
             )
         out.append(
             {
-                "series_instance_uid": ref.get("SeriesInstanceUID"),
+                "series_instance_uid": _uid(ref.get("SeriesInstanceUID")),
                 "referenced_sop_instance_uids": [
-                    i.get("ReferencedSOPInstanceUID") for i in instances if isinstance(i, Mapping)
+                    _uid(i.get("ReferencedSOPInstanceUID"))
+                    for i in instances
+                    if isinstance(i, Mapping)
                 ],
             }
         )
@@ -92,6 +94,8 @@ _PLUGINS = {"SEG": "dicom-seg", "RTSTRUCT": "dicom-rt", "PMAP": "dicom-pmap"}
 
 
 def _uid(value: Any) -> str | None:
+    """A referenced UID; one stored as several values matches nothing (as in OHIF, where an
+    array is never ``===`` a UID)."""
     return value if isinstance(value, str) and value else None
 
 

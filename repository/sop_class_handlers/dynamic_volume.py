@@ -34,12 +34,12 @@ def time_points(instances: Sequence[Instance]) -> list[list[Instance]] | None:
     first = instances[0].metadata
     frames = js.number(first.get("NumberOfFrames"))
     if frames > 1:
-        return [[instances[0]]] if _multiframe_time_slots(first, int(frames)) > 1 else None
+        return [[instances[0]]] if _multiframe_time_slots(first, frames) > 1 else None
     groups = _cardiac_groups(instances) or _tag_groups(instances)
     return groups if groups is not None and len(groups) > 1 else None
 
 
-def _multiframe_time_slots(md: Mapping[str, Any], frames: int) -> int:
+def _multiframe_time_slots(md: Mapping[str, Any], frames: float) -> int:
     """``handleMultiframe4D``: the number of distinct TimeSlotVector values (0: not 4D)."""
     slots = md.get("TimeSlotVector")
     if not isinstance(slots, list) or len(slots) != frames:

@@ -162,6 +162,13 @@ def template(value: Any) -> str:
     return str(value)
 
 
+def integer(value: Any) -> int | None:
+    """``Number(value)`` as an int, None where JavaScript has NaN or Infinity (a count such as
+    NumberOfFrames kept verbatim as ``"Infinity"`` or ``"1e400"``)."""
+    found = number(value)
+    return int(found) if math.isfinite(found) else None
+
+
 def number_key(value: float) -> str:
     """A JavaScript object key for a number (``String(n)``; -0 prints as 0)."""
     return template(value + 0.0) if not math.isnan(value) else "NaN"

@@ -17,7 +17,9 @@ from ..models import Instance
 from . import jsvalues as js
 from .reconstructable import is_same_orientation, sort_by_distance
 
-_INT_PREFIX = re.compile(r"^\s*([+-]?\d+)")
+_INT_PREFIX = re.compile(r"^\s*([+-]?[0-9]+)")
+_MAX_DIGITS = 400
+"""Digits beyond which parseInt's result is infinite in JavaScript (past 1.8e308)."""
 
 
 def parse_int(value: Any) -> int | None:
@@ -31,7 +33,12 @@ def parse_int(value: Any) -> int | None:
     if isinstance(value, list):
         value = ",".join("" if v is None else str(v) for v in value)
     match = _INT_PREFIX.match(str(value))
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    digits = str(match.group(1))
+    if len(digits) > _MAX_DIGITS:  # JavaScript's parseInt gives +-Infinity; Python refuses
+        return int(-(10**_MAX_DIGITS) if digits.startswith("-") else 10**_MAX_DIGITS)
+    return int(digits)
 
 
 def _compare(a: Any, b: Any) -> int:

@@ -222,13 +222,14 @@ def study_display_sets(
 
 def display_set_image_ids(display_sets: Iterable[DisplaySet], series_uid: str | None) -> list[str]:
     """One imageId per frame, in display order, of the image display sets (of one series, or
-    all), as OHIF's ``getImageIdsForDisplaySet`` builds them: none for display sets without a
-    frame count (SR, SEG, RTSTRUCT...) or unsupported ones."""
+    all), as OHIF's ``getImageIdsForDisplaySet`` builds them: none for display sets without
+    images (no frame count or none: SR, SEG, RTSTRUCT, PDF, KO, PR, ECG, slides) or unsupported
+    ones."""
     return [
         image_id
         for display_set in display_sets
         if series_uid in (None, display_set.series_instance_uid)
-        and display_set.num_image_frames is not None
+        and display_set.num_image_frames  # None or 0: no images (SR, SEG, PDF, KO, ECG...)
         and not display_set.is_unsupported
         for image_id in instance_frame_ids(display_set.instances)
     ]

@@ -70,9 +70,9 @@ def stack_display_sets(instances: Sequence[Instance], context: HandlerContext) -
         if inst.sop_class_uid not in sop_classes.IS_IMAGE and not js.truthy(md.get("Rows")):
             continue
         if is_multi_frame(inst):
-            frames = int(js.number(md.get("NumberOfFrames")))
+            frames = js.integer(md.get("NumberOfFrames"))
             sets.append(make_display_set([inst], context, frames=frames))
-        elif md.get("Modality") in SINGLE_IMAGE_MODALITIES:
+        elif any(js.strict_equal(md.get("Modality"), m) for m in SINGLE_IMAGE_MODALITIES):
             sets.append(make_display_set([inst], context))
         else:
             stackable.append(inst)

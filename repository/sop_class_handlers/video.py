@@ -58,7 +58,7 @@ def video_display_sets(instances: Sequence[Instance], context: HandlerContext) -
                 modality=text(md.get("Modality")),
                 label=series_label({**md, "SeriesDescription": description}, md.get("Modality")),
                 is_derived=True,
-                num_image_frames=int(js.number(frames)) if frames is not None else None,
+                num_image_frames=js.integer(frames) if frames is not None else None,
                 is_multi_frame=False,
                 extras={"transfer_syntax_uid": inst.transfer_syntax_uid},
             )
