@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidValueError
 from .normalize.dictionary import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
-from .normalize.values import MAX_SEQUENCE_DEPTH
+from .normalize.values import MAX_SEQUENCE_DEPTH, nested_too_deep
 
 if TYPE_CHECKING:  # a Dataset in hand means pydicom is loaded: this module does not import it
     from pydicom.dataelem import RawDataElement
@@ -67,10 +66,7 @@ def check_depth(metadata: Mapping[str, Any], source: str) -> None:
     """Raise InvalidValueError if sequences in ``metadata`` nest deeper than the limit."""
     depth = _depth(metadata, 0)
     if depth > MAX_SEQUENCE_DEPTH:
-        raise InvalidValueError(
-            f"{source}: sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep "
-            "cannot be stored"
-        )
+        raise nested_too_deep(source)
 
 
 def _depth(md: Mapping[str, Any], level: int) -> int:

@@ -15,6 +15,7 @@ from .values import (
     element_key,
     is_tag_key,
     natural_value,
+    nested_too_deep,
     tagged_value,
 )
 
@@ -54,10 +55,7 @@ def _values(key: str, vr: str, elem: Mapping[str, Any], depth: int) -> Any:
         raise InvalidValueError(f"DICOM JSON element {key}: Value must be a list")
     if vr == "SQ":
         if depth >= MAX_SEQUENCE_DEPTH:
-            raise InvalidValueError(
-                f"DICOM JSON element {key}: sequences nested more than {MAX_SEQUENCE_DEPTH} "
-                "levels deep cannot be stored"
-            )
+            raise nested_too_deep(f"DICOM JSON element {key}")
         return [_item(key, index, item, depth + 1) for index, item in enumerate(raw)]
     for v in raw:
         if v is not None and not isinstance(v, str | int | float | Mapping):

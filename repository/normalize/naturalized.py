@@ -36,6 +36,7 @@ from .values import (
     element_key,
     is_tag_key,
     natural_value,
+    nested_too_deep,
     tagged_value,
 )
 
@@ -197,9 +198,6 @@ def _stored(vr: str, value: Any, key: str, where: str, *, tagged: bool) -> Any:
         raise InvalidValueError(f"{where}{error}") from None
     if vr == "SQ":
         if where.count("[") >= MAX_SEQUENCE_DEPTH:
-            raise InvalidValueError(
-                f"{where}{key}: sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep "
-                "cannot be stored"
-            )
+            raise nested_too_deep(f"{where}{key}")
         values = [check_naturalized(item, f"{where}{key}[{i}].") for i, item in enumerate(values)]
     return tagged_value(vr, values) if tagged else natural_value(vr, values)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import InvalidValueError
 from ..pydicom_types import is_raw_data_element
 from .dictionary import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 MAX_SEQUENCE_DEPTH = 80
 """Sequences nested deeper than this are refused: DICOM JSON spends three JSON levels on each
 sequence level, and JSON encoders (orjson) stop at 255."""
+
+
+def nested_too_deep(where: str) -> InvalidValueError:
+    """The refusal of sequences nested more than :data:`MAX_SEQUENCE_DEPTH` levels deep."""
+    return InvalidValueError(
+        f"{where}: sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep cannot be stored"
+    )
+
+
 BULK_DATA_THRESHOLD = 1024
 """Binary values longer than this many bytes are stored as a ``BulkDataURI`` reference."""
 
