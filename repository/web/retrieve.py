@@ -84,12 +84,10 @@ def multipart(
     def body() -> Iterator[bytes]:
         for content_type, data in parts:
             yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-            if isinstance(data, Path):
-                yield from FileRegion(data).chunks()
-            elif isinstance(data, FileRegion):
-                yield from data.chunks()
-            else:
+            if isinstance(data, bytes):
                 yield data
+            else:
+                yield from (FileRegion(data) if isinstance(data, Path) else data).chunks()
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 
